@@ -1,0 +1,28 @@
+# Quick start (see README.md):  make demo   and   make test
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "nnforge needs $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+## demo: import, clean up, inspect and run the bundled digits CNN
+demo: $(STAMP)
+	$(BIN)/nnforge demo
+
+## test: the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+bench: $(STAMP)
+	$(BIN)/python bench/float_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
