@@ -1,0 +1,1 @@
+"""nnforge.compiler: ONNX frontend, graph passes, numerics and executors."""

@@ -1,0 +1,115 @@
+"""Build a Relax module for llvm and run it in the Relax VM, with an on-disk build cache.
+
+One of the few modules that import tvm.  The cache key is the caller's fingerprint of the
+model (ONNX bytes, input shapes, pipeline version) plus the TVM and nnforge versions, so an
+unchanged model is compiled once and later runs load the shared library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .errors import InputError
+from .onnx_frontend import TensorSpec
+
+_VERSION = "nnforge-0.1.0/float-1"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nnforge"
+
+
+def cache_key(fingerprint: bytes) -> str:
+    h = hashlib.sha256()
+    h.update(_VERSION.encode())
+    h.update(tvm.__version__.encode())
+    h.update(fingerprint)
+    return h.hexdigest()[:32]
+
+
+class CompiledModule:
+    """A Relax module built for the CPU, callable on numpy arrays."""
+
+    def __init__(self, lib, inputs: list[TensorSpec], output_names: list[str]):
+        self._vm = relax.VirtualMachine(lib, tvm.cpu())
+        self.inputs = inputs
+        self.output_names = output_names
+
+    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        result = self._vm["main"](*(tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays))
+        return _to_numpy(result)
+
+
+def _to_numpy(value) -> list[np.ndarray]:
+    if hasattr(value, "numpy"):
+        return [value.numpy()]
+    out: list[np.ndarray] = []
+    for item in value:
+        out.extend(_to_numpy(item))
+    return out
+
+
+def build(
+    mod: tvm.IRModule,
+    inputs: list[TensorSpec],
+    output_names: list[str],
+    fingerprint: bytes | None = None,
+    cache_dir: Path | None = None,
+) -> CompiledModule:
+    """Compile ``mod`` for llvm, reusing a cached shared library when the fingerprint matches."""
+    if fingerprint is None:
+        return CompiledModule(tvm.compile(mod, target="llvm"), inputs, output_names)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = cache_dir / f"{cache_key(fingerprint)}.so"
+    if path.exists():
+        try:
+            return CompiledModule(tvm.runtime.load_module(str(path)), inputs, output_names)
+        except Exception:  # a truncated or foreign file: rebuild it  # noqa: BLE001
+            path.unlink(missing_ok=True)
+    executable = tvm.compile(mod, target="llvm")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache_dir)
+    os.close(fd)
+    try:
+        executable.export_library(tmp)
+        os.replace(tmp, path)  # atomic: concurrent runs never see half a library
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return CompiledModule(tvm.runtime.load_module(str(path)), inputs, output_names)
+
+
+def check_inputs(specs: list[TensorSpec], arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Check shapes and dtypes against the model's inputs; cast float64 data to float32."""
+    if len(arrays) != len(specs):
+        raise InputError(
+            f"the model takes {len(specs)} input(s) ({', '.join(s.name for s in specs)}), "
+            f"not {len(arrays)}"
+        )
+    out = []
+    for spec, arr in zip(specs, arrays):
+        arr = np.asarray(arr)
+        if arr.dtype == np.float64 and spec.dtype == "float32":
+            arr = arr.astype(np.float32)
+        if str(arr.dtype) != spec.dtype:
+            raise InputError(f"input {spec.name!r} must have dtype {spec.dtype}, not {arr.dtype}")
+        if arr.ndim != len(spec.shape) or any(
+            isinstance(d, int) and d != a for d, a in zip(spec.shape, arr.shape)
+        ):
+            raise InputError(
+                f"input {spec.name!r} must have shape {_fmt(spec.shape)}, not {_fmt(arr.shape)}"
+            )
+        out.append(arr)
+    return out
+
+
+def _fmt(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"

@@ -1,0 +1,108 @@
+"""The user-facing model object: ``nnforge.load(path)`` returns a ``Model``."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from nnforge.compiler import executor, onnx_frontend
+from nnforge.compiler.errors import ModelError
+from nnforge.compiler.onnx_frontend import TensorSpec
+
+
+class Model:
+    """An imported, cleaned-up float model.
+
+    Attributes:
+        onnx: the ONNX model as given.
+        inputs: resolved input specs (only the batch dimension may be symbolic).
+        output_names: the ONNX graph's output names, in order.
+        relax: the cleaned float Relax module (after the cleanup pipeline).
+    """
+
+    def __init__(self, proto: onnx.ModelProto, inputs: list[TensorSpec], relax_mod, source: str):
+        self.onnx = proto
+        self.inputs = inputs
+        self.output_names = [o.name for o in proto.graph.output]
+        self.relax = relax_mod
+        self.source = source
+        self._compiled = None
+        self._fingerprint = hashlib.sha256(
+            proto.SerializeToString(deterministic=True)
+            + repr([(s.name, s.shape, s.dtype) for s in inputs]).encode()
+        ).digest()
+
+    def __repr__(self) -> str:
+        ins = ", ".join(s.describe() for s in self.inputs)
+        return f"<nnforge.Model {self.source} inputs=({ins}) outputs={self.output_names}>"
+
+    def compile(self, cache_dir: str | Path | None = None) -> executor.CompiledModule:
+        """Build (or load from the cache) the llvm executable of the float module."""
+        if self._compiled is None:
+            self._compiled = executor.build(
+                self.relax, self.inputs, self.output_names, self._fingerprint, cache_dir
+            )
+        return self._compiled
+
+    def run(self, *arrays: np.ndarray, cache_dir: str | Path | None = None, **named: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the float model: positional arrays in input order, or keyword arrays by input name."""
+        if named:
+            if arrays:
+                raise TypeError("pass inputs either positionally or by name, not both")
+            missing = [s.name for s in self.inputs if s.name not in named]
+            extra = [k for k in named if k not in {s.name for s in self.inputs}]
+            if missing or extra:
+                raise ModelError(
+                    f"inputs must be named {[s.name for s in self.inputs]}, not {sorted(named)}"
+                )
+            arrays = tuple(named[s.name] for s in self.inputs)
+        checked = executor.check_inputs(self.inputs, list(arrays))
+        outs = self.compile(cache_dir)(checked)
+        return dict(zip(self.output_names, outs))
+
+    def summary(self):
+        """Per-layer op, shapes, parameter count and MACs (``nnforge inspect``)."""
+        from nnforge.compiler.summary import summarize
+
+        return summarize(self.relax)
+
+
+def load(
+    source: str | Path | onnx.ModelProto,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+) -> Model:
+    """Read, validate and import an ONNX model, then run the cleanup pipeline.
+
+    Args:
+        source: a path to an ``.onnx`` file, or an ``onnx.ModelProto``.
+        input_shapes: fixed shapes by input name; only the batch dimension may be left
+            symbolic without one.
+    """
+    from nnforge.compiler import relax_import
+    from nnforge.compiler.passes import cleanup
+
+    proto = onnx_frontend.read_model(source)
+    onnx_frontend.check_model(proto)
+    onnx_frontend.warn_nonfinite(proto)
+    specs = onnx_frontend.resolve_inputs(proto, input_shapes)
+    fixed = onnx_frontend.fold_constant_nodes(onnx_frontend.with_input_shapes(proto, specs))
+    shapes = {s.name: list(s.shape) for s in specs if all(isinstance(d, int) for d in s.shape)}
+    dtypes = {s.name: s.dtype for s in specs}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unknown dimension shapes.*")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the importer prints on failure
+                mod = relax_import.import_onnx(fixed, shapes, dtypes, onnx_frontend.model_opset(proto))
+        except Exception as err:  # noqa: BLE001 - TVM raises many types; name the cause
+            raise ModelError(
+                f"TVM's ONNX importer could not import the model (opset "
+                f"{onnx_frontend.model_opset(proto)}): {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
+    name = str(source) if not isinstance(source, onnx.ModelProto) else (proto.graph.name or "<ModelProto>")
+    return Model(proto, specs, cleanup(mod), name)
