@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 ## demo: import, clean up, inspect and run the bundled digits CNN
 demo: $(STAMP)
-	$(BIN)/nnforge demo
+	$(BIN)/nnforge inspect examples/digits_cnn.onnx
+	$(BIN)/nnforge run examples/digits_cnn.onnx --input examples/digits_test.npz -o out/digits_cnn_logits.npz --force
 
 ## test: the whole test suite
 test: $(STAMP)

@@ -8,6 +8,7 @@ dimension is counted as 1.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from math import prod
 
@@ -69,12 +70,26 @@ def _params(call: relax.Call) -> int:
     return sum(const_value(a).size for a in call.args if is_constant(a) and const_value(a).size > 1)
 
 
-def summarize(mod) -> Summary:
-    """The layer table of ``mod['main']``."""
+_GENERATED = re.compile(r"^(lv|gv)\d*$")  # names the BlockBuilder makes up
+
+
+def _layer_name(var, op: str, index: int, outputs: dict) -> str:
+    if var in outputs:
+        return outputs[var]
+    if _GENERATED.match(var.name):
+        return f"{op}_{index}"
+    return var.name
+
+
+def summarize(mod, output_names: list[str] | None = None) -> Summary:
+    """The layer table of ``mod['main']``; graph outputs are named by ``output_names``."""
     func = mod["main"]
     bindings = [b for block in func.body.blocks for b in block.bindings]
     layers: list[Layer] = []
     by_var: dict = {}  # var -> index of the anchor layer it is the output of
+    body = func.body.body
+    out_vars = list(body.fields) if isinstance(body, relax.Tuple) else [body]
+    outputs = {v: n for v, n in zip(out_vars, output_names or []) if isinstance(v, relax.Var)}
     for binding in bindings:
         value, var = binding.value, binding.var
         op = call_op_name(value)
@@ -89,14 +104,17 @@ def summarize(mod) -> Summary:
         ):
             layer = layers[by_var[value.args[0]]]
             layer.params += const_value(value.args[1]).size
-            layer.name = var.name
+            layer.name = _layer_name(var, layer.op, by_var[value.args[0]], outputs)
             continue
         in_shapes = [
             list(static_shape(a) or []) for a in value.args if isinstance(a, relax.Var)
         ]
+        short = op.removeprefix("relax.").removeprefix("nn.")
+        if op == "relax.matmul" and is_constant(value.args[1]):
+            short = "dense"
         layer = Layer(
-            name=var.name,
-            op=op.removeprefix("relax.").removeprefix("nn."),
+            name=_layer_name(var, short, len(layers), outputs),
+            op=short,
             input_shapes=in_shapes,
             output_shape=list(out_shape),
             params=_params(value),

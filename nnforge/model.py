@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 
 from nnforge.compiler import executor, onnx_frontend
-from nnforge.compiler.errors import ModelError
-from nnforge.compiler.onnx_frontend import TensorSpec
+from nnforge.compiler.errors import InputError, ModelError
+from nnforge.compiler.onnx_frontend import BATCH, TensorSpec
 
 
 class Model:
@@ -66,11 +66,43 @@ class Model:
         outs = self.compile(cache_dir)(checked)
         return dict(zip(self.output_names, outs))
 
+    def predict(
+        self, arrays: list[np.ndarray], batch_size: int = 256, progress=None
+    ) -> dict[str, np.ndarray]:
+        """Run over a whole dataset in batches; outputs are concatenated along axis 0.
+
+        With a symbolic batch dimension, up to ``batch_size`` samples go in one call; with a
+        fixed batch B, the data is cut into chunks of B.  ``progress(done, total)`` is called
+        after each batch.
+        """
+        checked = executor.check_inputs(
+            [TensorSpec(s.name, (BATCH,) + s.shape[1:], s.dtype) for s in self.inputs], arrays
+        )
+        n = len(checked[0])
+        if any(len(a) != n for a in checked):
+            raise InputError(f"all inputs must have the same number of samples, not {[len(a) for a in checked]}")
+        fixed = self.inputs[0].shape[0]
+        step = fixed if isinstance(fixed, int) else max(1, batch_size)
+        if isinstance(fixed, int) and n % step:
+            raise InputError(
+                f"the model's batch dimension is fixed at {step}, so the number of samples must be "
+                f"a multiple of {step}, not {n}; re-import with --input-shape to change it"
+            )
+        compiled = self.compile()
+        chunks: list[list[np.ndarray]] = []
+        for start in range(0, n, step):
+            chunks.append(compiled([a[start : start + step] for a in checked]))
+            if progress is not None:
+                progress(min(start + step, n), n)
+        return {
+            name: np.concatenate([c[i] for c in chunks]) for i, name in enumerate(self.output_names)
+        }
+
     def summary(self):
         """Per-layer op, shapes, parameter count and MACs (``nnforge inspect``)."""
         from nnforge.compiler.summary import summarize
 
-        return summarize(self.relax)
+        return summarize(self.relax, self.output_names)
 
 
 def load(
