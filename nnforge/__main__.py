@@ -1,0 +1,3 @@
+from nnforge.cli import main
+
+main()

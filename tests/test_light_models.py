@@ -1,0 +1,42 @@
+"""The nine full-size "light" models shipped in the onnx wheel: import, clean up, run, and
+match onnxruntime.  Their weights are constants made by ConstantOfShape, so this checks
+scale and op coverage, not accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnforge
+from conftest import LIGHT, ort_run
+
+LIGHT_MODELS = sorted(p.stem for p in LIGHT.glob("light_*.onnx"))
+
+
+def test_all_nine_light_models_are_present():
+    assert len(LIGHT_MODELS) == 9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_model_matches_onnxruntime(name, rng):
+    model = nnforge.load(LIGHT / f"{name}.onnx")
+    spec = model.inputs[0]
+    x = rng.random(size=[1 if isinstance(d, str) else d for d in spec.shape]).astype("float32")
+    ours = model.run(x)
+    ref = ort_run(LIGHT / f"{name}.onnx", {spec.name: x})
+    for got, want in zip(ours.values(), ref):
+        # float path: different conv algorithms; outputs are softmax probabilities
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    summary = model.summary()
+    assert summary.total_params > 1e6 and summary.total_macs > 1e8
+
+
+@pytest.mark.slow
+def test_resnet50_inspect_totals():
+    s = nnforge.load(LIGHT / "light_resnet50.onnx").summary()
+    # Published ResNet-50 figures (He et al. 2016; torchvision): 25.6 M params, 4.1 G MACs.
+    assert abs(s.total_params - 25.6e6) / 25.6e6 < 0.02
+    assert abs(s.total_macs - 4.1e9) / 4.1e9 < 0.02
+    assert sum(layer.op == "conv2d" for layer in s.layers) == 53
+    assert sum(layer.op == "dense" for layer in s.layers) == 1
