@@ -202,7 +202,7 @@ def skip_reason(case: NodeCase) -> str:
     for vi in list(model.graph.input) + list(model.graph.output):
         kind = vi.type.WhichOneof("value")
         if kind != "tensor_type":
-            return f"{kind.removesuffix('_type')} values are outside nnforge's tensor scope ({vi.name!r})"
+            return f"{kind.removesuffix('_type')} inputs/outputs are outside nnforge's tensor scope"
     for node in model.graph.node:
         if node.op_type == "Dropout":
             if len([o for o in node.output if o]) > 1:
