@@ -145,7 +145,9 @@ class QuantConfig:
         """One line, e.g. "w4a8 per-channel float-scale RND/SAT entropy; 2 layer overrides"."""
         d = self.default
         widths = f"w{d.weight_bits}a{d.act_bits}"
-        calibration = f"percentile-{d.percentile:g}" if d.calibration == "percentile" else d.calibration
+        calibration = d.calibration
+        if calibration == "percentile":
+            calibration = f"percentile-{d.percentile:g}"
         words = [f"auto-{widths}" if self.auto else widths,
                  "per-channel" if d.per_channel else "per-tensor",
                  f"{d.scale_mode}-scale", f"{d.rounding}/{d.overflow}", calibration]

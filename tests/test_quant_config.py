@@ -97,7 +97,8 @@ def test_precedence_default_then_op_type_then_layer():
 
 
 def test_layer_override_can_reset_act_signed_to_quantizer_choice():
-    config = parse_config({"default": {"act_signed": True}, "layers": {"relu": {"act_signed": None}}})
+    config = parse_config({"default": {"act_signed": True},
+                           "layers": {"relu": {"act_signed": None}}})
     assert config.for_layer("relu", "relu").act_signed is None
     assert config.for_layer("other", "relu").act_signed is True
 
