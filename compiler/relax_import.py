@@ -1,20 +1,24 @@
 """Adapter around TVM's ONNX importer (``tvm.relax.frontend.onnx``).
 
-One of the few modules that import tvm.  It adds one thing to the stock importer: each
-ONNX node's result is bound to a Relax variable named after the node, so that layer names
-survive into the Relax module, the inspect table, per-layer reports and, sanitised,
-generated sources.
+One of the few modules that import tvm.  It changes two things in the stock importer:
+
+* each ONNX node's result is bound to a Relax variable named after the node, so that layer
+  names survive into the Relax module, the inspect table, per-layer reports and,
+  sanitised, generated sources;
+* Clip and constant Pad become the high-level ``R.clip`` / ``R.nn.pad`` instead of opaque
+  ``call_tir`` kernels, so the quantizer and backends can match them.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
 from .ops import SUPPORTED_OPS
-from .relax_utils import is_constant
+from .relax_utils import const, const_value, is_constant
 
 # Ops whose result is worth a name: real compute on activations.  Constant-producing ops
 # are left unbound, because the stock converters look through them for constant values.
@@ -26,11 +30,75 @@ def node_display_name(node: onnx.NodeProto) -> str:
     return node.name or (node.output[0] if node.output else node.op_type)
 
 
+def _const_scalar(expr) -> float | None:
+    if expr is None:
+        return None
+    if not is_constant(expr):
+        raise _NotHighLevel
+    return float(const_value(expr).reshape(()))
+
+
+class _NotHighLevel(Exception):
+    pass
+
+
+def _clip(inputs, attrs, opset):
+    """Clip with constant bounds as ``R.clip`` (the stock converter emits opaque call_tir)."""
+    try:
+        if opset < 11:
+            lo, hi = attrs.get("min"), attrs.get("max")
+        else:
+            lo = _const_scalar(inputs[1] if len(inputs) > 1 else None)
+            hi = _const_scalar(inputs[2] if len(inputs) > 2 else None)
+    except _NotHighLevel:
+        return None
+    x = inputs[0]
+    if lo is not None and hi is not None:
+        return relax.op.clip(x, float(lo), float(hi))
+    if lo is not None:
+        return relax.op.maximum(x, const(np.asarray(lo, dtype=x.ty.dtype)))
+    if hi is not None:
+        return relax.op.minimum(x, const(np.asarray(hi, dtype=x.ty.dtype)))
+    return x
+
+
+def _pad(inputs, attrs, opset):
+    """Constant-mode Pad with constant pads as ``R.nn.pad`` (the stock one emits call_tir)."""
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        return None
+    if opset < 11:
+        pads, value = attrs.get("pads"), float(attrs.get("value", 0.0))
+    else:
+        if len(inputs) > 3 and inputs[3] is not None:  # explicit axes: leave to TVM
+            return None
+        if not is_constant(inputs[1]):
+            return None
+        pads = const_value(inputs[1]).tolist()
+        try:
+            value = _const_scalar(inputs[2] if len(inputs) > 2 else None) or 0.0
+        except _NotHighLevel:
+            return None
+    half = len(pads) // 2
+    width = [int(v) for pair in zip(pads[:half], pads[half:]) for v in pair]
+    if any(v < 0 for v in width):
+        return None  # negative pads crop; TVM's converter handles them
+    return relax.op.nn.pad(inputs[0], width, pad_value=float(value))
+
+
+_HIGH_LEVEL = {"Clip": _clip, "Pad": _pad}
+
+
 class _NamingImporter(_tvm_onnx.ONNXGraphImporter):
     """The stock importer, binding each compute node's result to a var named after it."""
 
     def _convert_operator(self, op_name, inputs, attrs, opset):
-        sym = super()._convert_operator(op_name, inputs, attrs, opset)
+        sym = _HIGH_LEVEL.get(op_name, lambda *_: None)(inputs, attrs, opset)
+        if sym is None:
+            sym = super()._convert_operator(op_name, inputs, attrs, opset)
+        else:
+            sym = self.bb.normalize(sym)
         name = attrs.get("tvm_custom", {}).get("name", "")
         if (
             name

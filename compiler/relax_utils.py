@@ -14,7 +14,8 @@ from tvm.ir.expr import Constant
 
 
 def is_constant(expr) -> bool:
-    return isinstance(expr, Constant)
+    """A Relax tensor constant (not a scalar PrimExpr such as R.clip's FloatImm bounds)."""
+    return isinstance(expr, Constant) and hasattr(getattr(expr, "value", None), "numpy")
 
 
 def const_value(expr) -> np.ndarray:
