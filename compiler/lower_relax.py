@@ -115,7 +115,7 @@ class _Lowerer:
 
     def global_avg_pool(self, node: QNode, xs, out: QType):
         x = self.emit(relax.op.astype(xs[0], "int64"))
-        s = self.emit(relax.op.sum(x, axis=[2, 3], keepdims=True))
+        s = self.emit(relax.op.sum(x, axis=[2, 3], keepdims=node.attrs.get("keepdims", True)))
         return self.requant(s, node.attrs, out, None, node.name)
 
     def add(self, node: QNode, xs, out: QType):

@@ -74,7 +74,8 @@ def avg_pool2d(node: QNode, xs, out_type) -> np.ndarray:
 
 
 def global_avg_pool(node: QNode, xs, out_type) -> np.ndarray:
-    return _requant(xs[0].astype(np.int64).sum(axis=(2, 3), keepdims=True), node.attrs, out_type)
+    keep = node.attrs.get("keepdims", True)
+    return _requant(xs[0].astype(np.int64).sum(axis=(2, 3), keepdims=keep), node.attrs, out_type)
 
 
 def add(node: QNode, xs, out_type) -> np.ndarray:

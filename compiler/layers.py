@@ -1,0 +1,247 @@
+"""Group a cleaned float Relax module into layers, the unit the quantizer works on.
+
+A layer is an anchor op plus what fuses into it, e.g. ``conv2d -> add(bias) -> relu``.
+Each layer records its float parameters and the Relax variable holding its output, so that
+calibration can observe exactly the tensors the integer model will produce.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tvm import relax
+
+from .errors import ModelError
+from .relax_utils import call_op_name, const_value, is_constant, static_shape
+
+_GENERATED = re.compile(r"^(lv|gv)\d*$")
+
+LUT_FUNCS = {
+    "relax.sigmoid": ("sigmoid", lambda x, a: 1.0 / (1.0 + np.exp(-x))),
+    "relax.tanh": ("tanh", lambda x, a: np.tanh(x)),
+    "relax.nn.leakyrelu": ("leaky_relu", lambda x, a: np.where(x >= 0, x, x * a["alpha"])),
+}
+# ops that move codes without changing scale
+PASSTHROUGH = {"max_pool2d", "reshape", "transpose", "pad", "concat", "clip"}
+# layers that may absorb a following bias add / activation clamp
+_FUSES_BIAS = {"conv2d", "dense"}
+_FUSES_ACT = {"conv2d", "dense", "add", "mul", "avg_pool2d", "global_avg_pool"}
+
+
+@dataclass
+class FloatLayer:
+    op: str
+    name: str
+    inputs: list  # relax vars (activations)
+    output: Any  # relax var holding the layer's float output
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def act(self) -> tuple[float | None, float | None]:
+        """Fused activation clamp (lo, hi) in real units; (None, None) when none."""
+        return self.attrs.get("act", (None, None))
+
+
+def _users(func) -> dict:
+    counts: dict = {}
+
+    def visit(e):
+        if isinstance(e, relax.Var):
+            counts[e] = counts.get(e, 0) + 1
+        elif isinstance(e, relax.Tuple):
+            for f in e.fields:
+                visit(f)
+        elif isinstance(e, relax.TupleGetItem):
+            visit(e.tuple_value)
+        elif isinstance(e, relax.Call):
+            for a in e.args:
+                visit(a)
+
+    for block in func.body.blocks:
+        for b in block.bindings:
+            visit(b.value)
+    visit(func.body.body)
+    return counts
+
+
+def _name(var, op: str, index: int) -> str:
+    return f"{op}_{index}" if _GENERATED.match(var.name) else var.name
+
+
+def _clamp_bounds(call) -> tuple[float | None, float | None] | None:
+    """(lo, hi) of relu / clip / maximum(x, c) / minimum(x, c); None for other ops."""
+    op = call_op_name(call)
+    if op == "relax.nn.relu":
+        return 0.0, None
+    if op == "relax.clip":
+        return float(call.args[1].value), float(call.args[2].value)
+    if op in ("relax.maximum", "relax.minimum") and is_constant(call.args[1]):
+        c = const_value(call.args[1])
+        if c.size == 1:
+            v = float(c.reshape(()))
+            return (v, None) if op == "relax.maximum" else (None, v)
+    return None
+
+
+def _merge_act(old, new):
+    lo = max(x for x in (old[0], new[0]) if x is not None) if (old[0] is not None or new[0] is not None) else None
+    hi = min(x for x in (old[1], new[1]) if x is not None) if (old[1] is not None or new[1] is not None) else None
+    return lo, hi
+
+
+def _pool_attrs(call) -> dict:
+    a = call.attrs
+    pad = [int(p) for p in a.padding]
+    return dict(pool_size=tuple(int(p) for p in a.pool_size), strides=tuple(int(s) for s in a.strides),
+                padding=tuple(pad), dilation=tuple(int(d) for d in a.dilation), ceil_mode=bool(a.ceil_mode),
+                count_include_pad=bool(getattr(a, "count_include_pad", False)))
+
+
+def float_layers(mod) -> tuple[list[FloatLayer], list[str]]:
+    """The layers of ``mod['main']`` in order, and the names of ops left on the host."""
+    func = mod["main"]
+    users = _users(func)
+    layers: list[FloatLayer] = []
+    producer: dict = {}  # var -> layer index whose output it is
+    activations = set(func.params)
+    host: list[str] = []
+
+    def fusable(var, ops) -> FloatLayer | None:
+        if var in producer and users.get(var, 0) == 1:
+            layer = layers[producer[var]]
+            if layer.op in ops and layer.output.same_as(var):
+                return layer
+        return None
+
+    def new(op, var, inputs, **attrs):
+        layers.append(FloatLayer(op, _name(var, op, len(layers)), list(inputs), var, attrs))
+        producer[var] = len(layers) - 1
+        activations.add(var)
+
+    def extend(layer, var):
+        if _GENERATED.match(layer.output.name) and layer.name.startswith(f"{layer.op}_") and not _GENERATED.match(var.name):
+            layer.name = var.name  # the ONNX node's name sits on its last binding (e.g. the bias add)
+        layer.output = var
+        producer[var] = layers.index(layer)
+        activations.add(var)
+
+    for block in func.body.blocks:
+        for b in block.bindings:
+            var, call = b.var, b.value
+            op = call_op_name(call)
+            if op is None:
+                raise ModelError(f"layer {var.name!r}: a {type(call).__name__} binding has no integer form")
+            args = list(call.args)
+            acts = [a for a in args if a in activations]
+            label = f"layer {var.name!r} ({op.removeprefix('relax.')})"
+            bounds = _clamp_bounds(call)
+            if bounds is not None and acts:
+                layer = fusable(args[0], _FUSES_ACT)
+                if layer is not None:
+                    layer.attrs["act"] = _merge_act(layer.act, bounds)
+                    extend(layer, var)
+                else:
+                    new("clip", var, acts, act=bounds)
+            elif op == "relax.nn.conv2d" and is_constant(args[1]):
+                a = call.attrs
+                if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW":
+                    raise ModelError(f"{label}: conv2d must be NCHW/OIHW, not {a.data_layout}/{a.kernel_layout}")
+                w = const_value(args[1])
+                new("conv2d", var, acts, weight=w, bias=np.zeros(w.shape[0]),
+                    strides=tuple(int(s) for s in a.strides), padding=tuple(int(p) for p in a.padding),
+                    dilation=tuple(int(d) for d in a.dilation), groups=int(a.groups))
+            elif op == "relax.matmul" and is_constant(args[1]) and const_value(args[1]).ndim == 2:
+                w = const_value(args[1])
+                new("dense", var, acts, weight=w, bias=np.zeros(w.shape[1]))
+            elif op in ("relax.add", "relax.multiply") and len(acts) == 1 and is_constant(args[1]):
+                c = const_value(args[1]).astype(np.float64)
+                layer = fusable(args[0], _FUSES_BIAS) if op == "relax.add" else None
+                if layer is not None and "act" not in layer.attrs:
+                    n = layer.attrs["bias"].shape[0]
+                    layer.attrs["bias"] = layer.attrs["bias"] + np.broadcast_to(c.reshape(-1), (n,)) if c.size in (1, n) else None
+                    if layer.attrs["bias"] is None:
+                        raise ModelError(f"{label}: bias of shape {list(c.shape)} does not fit {n} channels")
+                    extend(layer, var)
+                    continue
+                # a per-channel affine (standalone BatchNorm): a depthwise 1x1 conv or diagonal dense
+                shape = static_shape(var)
+                ch = shape[1] if shape and len(shape) >= 2 else None
+                if not isinstance(ch, int) or c.size not in (1, ch) or len(shape) not in (2, 4):
+                    raise ModelError(f"{label}: elementwise {op.removeprefix('relax.')} with a constant of "
+                                     f"shape {list(c.shape)} has no integer form (per-channel on axis 1 only)")
+                vec = np.broadcast_to(c.reshape(-1), (ch,)).astype(np.float64)
+                scale = vec if op == "relax.multiply" else np.ones(ch)
+                bias = vec if op == "relax.add" else np.zeros(ch)
+                if len(shape) == 4:
+                    new("conv2d", var, acts, weight=scale.reshape(ch, 1, 1, 1), bias=bias, strides=(1, 1),
+                        padding=(0, 0, 0, 0), dilation=(1, 1), groups=ch)
+                else:
+                    new("dense", var, acts, weight=np.diag(scale), bias=bias)
+            elif op in ("relax.add", "relax.multiply") and len(acts) == 2:
+                new("add" if op == "relax.add" else "mul", var, acts)
+            elif op == "relax.nn.max_pool2d":
+                new("max_pool2d", var, acts, **_pool_attrs(call))
+            elif op == "relax.nn.avg_pool2d":
+                attrs = _pool_attrs(call)
+                if any(attrs["padding"]) and not attrs["count_include_pad"]:
+                    raise ModelError(f"{label}: average pooling with padding must count the padding "
+                                     "(count_include_pad=1) to have an integer form")
+                if attrs["dilation"] != (1, 1) or attrs["ceil_mode"]:
+                    raise ModelError(f"{label}: average pooling with dilation or ceil_mode has no integer form")
+                new("avg_pool2d", var, acts, **attrs)
+            elif op in ("relax.mean", "relax.max") and [int(x) for x in call.attrs.axis] in ([2, 3], [-2, -1]):
+                shape = static_shape(args[0])
+                if op == "relax.mean":
+                    new("global_avg_pool", var, acts, keepdims=bool(call.attrs.keepdims), window=shape[2] * shape[3])
+                else:
+                    new("max_pool2d", var, acts, pool_size=(shape[2], shape[3]), strides=(1, 1),
+                        padding=(0, 0, 0, 0), dilation=(1, 1), ceil_mode=False, keepdims=bool(call.attrs.keepdims))
+            elif op in LUT_FUNCS:
+                fname, fn = LUT_FUNCS[op]
+                attrs = {"alpha": float(call.attrs.alpha)} if op == "relax.nn.leakyrelu" else {}
+                new("lut", var, acts, fn=fn, fn_name=fname, **attrs)
+            elif op == "relax.reshape":
+                shape = static_shape(var)
+                new("reshape", var, acts, shape=tuple(-1 if isinstance(d, str) else d for d in shape))
+            elif op == "relax.permute_dims":
+                axes = call.attrs.axes
+                new("transpose", var, acts, axes=None if axes is None else tuple(int(x) for x in axes))
+            elif op == "relax.concat":
+                new("concat", var, [f for f in args[0].fields], axis=int(call.attrs.axis))
+            elif op == "relax.nn.pad":
+                width = [int(x) for x in call.attrs.pad_width]
+                if float(call.attrs.pad_value) != 0.0:
+                    raise ModelError(f"{label}: padding with {float(call.attrs.pad_value)} has no integer form (only 0)")
+                new("pad", var, acts, pads=tuple(width[0::2]) + tuple(width[1::2]))
+            elif op == "relax.nn.softmax":
+                new("softmax", var, acts, axis=int(call.attrs.axis))
+            else:
+                raise ModelError(f"{label}: nnforge has no integer form for {op.removeprefix('relax.')}")
+    # a trailing softmax stays on the host, in float
+    outputs = func.body.body
+    out_vars = list(outputs.fields) if isinstance(outputs, relax.Tuple) else [outputs]
+    for layer in [l for l in layers if l.op == "softmax"]:
+        if not any(layer.output.same_as(v) for v in out_vars):
+            raise ModelError(f"layer {layer.name!r}: softmax is only supported as the model's last op (on the host)")
+        host.append(layer.name)
+    return layers, host
+
+
+def traced_module(mod, layers: list[FloatLayer]):
+    """A copy of ``mod`` whose ``main`` returns every layer's output (for calibration and SQNR)."""
+    from tvm import relax as rx
+
+    func = rx.transform.ToNonDataflow()(mod)["main"]
+    # ToNonDataflow keeps the same Var objects only by name: map by name
+    by_name = {b.var.name: b.var for blk in func.body.blocks for b in blk.bindings}
+    outs = [by_name[layer.output.name] for layer in layers]
+    body = rx.SeqExpr(func.body.blocks, rx.Tuple(outs))
+    new_func = rx.Function(func.params, body, ret_ty=rx.TupleType([v.ty for v in outs]), is_pure=True)
+    import tvm
+
+    new_mod = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"})
+    new_mod["main"] = new_func
+    return new_mod

@@ -1,0 +1,142 @@
+"""Quantized models: calibration, the integer module, and bit-accurate simulation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nnforge.compiler import executor, reference
+from nnforge.compiler.calibration import TensorStats
+from nnforge.compiler.errors import InputError
+from nnforge.compiler.layers import FloatLayer, float_layers, traced_module
+from nnforge.compiler.qgraph import QGraph
+from nnforge.compiler.quant_config import QuantConfig, parse_config
+from nnforge.model import Model
+
+Progress = Callable[[int, int], None] | None
+
+
+def _batches(arrays: list[np.ndarray], batch_size: int):
+    n = len(arrays[0])
+    for start in range(0, n, batch_size):
+        yield start, [a[start : start + batch_size] for a in arrays]
+
+
+class FloatTrace:
+    """The float model compiled to return every layer's output (calibration, SQNR)."""
+
+    def __init__(self, model: Model, layers: list[FloatLayer]):
+        self.model, self.layers = model, layers
+        self._compiled = executor.build(traced_module(model.relax, layers), model.inputs, [l.name for l in layers])
+
+    def __call__(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self._compiled(arrays)
+        return {layer.output.name: o for layer, o in zip(self.layers, outs)}
+
+
+def calibrate(model: Model, arrays: list[np.ndarray], layers: list[FloatLayer] | None = None,
+              batch_size: int = 256, progress: Progress = None) -> dict[str, TensorStats]:
+    """Statistics of every model input and every layer output over the calibration data."""
+    layers = layers if layers is not None else float_layers(model.relax)[0]
+    arrays = executor.check_inputs(_batched_specs(model), arrays)
+    trace = FloatTrace(model, layers)
+    stats: dict[str, TensorStats] = {}
+    n = len(arrays[0])
+    for start, batch in _batches(arrays, batch_size):
+        values = dict(zip((s.name for s in model.inputs), batch))
+        values.update(trace(batch))
+        for name, value in values.items():
+            try:
+                stats.setdefault(name, TensorStats()).update(value)
+            except ValueError as err:
+                raise InputError(f"calibration tensor {name!r}: {err}") from None
+        if progress:
+            progress(min(start + batch_size, n), n)
+    return stats
+
+
+def _batched_specs(model: Model):
+    from nnforge.compiler.onnx_frontend import BATCH, TensorSpec
+
+    return [TensorSpec(s.name, (BATCH,) + s.shape[1:], s.dtype) for s in model.inputs]
+
+
+@dataclass
+class QuantizedModel:
+    """A float model, its quantized graph, and the integer Relax module lowered from it."""
+
+    float_model: Model
+    graph: QGraph
+    layers: list[FloatLayer]
+    config: QuantConfig
+    _compiled: object = field(default=None, repr=False)
+
+    @property
+    def relax(self):
+        from nnforge.compiler.lower_relax import lower
+
+        return lower(self.graph)
+
+    def compile(self):
+        if self._compiled is None:
+            import tvm
+            from tvm import relax
+
+            lib = tvm.compile(self.relax, target="llvm")
+            self._compiled = relax.VirtualMachine(lib, tvm.cpu())
+        return self._compiled
+
+    def _call(self, fname: str, codes: list[np.ndarray]) -> list[np.ndarray]:
+        import tvm
+
+        out = self.compile()[fname](*(tvm.runtime.tensor(np.ascontiguousarray(c)) for c in codes))
+        return executor._to_numpy(out)
+
+    def quantize_inputs(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return self.graph.quantize_inputs(executor.check_inputs(_batched_specs(self.float_model), arrays))
+
+    def trace(self, codes: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every node's output codes from the TVM integer build."""
+        return dict(zip(self.graph.node_outputs(), self._call("trace", codes)))
+
+    def reference(self, codes: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every tensor's codes from the numpy reference interpreter."""
+        return reference.run(self.graph, codes)
+
+    def predict(self, arrays: list[np.ndarray], batch_size: int = 256, progress: Progress = None) -> dict[str, np.ndarray]:
+        """Dequantized outputs of the integer model over a dataset (host softmax applied)."""
+        arrays = executor.check_inputs(_batched_specs(self.float_model), arrays)
+        chunks = []
+        n = len(arrays[0])
+        for start, batch in _batches(arrays, batch_size):
+            codes = self.graph.quantize_inputs(batch)
+            chunks.append(self._call("main", codes))
+            if progress:
+                progress(min(start + batch_size, n), n)
+        outs = {}
+        for i, name in enumerate(self.graph.outputs):
+            real = self.graph.dequantize(name, np.concatenate([c[i] for c in chunks]))
+            if self.graph.host_ops:
+                real = _softmax(real)
+            outs[self.float_model.output_names[i]] = real.astype(np.float32)
+        return outs
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def quantize(model: Model, calib: list[np.ndarray], config=None, batch_size: int = 256,
+             progress: Progress = None) -> QuantizedModel:
+    """Calibrate ``model`` on ``calib`` (arrays, one per input) and build its integer model."""
+    from nnforge.compiler.quantize import quantize_model
+
+    cfg = parse_config(config)
+    layers, host = float_layers(model.relax)
+    stats = calibrate(model, calib, layers, batch_size, progress)
+    graph = quantize_model(layers, host, model.inputs, stats, cfg, model.output_names)
+    return QuantizedModel(model, graph, layers, cfg)
