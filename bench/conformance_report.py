@@ -2,8 +2,10 @@
 
 Runs every selected node case (tests/conformance/node_cases.py: the cases of
 ``onnx.backend.test.loader.load_model_tests(kind="node")`` whose ops are all supported)
-through ``nnforge.load`` + ``Model.run`` and prints: the totals, passed/failed/skipped per
-op, every failure with its one-line reason, and the skip reasons grouped with counts.
+through ``nnforge.load`` + ``Model.run``, as given and, where it differs, with its non-first
+inputs as initializers (the "constants" variant), and prints: the totals, passed/failed/
+skipped per op, every failure with its one-line reason, and the skip reasons grouped with
+counts.
 It also writes the same tables to docs/conformance.md: generated, deterministic (no
 timestamps, no paths, no timings), so a diff shows exactly what changed.
 
@@ -24,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conformance.node_cases import (  # noqa: E402
+    AS_GIVEN,
     ATOL,
+    CONSTANTS,
     FAILED,
     PASSED,
     RTOL,
@@ -32,6 +36,7 @@ from conformance.node_cases import (  # noqa: E402
     STATIC_OPERANDS,
     SUITE_TOLERANCE,
     CaseResult,
+    constants_variant_applies,
     run_case,
     selected_cases,
 )
@@ -39,13 +44,20 @@ from conformance.node_cases import (  # noqa: E402
 from nnforge.compiler.ops import SUPPORTED_OPS  # noqa: E402
 
 
-def per_op(results: list[CaseResult]) -> dict[str, Counter]:
-    """Status counts per supported op; a case counts once under each op its graph uses."""
-    table: dict[str, Counter] = {op: Counter() for op in sorted(SUPPORTED_OPS)}
+def per_op(results: list[CaseResult]) -> dict[str, dict[str, Counter]]:
+    """Status counts per supported op and variant; a case counts under each op it uses."""
+    table: dict[str, dict[str, Counter]] = {
+        op: {AS_GIVEN: Counter(), CONSTANTS: Counter()} for op in sorted(SUPPORTED_OPS)
+    }
     for r in results:
         for op in r.ops:
-            table.setdefault(op, Counter())[r.status] += 1
+            table.setdefault(op, {AS_GIVEN: Counter(), CONSTANTS: Counter()})[r.variant][r.status] += 1
     return table
+
+
+def totals_line(results: list[CaseResult], variant: str) -> str:
+    t = Counter(r.status for r in results if r.variant == variant)
+    return f"{sum(t.values())} cases: {t[PASSED]} passed, {t[FAILED]} failed, {t[SKIPPED]} skipped"
 
 
 def skip_groups(results: list[CaseResult]) -> list[tuple[str, int]]:
@@ -54,19 +66,24 @@ def skip_groups(results: list[CaseResult]) -> list[tuple[str, int]]:
 
 
 def render_text(results: list[CaseResult]) -> str:
-    totals = Counter(r.status for r in results)
+    skipped = sum(r.status == SKIPPED for r in results)
     lines = [
-        f"ONNX node conformance: {len(results)} selected cases: {totals[PASSED]} passed, "
-        f"{totals[FAILED]} failed, {totals[SKIPPED]} skipped",
+        f"ONNX node conformance, selected cases as given: {totals_line(results, AS_GIVEN)}",
+        f"constants variant (non-first inputs as initializers): {totals_line(results, CONSTANTS)}",
         "",
-        f"{'op':<20} {'cases':>5} {'pass':>5} {'fail':>5} {'skip':>5}",
+        f"{'':<20} {'as given':^23} | {'constants':^17}",
+        f"{'op':<20} {'cases':>5} {'pass':>5} {'fail':>5} {'skip':>5} | {'cases':>5} {'pass':>5} {'fail':>5}",
     ]
-    for op, c in per_op(results).items():
-        lines.append(f"{op:<20} {sum(c.values()):>5} {c[PASSED]:>5} {c[FAILED]:>5} {c[SKIPPED]:>5}")
+    for op, v in per_op(results).items():
+        a, c = v[AS_GIVEN], v[CONSTANTS]
+        lines.append(
+            f"{op:<20} {sum(a.values()):>5} {a[PASSED]:>5} {a[FAILED]:>5} {a[SKIPPED]:>5} | "
+            f"{sum(c.values()):>5} {c[PASSED]:>5} {c[FAILED]:>5}"
+        )
     failures = [r for r in results if r.status == FAILED]
     lines += ["", f"failures ({len(failures)}):"]
-    lines += [f"  {r.name} ({', '.join(r.ops)}): {r.reason}" for r in failures] or ["  none"]
-    lines += ["", f"skip reasons ({totals[SKIPPED]} cases):"]
+    lines += [f"  {r.label} ({', '.join(r.ops)}): {r.reason}" for r in failures] or ["  none"]
+    lines += ["", f"skip reasons ({skipped} cases):"]
     lines += [f"  {n:>3}  {reason}" for reason, n in skip_groups(results)] or ["  none"]
     return "\n".join(lines)
 
@@ -79,7 +96,7 @@ def render_markdown(results: list[CaseResult]) -> str:
     import onnx
     import tvm
 
-    totals = Counter(r.status for r in results)
+    skipped = sum(r.status == SKIPPED for r in results)
     static = ", ".join(f"{op} inputs {list(pos)}" for op, pos in sorted(STATIC_OPERANDS.items()))
     out = [
         "# ONNX node conformance",
@@ -92,8 +109,8 @@ def render_markdown(results: list[CaseResult]) -> str:
         f"at rtol={RTOL:g}, atol={ATOL:g}. The pytest form is `tests/test_onnx_node_conformance.py` "
         "(marked slow).",
         "",
-        f"**{len(results)} cases: {totals[PASSED]} passed, {totals[FAILED]} failed, "
-        f"{totals[SKIPPED]} skipped.**",
+        f"- **As given: {totals_line(results, AS_GIVEN)}.**",
+        f"- **Constants variant: {totals_line(results, CONSTANTS)}.**",
         "",
         "How cases are run:",
         "",
@@ -102,6 +119,10 @@ def render_markdown(results: list[CaseResult]) -> str:
         "generator makes every operand an input.",
         "- An input shape nnforge cannot resolve (dynamic non-batch dimension) is given from the "
         "test data, as `--input-shape` would.",
+        "- The constants variant runs each case that has more than one remaining input again with "
+        "every input after the first bound as an initializer: that is how exported models carry "
+        "weights, biases, BN statistics and clip bounds, and it goes through nnforge's own import "
+        "and folding code rather than TVM's generic converters. Its tests are named `<case>-constants`.",
         "- A case skips only for a reason outside nnforge's float32 inference scope, decided from "
         "the model and data before it runs, or for a deliberate `NNForgeError` rejection; a wrong "
         "result or any other error is a failure.",
@@ -114,22 +135,31 @@ def render_markdown(results: list[CaseResult]) -> str:
         "",
         "A case counts once under each op its graph uses.",
         "",
-        "| op | cases | passed | failed | skipped |",
-        "|---|---:|---:|---:|---:|",
+        "| op | cases | passed | failed | skipped | constants: cases | passed | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for op, c in per_op(results).items():
-        out.append(f"| {op} | {sum(c.values())} | {c[PASSED]} | {c[FAILED]} | {c[SKIPPED]} |")
+    for op, v in per_op(results).items():
+        a, c = v[AS_GIVEN], v[CONSTANTS]
+        out.append(
+            f"| {op} | {sum(a.values())} | {a[PASSED]} | {a[FAILED]} | {a[SKIPPED]} "
+            f"| {sum(c.values())} | {c[PASSED]} | {c[FAILED]} |"
+        )
     failures = [r for r in results if r.status == FAILED]
     out += ["", f"## Failures ({len(failures)})", ""]
     if failures:
         out += ["| case | ops | reason |", "|---|---|---|"]
-        out += [f"| `{r.name}` | {', '.join(r.ops)} | {_cell(r.reason)} |" for r in failures]
+        out += [f"| `{r.label}` | {', '.join(r.ops)} | {_cell(r.reason)} |" for r in failures]
     else:
         out.append("None.")
-    out += ["", f"## Skip reasons ({totals[SKIPPED]} cases)", "", "| cases | reason |", "|---:|---|"]
+    out += ["", f"## Skip reasons ({skipped} cases)", "", "| cases | reason |", "|---:|---|"]
     out += [f"| {n} | {_cell(reason)} |" for reason, n in skip_groups(results)]
-    out += ["", "## Every case", "", "| case | ops | result |", "|---|---|---|"]
-    out += [f"| `{r.name}` | {', '.join(r.ops)} | {r.status} |" for r in results]
+    out += ["", "## Every case", "", "| case | ops | as given | constants |", "|---|---|---|---|"]
+    const = {r.name: r.status for r in results if r.variant == CONSTANTS}
+    out += [
+        f"| `{r.name}` | {', '.join(r.ops)} | {r.status} | {const.get(r.name, '')} |"
+        for r in results
+        if r.variant == AS_GIVEN
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -142,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     cases = selected_cases()
     loaded = time.perf_counter()
     results = [run_case(case) for case in cases]
+    results += [run_case(case, CONSTANTS) for case in cases if constants_variant_applies(case)]
     done = time.perf_counter()
     print(render_text(results))
-    print(f"\nloading the node suite took {loaded - start:.1f} s, running {len(cases)} cases {done - loaded:.1f} s")
+    print(f"\nloading the node suite took {loaded - start:.1f} s, running {len(results)} cases {done - loaded:.1f} s")
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(render_markdown(results))
     print(f"wrote {args.markdown}")

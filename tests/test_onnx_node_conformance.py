@@ -1,15 +1,26 @@
 """ONNX backend node conformance for the supported ops (see tests/conformance/node_cases.py).
 
-One test per selected case, named after it.  A case outside nnforge's float32 inference
-scope skips with its stated reason; anything else that goes wrong fails with nnforge's
-error or the output mismatch.  ``python bench/conformance_report.py`` prints the summary.
+One test per selected case, named after it, plus one named ``<case>-constants`` for each
+case that also runs with its non-first inputs as initializers (the way exported models
+carry weights; see node_cases).  A case outside nnforge's float32 inference scope skips
+with its stated reason; anything else that goes wrong fails with nnforge's error or the
+output mismatch.  ``python bench/conformance_report.py`` prints the summary.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from conformance.node_cases import FAILED, SKIPPED, NodeCase, run_case, selected_cases
+from conformance.node_cases import (
+    AS_GIVEN,
+    CONSTANTS,
+    FAILED,
+    SKIPPED,
+    NodeCase,
+    constants_variant_applies,
+    run_case,
+    selected_cases,
+)
 
 
 def _deselects_slow(config: pytest.Config) -> bool:
@@ -30,16 +41,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if _deselects_slow(metafunc.config):
         # Deselected anyway: one placeholder, instead of loading the 1,884 node cases.
-        metafunc.parametrize("case", [None], ids=["deselected"])
+        metafunc.parametrize(("case", "variant"), [(None, AS_GIVEN)], ids=["deselected"])
         return
     cases = selected_cases()
-    metafunc.parametrize("case", cases, ids=[c.name for c in cases])
+    params = [pytest.param(c, AS_GIVEN, id=c.name) for c in cases]
+    params += [pytest.param(c, CONSTANTS, id=f"{c.name}-{CONSTANTS}") for c in cases if constants_variant_applies(c)]
+    metafunc.parametrize(("case", "variant"), params)
 
 
 @pytest.mark.slow
-def test_node_case(case: NodeCase):
-    result = run_case(case)
+def test_node_case(case: NodeCase, variant: str):
+    result = run_case(case, variant)
     if result.status == SKIPPED:
         pytest.skip(result.reason)
     if result.status == FAILED:
-        pytest.fail(f"{case.name} ({', '.join(case.ops)}): {result.reason}", pytrace=False)
+        pytest.fail(f"{result.label} ({', '.join(case.ops)}): {result.reason}", pytrace=False)

@@ -15,7 +15,7 @@ A case is never skipped because it fails: the skip rules look at the model and i
 only, before anything runs, except for the short list of deliberate rejections in
 ``_DELIBERATE_REJECTIONS``.
 
-Two adaptations, both of the kind a user makes with ``--input-shape``:
+Two adaptations, both of the kind a user makes when exporting or with ``--input-shape``:
 
 * Shape-like operands (Reshape's shape, Squeeze/Unsqueeze axes, Pad's pads/value/axes,
   ConstantOfShape's shape, Dropout's ratio/training flag) are graph inputs in the node
@@ -24,6 +24,12 @@ Two adaptations, both of the kind a user makes with ``--input-shape``:
   initializers from the case's test data.
 * Inputs whose declared shape nnforge cannot resolve (a dynamic non-batch dimension, or no
   shape) get the shape of the test data through ``input_shapes``.
+
+Each case runs as given (``AS_GIVEN``).  A case with more than one remaining input also
+runs in the ``CONSTANTS`` variant, where every input after the first is an initializer with
+its test-data value: that is how exported models carry weights, biases, BN statistics and
+clip bounds, and it is the path through nnforge's own import and folding code (high-level
+Clip/Pad, fold_batchnorm, normalize_dense) rather than TVM's generic converters.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ _DELIBERATE_REJECTIONS = (
 )
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+AS_GIVEN, CONSTANTS = "as given", "constants"
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,11 @@ class CaseResult:
     ops: tuple[str, ...]
     status: str
     reason: str = ""
+    variant: str = AS_GIVEN
+
+    @property
+    def label(self) -> str:
+        return self.name if self.variant == AS_GIVEN else f"{self.name}-{self.variant}"
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,14 @@ def selected_cases() -> tuple[NodeCase, ...]:
     return tuple(cases)
 
 
+def constants_variant_applies(case: NodeCase) -> bool:
+    """Whether the CONSTANTS variant differs from the case as given (and is in scope)."""
+    if skip_reason(case) or not case.data_sets:
+        return False
+    _, runtime = bind_static_operands(case.model, case.data_sets[0][0])
+    return len(runtime) > 1
+
+
 def _read_data_sets(model_dir: str) -> list[tuple[list, list]]:
     """test_data_set_*/input_*.pb and output_*.pb of an on-disk case (older onnx wheels)."""
 
@@ -165,14 +185,18 @@ def cache_dir() -> str:
     return path
 
 
-def run_case(case: NodeCase) -> CaseResult:
+def run_case(case: NodeCase, variant: str = AS_GIVEN) -> CaseResult:
     """Run one case through nnforge.load + Model.run and classify it."""
+
+    def result(status: str, reason: str = "") -> CaseResult:
+        return CaseResult(case.name, case.ops, status, reason, variant)
+
     reason = skip_reason(case)
     if reason:
-        return CaseResult(case.name, case.ops, SKIPPED, reason)
+        return result(SKIPPED, reason)
     for index, (inputs, expected) in enumerate(case.data_sets):
         where = f"data set {index}: " if len(case.data_sets) > 1 else ""
-        model, runtime_inputs = bind_static_operands(case.model, inputs)
+        model, runtime_inputs = bind_static_operands(case.model, inputs, all_but_first=variant == CONSTANTS)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -180,20 +204,20 @@ def run_case(case: NodeCase) -> CaseResult:
         except nnforge.NNForgeError as err:
             message = _one_line(err)
             if any(p in message for p in _DELIBERATE_REJECTIONS):
-                return CaseResult(case.name, case.ops, SKIPPED, f"nnforge rejects the model: {message}")
-            return CaseResult(case.name, case.ops, FAILED, f"{where}load: {type(err).__name__}: {message}")
+                return result(SKIPPED, f"nnforge rejects the model: {message}")
+            return result(FAILED, f"{where}load: {type(err).__name__}: {message}")
         except Exception as err:  # noqa: BLE001 - any other exception is a bug to report
-            return CaseResult(case.name, case.ops, FAILED, f"{where}load: {type(err).__name__}: {_one_line(err)}")
+            return result(FAILED, f"{where}load: {type(err).__name__}: {_one_line(err)}")
         try:
             arrays = [runtime_inputs[spec.name] for spec in loaded.inputs]
             got = loaded.run(*arrays, cache_dir=cache_dir())
         except Exception as err:  # noqa: BLE001
-            return CaseResult(case.name, case.ops, FAILED, f"{where}run: {type(err).__name__}: {_one_line(err)}")
+            return result(FAILED, f"{where}run: {type(err).__name__}: {_one_line(err)}")
         rtol, atol = (case.suite_rtol, case.suite_atol) if case.name in SUITE_TOLERANCE else (RTOL, ATOL)
         mismatch = compare_outputs(loaded.output_names, got, expected, rtol, atol)
         if mismatch:
-            return CaseResult(case.name, case.ops, FAILED, where + mismatch)
-    return CaseResult(case.name, case.ops, PASSED)
+            return result(FAILED, where + mismatch)
+    return result(PASSED)
 
 
 def skip_reason(case: NodeCase) -> str:
@@ -259,10 +283,15 @@ def _input_values(model: onnx.ModelProto, inputs: Sequence) -> dict[str, np.ndar
     return {vi.name: np.asarray(v) for vi, v in zip(_graph_inputs(model), inputs)}
 
 
-def bind_static_operands(model: onnx.ModelProto, inputs: Sequence) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """Turn shape-like graph inputs into initializers; returns the model and the runtime inputs."""
+def bind_static_operands(
+    model: onnx.ModelProto, inputs: Sequence, all_but_first: bool = False
+) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """Turn shape-like graph inputs (or, with ``all_but_first``, every input after the first
+    remaining one) into initializers; returns the model and the runtime inputs by name."""
     values = _input_values(model, inputs)
     static = _static_operand_names(model) & set(values)
+    if all_but_first:
+        static |= set([name for name in values if name not in static][1:])
     if not static:
         return model, values
     bound = onnx.ModelProto()
