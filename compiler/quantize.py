@@ -43,7 +43,8 @@ def _scale(threshold: float, qtype: QType, mode: str) -> float:
     return pow2_scale(threshold, qtype.qmax) if mode == "pow2" else threshold / qtype.qmax
 
 
-def _act_param(stats: TensorStats, lq: LayerQuant, act: tuple, name: str) -> _Param:
+def _act_param(stats: TensorStats, lq: LayerQuant, act: tuple, name: str,
+               fixed_scale: float | None = None) -> _Param:
     lo, hi = act
     nonneg = stats.nonnegative or (lo is not None and lo >= 0)
     signed = (not nonneg) if lq.act_signed is None else lq.act_signed
@@ -53,6 +54,8 @@ def _act_param(stats: TensorStats, lq: LayerQuant, act: tuple, name: str) -> _Pa
         threshold = min(threshold, hi)  # ReLU6: nothing above 6 is ever produced
     if lo is not None and lo < 0:
         threshold = max(threshold, min(threshold, -lo))
+    if fixed_scale is not None:
+        return _Param(qtype, float(fixed_scale))
     return _Param(qtype, _scale(threshold, qtype, lq.scale_mode))
 
 
@@ -86,16 +89,20 @@ def _acc_dtype(x: QType, w_codes: np.ndarray, bias: np.ndarray, axis: int) -> st
 def quantize_model(
     layers: list[FloatLayer], host: list[str], inputs: list[TensorSpec],
     stats: dict[str, TensorStats], config: QuantConfig, output_names: list[str],
+    fixed_scales: dict[str, float] | None = None,
 ) -> QGraph:
     """Build the quantized graph. ``stats`` holds calibration statistics by tensor name:
-    each model input's name and each layer's output var name."""
+    each model input's name and each layer's output var name.  ``fixed_scales`` pins the
+    scale of activations (by model input name or layer name), e.g. scales imported from an
+    ONNX QDQ model; their types still come from the config and the statistics."""
+    fixed_scales = dict(fixed_scales or {})
     config.check_names([l.name for l in layers], {l.op for l in layers})
     default = config.default
     params: dict[str, _Param] = {}
     tensor_of: dict = {}  # relax var -> tensor name
     qinputs = []
     for spec in inputs:
-        p = _act_param(stats[spec.name], default, (None, None), spec.name)
+        p = _act_param(stats[spec.name], default, (None, None), spec.name, fixed_scales.get(spec.name))
         params[spec.name] = p
         qinputs.append(QTensor(spec.name, spec.shape, p.qtype, p.scale))
     compute = [l for l in layers if l.name not in host]
@@ -116,7 +123,8 @@ def quantize_model(
             elif layer.op == "avg_pool2d":
                 params[layer.name] = ins[0]
             else:
-                params[layer.name] = _act_param(stats[layer.output.name], lq, layer.act, layer.name)
+                params[layer.name] = _act_param(stats[layer.output.name], lq, layer.act, layer.name,
+                                                fixed_scales.get(layer.name))
 
     def _tensor(layer, var) -> str:
         return tensor_of.get(var, var.name)

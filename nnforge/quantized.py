@@ -130,13 +130,21 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def quantize(model: Model, calib: list[np.ndarray], config=None, batch_size: int = 256,
-             progress: Progress = None) -> QuantizedModel:
-    """Calibrate ``model`` on ``calib`` (arrays, one per input) and build its integer model."""
+def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_size: int = 256,
+             progress: Progress = None, stats: dict[str, TensorStats] | None = None,
+             fixed_scales: dict[str, float] | None = None) -> QuantizedModel:
+    """Calibrate ``model`` on ``calib`` (arrays, one per input) and build its integer model.
+
+    ``stats`` (from ``calibrate``) skips calibration, e.g. across the points of a sweep;
+    ``fixed_scales`` pins activation scales by tensor name (imported QDQ models).
+    """
     from nnforge.compiler.quantize import quantize_model
 
     cfg = parse_config(config)
     layers, host = float_layers(model.relax)
-    stats = calibrate(model, calib, layers, batch_size, progress)
-    graph = quantize_model(layers, host, model.inputs, stats, cfg, model.output_names)
+    if stats is None:
+        if calib is None:
+            raise InputError("quantization needs calibration data (or precomputed statistics)")
+        stats = calibrate(model, calib, layers, batch_size, progress)
+    graph = quantize_model(layers, host, model.inputs, stats, cfg, model.output_names, fixed_scales)
     return QuantizedModel(model, graph, layers, cfg)
