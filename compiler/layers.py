@@ -100,8 +100,11 @@ def _pool_attrs(call) -> dict:
                 count_include_pad=bool(getattr(a, "count_include_pad", False)))
 
 
-def float_layers(mod) -> tuple[list[FloatLayer], list[str]]:
-    """The layers of ``mod['main']`` in order, and the names of ops left on the host."""
+def float_layers(mod, output_names: list[str] | None = None) -> tuple[list[FloatLayer], list[str]]:
+    """The layers of ``mod['main']`` in order, and the names of ops left on the host.
+
+    A layer whose name TVM made up and whose output is a graph output takes the ONNX
+    output's name from ``output_names``."""
     func = mod["main"]
     users = _users(func)
     layers: list[FloatLayer] = []
@@ -223,6 +226,10 @@ def float_layers(mod) -> tuple[list[FloatLayer], list[str]]:
     # a trailing softmax stays on the host, in float
     outputs = func.body.body
     out_vars = list(outputs.fields) if isinstance(outputs, relax.Tuple) else [outputs]
+    for var, name in zip(out_vars, output_names or []):
+        for layer in layers:
+            if layer.output.same_as(var) and layer.name.startswith(f"{layer.op}_"):
+                layer.name = name
     for layer in [l for l in layers if l.op == "softmax"]:
         if not any(layer.output.same_as(v) for v in out_vars):
             raise ModelError(f"layer {layer.name!r}: softmax is only supported as the model's last op (on the host)")

@@ -40,7 +40,7 @@ class FloatTrace:
 def calibrate(model: Model, arrays: list[np.ndarray], layers: list[FloatLayer] | None = None,
               batch_size: int = 256, progress: Progress = None) -> dict[str, TensorStats]:
     """Statistics of every model input and every layer output over the calibration data."""
-    layers = layers if layers is not None else float_layers(model.relax)[0]
+    layers = layers if layers is not None else float_layers(model.relax, model.output_names)[0]
     arrays = executor.check_inputs(_batched_specs(model), arrays)
     trace = FloatTrace(model, layers)
     stats: dict[str, TensorStats] = {}
@@ -141,10 +141,43 @@ def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_si
     from nnforge.compiler.quantize import quantize_model
 
     cfg = parse_config(config)
-    layers, host = float_layers(model.relax)
+    layers, host = float_layers(model.relax, model.output_names)
     if stats is None:
         if calib is None:
             raise InputError("quantization needs calibration data (or precomputed statistics)")
         stats = calibrate(model, calib, layers, batch_size, progress)
     graph = quantize_model(layers, host, model.inputs, stats, cfg, model.output_names, fixed_scales)
     return QuantizedModel(model, graph, layers, cfg)
+
+
+def save(qmodel: QuantizedModel, out: str | Path, force: bool = False) -> None:
+    """Save a quantized model to directory ``out`` (see compiler/qgraph_io.py for the layout)."""
+    import json
+
+    from nnforge.compiler import qgraph_io
+
+    files = qgraph_io.graph_files(qmodel.graph)
+    files["model.onnx"] = qmodel.float_model.onnx.SerializeToString()
+    files["config.json"] = json.dumps(
+        {"config": qmodel.config.to_dict(),
+         "input_shapes": {s.name: list(s.shape) for s in qmodel.float_model.inputs}}, indent=1, sort_keys=True
+    ).encode()
+    qgraph_io.save_dir(Path(out), files, force)
+
+
+def load_quantized(directory: str | Path) -> QuantizedModel:
+    """Reload a model saved by ``save`` / ``nnforge quantize -o``; the graph is identical."""
+    import json
+
+    import onnx
+
+    from nnforge.compiler import qgraph_io
+    from nnforge.model import load
+
+    directory = Path(directory)
+    graph = qgraph_io.read_graph(directory)
+    meta = json.loads((directory / "config.json").read_text())
+    shapes = {k: tuple(v) for k, v in meta["input_shapes"].items() if all(isinstance(d, int) for d in v)}
+    model = load(onnx.load(str(directory / "model.onnx")), shapes or None)
+    layers, _ = float_layers(model.relax, model.output_names)
+    return QuantizedModel(model, graph, layers, parse_config(meta["config"]))

@@ -1,0 +1,128 @@
+"""Save and load a ``QGraph`` losslessly: structure in JSON, arrays in one ``.npz``.
+
+Layout of a saved quantized model directory (``nnforge quantize ... -o OUT``)::
+
+    OUT/qgraph.json   inputs, tensors (name, shape, bits, signed, scale), nodes (op, name,
+                      inputs, output, scalar attrs), outputs, host ops
+    OUT/qgraph.npz    every array attribute, keyed "<node index>/<attr>"
+    OUT/model.onnx    the float model it was quantized from
+    OUT/config.json   the quantization config (QuantConfig.to_dict())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .numerics import QType
+from .qgraph import HostOp, QGraph, QNode, QTensor
+
+FORMAT = "nnforge-qgraph/1"
+
+
+def _tensor_doc(t: QTensor) -> dict:
+    return {"name": t.name, "shape": list(t.shape), "bits": t.qtype.bits, "signed": t.qtype.signed,
+            "scale": float(t.scale).hex()}  # hex: exact round trip of the float
+
+
+def _tensor(d: dict) -> QTensor:
+    return QTensor(d["name"], tuple(d["shape"]), QType(d["bits"], d["signed"]), float.fromhex(d["scale"]))
+
+
+def _encode(value):
+    if isinstance(value, tuple):
+        return {"tuple": [_encode(v) for v in value]}
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, float):
+        return {"float": value.hex()}
+    return value
+
+
+def _decode(value):
+    if isinstance(value, dict) and "tuple" in value:
+        return tuple(_decode(v) for v in value["tuple"])
+    if isinstance(value, dict) and "float" in value:
+        return float.fromhex(value["float"])
+    return value
+
+
+def to_files(graph: QGraph) -> tuple[dict, dict[str, np.ndarray]]:
+    arrays: dict[str, np.ndarray] = {}
+    nodes = []
+    for i, node in enumerate(graph.nodes):
+        scalars = {}
+        for key, value in node.attrs.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{i}/{key}"] = value
+            else:
+                scalars[key] = _encode(value)
+        nodes.append({"op": node.op, "name": node.name, "inputs": node.inputs, "output": node.output, "attrs": scalars})
+    doc = {
+        "format": FORMAT,
+        "inputs": [t.name for t in graph.inputs],
+        "tensors": [_tensor_doc(t) for t in graph.tensors.values()],
+        "nodes": nodes,
+        "outputs": graph.outputs,
+        "host_ops": [h.__dict__ for h in graph.host_ops],
+    }
+    return doc, arrays
+
+
+def from_files(doc: dict, arrays) -> QGraph:
+    if doc.get("format") != FORMAT:
+        raise InputError(f"a saved quantized model must have format {FORMAT!r}, not {doc.get('format')!r}")
+    tensors = {d["name"]: _tensor(d) for d in doc["tensors"]}
+    nodes = []
+    for i, nd in enumerate(doc["nodes"]):
+        attrs = {k: _decode(v) for k, v in nd["attrs"].items()}
+        prefix = f"{i}/"
+        for key in arrays:
+            if key.startswith(prefix):
+                attrs[key[len(prefix):]] = np.asarray(arrays[key])
+        nodes.append(QNode(nd["op"], nd["name"], list(nd["inputs"]), nd["output"], attrs))
+    return QGraph([tensors[n] for n in doc["inputs"]], tensors, nodes, list(doc["outputs"]),
+                  [HostOp(**h) for h in doc["host_ops"]])
+
+
+def save_dir(out: Path, files: dict[str, bytes], force: bool = False) -> None:
+    """Write ``files`` into directory ``out`` atomically: a temporary sibling, then a rename."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise InputError(f"output directory {str(out)!r} already exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def graph_files(graph: QGraph) -> dict[str, bytes]:
+    import io
+
+    doc, arrays = to_files(graph)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return {"qgraph.json": json.dumps(doc, indent=1, sort_keys=True).encode(), "qgraph.npz": buf.getvalue()}
+
+
+def read_graph(directory: Path) -> QGraph:
+    directory = Path(directory)
+    for name in ("qgraph.json", "qgraph.npz"):
+        if not (directory / name).is_file():
+            raise InputError(f"{str(directory)!r} must be a saved quantized model directory with {name}")
+    doc = json.loads((directory / "qgraph.json").read_text())
+    with np.load(directory / "qgraph.npz", allow_pickle=False) as arrays:
+        return from_files(doc, {k: arrays[k] for k in arrays.files})

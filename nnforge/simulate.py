@@ -1,0 +1,126 @@
+"""Bit-accurate accuracy simulation of a quantized model over a dataset.
+
+Everything runs batched through TVM builds: the float model (traced, for per-layer error)
+and the integer model (``trace``).  With ``check=True`` the numpy reference runs on the same
+input codes and every traced tensor is compared code by code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from nnforge.compiler.calibration import TensorStats
+from nnforge.compiler.errors import InputError
+from nnforge.model import Model
+from nnforge.quantized import FloatTrace, Progress, QuantizedModel, _batches, calibrate, quantize
+
+
+@dataclass
+class LayerError:
+    name: str
+    op: str
+    qtype: str
+    scale: float
+    sqnr_db: float
+
+
+@dataclass
+class SimulationReport:
+    samples: int
+    config: str
+    calibration: str
+    float_accuracy: float | None
+    quant_accuracy: float | None
+    agreement: float
+    layers: list[LayerError] = field(default_factory=list)
+    host_ops: list[dict] = field(default_factory=list)
+    reference_mismatches: int | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for layer in d["layers"]:  # JSON has no infinity: an exact layer has no error to report
+            if not math.isfinite(layer["sqnr_db"]):
+                layer["sqnr_db"] = None
+        if self.reference_mismatches is None:
+            d.pop("reference_mismatches")
+        return d
+
+
+def split_calibration(arrays: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Without separate calibration data, the first 10% of the data (32 to 512 samples) calibrates."""
+    n = len(arrays[0])
+    k = min(512, max(32, n // 10), n)
+    return [a[:k] for a in arrays], arrays, k
+
+
+def _sqnr(signal: float, noise: float) -> float:
+    if noise == 0:
+        return math.inf
+    if signal == 0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def simulate(
+    model: Model, data: list[np.ndarray], labels: np.ndarray | None, config=None,
+    calib: list[np.ndarray] | None = None, check: bool = False, batch_size: int = 256,
+    progress: Progress = None, stats: dict[str, TensorStats] | None = None,
+) -> tuple[QuantizedModel, SimulationReport]:
+    """Quantize ``model`` and measure it against the float model on ``data``."""
+    if calib is None and stats is None:
+        calib, _, k = split_calibration(data)
+        calib_note = f"first {k} samples of the test data (no --calib given)"
+    else:
+        calib_note = "precomputed statistics" if calib is None else f"{len(calib[0])} calibration samples"
+    qmodel = quantize(model, calib, config, batch_size, stats=stats)
+    graph = qmodel.graph
+    trace = FloatTrace(model, qmodel.layers)
+    float_var = {layer.name: layer.output.name for layer in qmodel.layers}
+    compared = [n for n in graph.node_outputs() if n in float_var]
+    signal = dict.fromkeys(compared, 0.0)
+    noise = dict.fromkeys(compared, 0.0)
+    mismatches = 0 if check else None
+    out_name = graph.outputs[0]
+    last_float = qmodel.layers[-1].inputs[0].name if graph.host_ops else float_var[out_name]
+    f_pred, q_pred = [], []
+    n = len(data[0])
+    for start, batch in _batches(data, batch_size):
+        f_vals = trace(batch)
+        codes = graph.quantize_inputs(batch)
+        q_vals = qmodel.trace(codes)
+        for name in compared:
+            f = f_vals[float_var[name]].astype(np.float64)
+            dq = graph.dequantize(name, q_vals[name])
+            signal[name] += float(np.sum(f * f))
+            noise[name] += float(np.sum((f - dq) ** 2))
+        if check:
+            ref = qmodel.reference(codes)
+            mismatches += sum(int(np.count_nonzero(q_vals[k].astype(np.int64) != ref[k])) for k in q_vals)
+        f_pred.append(f_vals[last_float].reshape(len(batch[0]), -1).argmax(1))
+        q_pred.append(q_vals[out_name].reshape(len(batch[0]), -1).argmax(1))
+        if progress:
+            progress(min(start + batch_size, n), n)
+    f_pred, q_pred = np.concatenate(f_pred), np.concatenate(q_pred)
+    layers = []
+    for node in graph.nodes:
+        if node.output in signal:
+            t = graph.tensors[node.output]
+            layers.append(LayerError(node.name, node.op, str(t.qtype), t.scale, _sqnr(signal[node.output], noise[node.output])))
+    report = SimulationReport(
+        samples=n,
+        config=qmodel.config.describe(),
+        calibration=calib_note,
+        float_accuracy=None if labels is None else float(np.mean(f_pred == labels)),
+        quant_accuracy=None if labels is None else float(np.mean(q_pred == labels)),
+        agreement=float(np.mean(f_pred == q_pred)),
+        layers=layers,
+        host_ops=[asdict(h) for h in graph.host_ops],
+        reference_mismatches=mismatches,
+    )
+    return qmodel, report
+
+
+__all__ = ["simulate", "SimulationReport", "LayerError", "split_calibration", "calibrate", "InputError"]
