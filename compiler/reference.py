@@ -59,9 +59,25 @@ def dense(node: QNode, xs, out_type) -> np.ndarray:
     return _requant(acc, a, out_type)
 
 
+def _ceil_extra(size: int, k: int, s: int, d: int, before: int, after: int) -> int:
+    """Extra end padding for ``ceil_mode``: out = ceil((size + pads - span) / s) + 1, less one
+    when the last window would start in the end padding (ONNX / PyTorch / TVM rule)."""
+    span = d * (k - 1) + 1
+    total = size + before + after
+    out = -(-(total - span) // s) + 1
+    if (out - 1) * s >= size + before:
+        out -= 1
+    return max(0, (out - 1) * s + span - total)
+
+
 def max_pool2d(node: QNode, xs, out_type) -> np.ndarray:
     a = node.attrs
-    x = _pad_nchw(xs[0].astype(np.int64), a["padding"], np.iinfo(np.int64).min)
+    top, left, bottom, right = a["padding"]
+    if a.get("ceil_mode", False):
+        (kh, kw), (sh, sw), (dh, dw) = a["pool_size"], a["strides"], a["dilation"]
+        bottom += _ceil_extra(xs[0].shape[2], kh, sh, dh, top, bottom)
+        right += _ceil_extra(xs[0].shape[3], kw, sw, dw, left, right)
+    x = _pad_nchw(xs[0].astype(np.int64), (top, left, bottom, right), np.iinfo(np.int64).min)
     win = _windows(x, *a["pool_size"], a["strides"], a["dilation"])
     return win.max(axis=(-2, -1))
 
