@@ -180,6 +180,162 @@ def run(model_path: str, input_path: str, output_path: str, batch_size: int, for
         click.echo(f"top-1 accuracy: {top1_accuracy(first, labels):.4f} ({n} labelled samples)")
 
 
+def _quant_spec(bits: str | None, config: str | None):
+    if bits and config:
+        raise click.UsageError("give either --bits or --config, not both")
+    return config if config else (bits or "w8a8")
+
+
+def _load_data(path: str, model, what: str):
+    from nnforge.data import load_inputs
+
+    return load_inputs(path, model.inputs)
+
+
+quant_options = [
+    click.option("--bits", metavar="wNaM", help="Shorthand widths, e.g. w8a8, w4a8, w8a8-pow2, auto (default w8a8)."),
+    click.option("--config", "config_path", metavar="FILE", help="TOML/YAML/JSON quantization config (docs/quant_config.md)."),
+]
+
+
+def _with(options):
+    def deco(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+def _fmt_acc(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL.onnx")
+@click.option("--data", "data_path", required=True, metavar="TEST.npz", help="Evaluation data: x (and labels y).")
+@click.option("--calib", "calib_path", metavar="CALIB.npz", help="Calibration data (default: the first part of --data).")
+@_with(quant_options)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--check", is_flag=True, help="Also run the numpy reference and count differing codes.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@input_shape_option
+def simulate(model_path, data_path, calib_path, bits, config_path, as_json, check, batch_size, input_shapes):
+    """Bit-accurate accuracy of the quantized model against the float model."""
+    from nnforge.compiler.quant_config import parse_config
+    from nnforge.simulate import simulate as run_simulation
+
+    config = parse_config(_quant_spec(bits, config_path))
+    model = _load(model_path, input_shapes)
+    data, labels = _load_data(data_path, model, "--data")
+    calib = _load_data(calib_path, model, "--calib")[0] if calib_path else None
+    with _progress() as bar:
+        task = bar.add_task("simulating", total=len(data[0]))
+        _, report = run_simulation(model, data, labels, config, calib, check, batch_size,
+                                   progress=lambda done, _n: bar.update(task, completed=done))
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+        return
+    out_console.print(f"config: {report.config}", highlight=False, markup=False)
+    out_console.print(f"calibration: {report.calibration}", highlight=False, markup=False)
+    out_console.print(
+        f"samples: {report.samples}   float accuracy: {_fmt_acc(report.float_accuracy)}   "
+        f"quantized accuracy: {_fmt_acc(report.quant_accuracy)}   top-1 agreement: {report.agreement:.4f}",
+        highlight=False, markup=False)
+    table = Table(header_style="bold")
+    for col in ("layer", "op", "type", "scale", "SQNR dB"):
+        table.add_column(col, justify="right" if col in ("scale", "SQNR dB") else "left", overflow="fold")
+    for layer in report.layers:
+        table.add_row(escape(layer.name), layer.op, layer.qtype, f"{layer.scale:.4g}",
+                      "exact" if layer.sqnr_db == float("inf") else f"{layer.sqnr_db:.1f}")
+    out_console.print(table)
+    for h in report.host_ops:
+        out_console.print(f"host (float): {h['name']}: {h['reason']}", highlight=False, markup=False)
+    if report.reference_mismatches is not None:
+        out_console.print(f"reference mismatches: {report.reference_mismatches} differing codes over all traced tensors",
+                          highlight=False, markup=False)
+        if report.reference_mismatches:
+            sys.exit(1)
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL.onnx")
+@click.option("--calib", "calib_path", required=True, metavar="CALIB.npz")
+@_with(quant_options)
+@click.option("--output", "-o", "out_dir", required=True, metavar="OUT", help="Directory for the quantized model.")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@input_shape_option
+def quantize(model_path, calib_path, bits, config_path, out_dir, force, input_shapes):
+    """Calibrate and quantize; save the quantized model (reload with nnforge.load_quantized)."""
+    from nnforge.compiler.quant_config import parse_config
+    from nnforge.quantized import quantize as run_quantize, save
+
+    if Path(out_dir).exists() and not force:
+        raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
+    config = parse_config(_quant_spec(bits, config_path))
+    model = _load(model_path, input_shapes)
+    calib = _load_data(calib_path, model, "--calib")[0]
+    qmodel = run_quantize(model, calib, config)
+    save(qmodel, Path(out_dir), force)
+    click.echo(f"quantized {model_path} ({config.describe()}) with {len(calib[0])} calibration samples; "
+               f"{len(qmodel.graph.nodes)} integer layers written to {out_dir}")
+
+
+def _int_list(value: str, name: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v]
+    except ValueError:
+        raise click.BadParameter(f"must be a comma-separated list of integers, not {value!r}", param_hint=name) from None
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL.onnx")
+@click.option("--data", "data_path", required=True, metavar="TEST.npz")
+@click.option("--calib", "calib_path", metavar="CALIB.npz", help="Calibration data (default: the first part of --data).")
+@click.option("--weight-bits", default="2,3,4,5,6,8,10,12,16", show_default=True)
+@click.option("--act-bits", default="8", show_default=True)
+@click.option("--scale-modes", default="float", show_default=True, help="Comma list of pow2,float.")
+@click.option("--calibrations", default="mse", show_default=True, help="Comma list of minmax,percentile,mse,entropy.")
+@click.option("--output", "-o", "out_dir", required=True, metavar="OUTDIR", help="Writes sweep.csv, sweep.json, sweep.png.")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@input_shape_option
+def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes, calibrations, out_dir, force,
+          batch_size, input_shapes):
+    """Accuracy over a grid of widths, scale modes and calibration methods."""
+    from nnforge.compiler.qgraph_io import save_dir
+    from nnforge.compiler.quant_config import parse_config
+    from nnforge.simulate import split_calibration
+    from nnforge.sweep import plot_png, run_sweep, table_files
+
+    if Path(out_dir).exists() and not force:
+        raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
+    wbits, abits = _int_list(weight_bits, "--weight-bits"), _int_list(act_bits, "--act-bits")
+    modes = [m for m in scale_modes.split(",") if m]
+    methods = [m for m in calibrations.split(",") if m]
+    for wb, ab, mode, method in [(w, a, m, c) for w in wbits for a in abits for m in modes for c in methods]:
+        parse_config({"default": {"weight_bits": wb, "act_bits": ab, "scale_mode": mode, "calibration": method}})
+    model = _load(model_path, input_shapes)
+    data, labels = _load_data(data_path, model, "--data")
+    if calib_path:
+        calib = _load_data(calib_path, model, "--calib")[0]
+    else:
+        calib, _, k = split_calibration(data)
+        err_console.print(f"calibrating on the first {k} samples of --data (no --calib given)", highlight=False)
+
+    def report(i, n, p):
+        err_console.print(f"[{i}/{n}] w{p.weight_bits}a{p.act_bits} {p.scale_mode} {p.calibration}: "
+                          f"accuracy {_fmt_acc(p.quant_accuracy)} agreement {p.agreement:.4f}", markup=False,
+                          highlight=False)
+
+    points = run_sweep(model, data, labels, calib, wbits, abits, modes, methods, batch_size, report)
+    files = table_files(points)
+    files["sweep.png"] = plot_png(points, Path(model_path).name)
+    save_dir(Path(out_dir), files, force)
+    click.echo(files["sweep.csv"].decode().rstrip())
+    click.echo(f"wrote sweep.csv, sweep.json and sweep.png to {out_dir}")
+
+
 @main.command()
 def backends() -> None:  # placeholder list until the backend registry lands
     """List the registered hardware backends."""
