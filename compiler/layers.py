@@ -100,11 +100,13 @@ def _pool_attrs(call) -> dict:
                 count_include_pad=bool(getattr(a, "count_include_pad", False)))
 
 
-def float_layers(mod, output_names: list[str] | None = None) -> tuple[list[FloatLayer], list[str]]:
+def float_layers(mod, output_names: list[str] | None = None,
+                 onnx_names: dict[str, str] | None = None) -> tuple[list[FloatLayer], list[str]]:
     """The layers of ``mod['main']`` in order, and the names of ops left on the host.
 
     A layer whose name TVM made up and whose output is a graph output takes the ONNX
-    output's name from ``output_names``."""
+    output's name from ``output_names``; others are named by their ONNX node (``onnx_names``)."""
+    onnx_names = onnx_names or {}
     func = mod["main"]
     users = _users(func)
     layers: list[FloatLayer] = []
@@ -119,14 +121,24 @@ def float_layers(mod, output_names: list[str] | None = None) -> tuple[list[Float
                 return layer
         return None
 
+    used: set[str] = set()
+
+    def unique(name: str) -> str:
+        base, k = name, 2
+        while name in used:
+            name, k = f"{base}#{k}", k + 1
+        used.add(name)
+        return name
+
     def new(op, var, inputs, **attrs):
-        layers.append(FloatLayer(op, _name(var, op, len(layers)), list(inputs), var, attrs))
+        name = _name(var, op, len(layers))
+        layers.append(FloatLayer(op, unique(onnx_names.get(name, name)), list(inputs), var, attrs))
         producer[var] = len(layers) - 1
         activations.add(var)
 
     def extend(layer, var):
         if _GENERATED.match(layer.output.name) and layer.name.startswith(f"{layer.op}_") and not _GENERATED.match(var.name):
-            layer.name = var.name  # the ONNX node's name sits on its last binding (e.g. the bias add)
+            layer.name = unique(onnx_names.get(var.name, var.name))  # the ONNX name sits on the last binding
         layer.output = var
         producer[var] = layers.index(layer)
         activations.add(var)

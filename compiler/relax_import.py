@@ -93,6 +93,8 @@ _HIGH_LEVEL = {"Clip": _clip, "Pad": _pad}
 class _NamingImporter(_tvm_onnx.ONNXGraphImporter):
     """The stock importer, binding each compute node's result to a var named after it."""
 
+    onnx_names: dict[str, str]
+
     def _convert_operator(self, op_name, inputs, attrs, opset):
         sym = _HIGH_LEVEL.get(op_name, lambda *_: None)(inputs, attrs, opset)
         if sym is None:
@@ -108,20 +110,26 @@ class _NamingImporter(_tvm_onnx.ONNXGraphImporter):
             and any(not is_constant(arg) for arg in sym.args)
         ):
             sym = self.bb.emit(sym, name_hint=name)
+            # the builder sanitises names ('.' -> '_'); remember the ONNX spelling
+            self.onnx_names[sym.name] = name
         return sym
 
 
 def import_onnx(
     model: onnx.ModelProto, shapes: dict[str, tuple], dtypes: dict[str, str], opset: int
-) -> tvm.IRModule:
-    """Import a checked ONNX model into a Relax IRModule with parameters bound as constants."""
+) -> tuple[tvm.IRModule, dict[str, str]]:
+    """Import a checked ONNX model into a Relax IRModule with parameters bound as constants.
+
+    Also returns the ONNX node name of every named Relax variable (var name -> ONNX name)."""
     # Give unnamed nodes the name of their first output, so every layer has a name.
     named = onnx.ModelProto()
     named.CopyFrom(model)
     for node in named.graph.node:
         node.name = node_display_name(node)
     importer = _NamingImporter(shapes, dtypes, keep_params_in_input=False, sanitize=True)
-    return importer.from_onnx(named.graph, opset)
+    importer.onnx_names = {}
+    mod = importer.from_onnx(named.graph, opset)
+    return mod, importer.onnx_names
 
 
 def known_converter(op_type: str) -> bool:

@@ -73,16 +73,18 @@ def _params(call: relax.Call) -> int:
 _GENERATED = re.compile(r"^(lv|gv)\d*$")  # names the BlockBuilder makes up
 
 
-def _layer_name(var, op: str, index: int, outputs: dict) -> str:
-    if var in outputs:
-        return outputs[var]
-    if _GENERATED.match(var.name):
-        return f"{op}_{index}"
-    return var.name
+def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, str] | None = None) -> Summary:
+    """The layer table of ``mod['main']``; graph outputs are named by ``output_names`` and
+    variables by their ONNX node names (``onnx_names``)."""
+    onnx_names = onnx_names or {}
 
+    def _layer_name(var, op: str, index: int, outputs: dict) -> str:
+        if var in outputs:
+            return outputs[var]
+        if _GENERATED.match(var.name):
+            return f"{op}_{index}"
+        return onnx_names.get(var.name, var.name)
 
-def summarize(mod, output_names: list[str] | None = None) -> Summary:
-    """The layer table of ``mod['main']``; graph outputs are named by ``output_names``."""
     func = mod["main"]
     bindings = [b for block in func.body.blocks for b in block.bindings]
     layers: list[Layer] = []

@@ -32,6 +32,7 @@ class Model:
         self.output_names = [o.name for o in proto.graph.output]
         self.relax = relax_mod
         self.source = source
+        self.onnx_names: dict[str, str] = {}  # Relax var name -> ONNX node name
         self._compiled = None
         self._fingerprint = hashlib.sha256(
             proto.SerializeToString(deterministic=True)
@@ -102,7 +103,7 @@ class Model:
         """Per-layer op, shapes, parameter count and MACs (``nnforge inspect``)."""
         from nnforge.compiler.summary import summarize
 
-        return summarize(self.relax, self.output_names)
+        return summarize(self.relax, self.output_names, self.onnx_names)
 
 
 def load(
@@ -130,11 +131,13 @@ def load(
         warnings.filterwarnings("ignore", message=".*unknown dimension shapes.*")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the importer prints on failure
-                mod = relax_import.import_onnx(fixed, shapes, dtypes, onnx_frontend.model_opset(proto))
+                mod, names = relax_import.import_onnx(fixed, shapes, dtypes, onnx_frontend.model_opset(proto))
         except Exception as err:  # noqa: BLE001 - TVM raises many types; name the cause
             raise ModelError(
                 f"TVM's ONNX importer could not import the model (opset "
                 f"{onnx_frontend.model_opset(proto)}): {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             ) from err
     name = str(source) if not isinstance(source, onnx.ModelProto) else (proto.graph.name or "<ModelProto>")
-    return Model(proto, specs, cleanup(mod), name)
+    model = Model(proto, specs, cleanup(mod), name)
+    model.onnx_names = names
+    return model

@@ -15,7 +15,8 @@ import numpy as np
 from nnforge.compiler.calibration import TensorStats
 from nnforge.compiler.errors import InputError
 from nnforge.model import Model
-from nnforge.quantized import FloatTrace, Progress, QuantizedModel, _batches, calibrate, quantize
+from nnforge.quantized import (FloatTrace, Progress, QuantizedModel, _batches, _check_divisible, batch_size_for,
+                               calibrate, quantize)
 
 
 @dataclass
@@ -76,6 +77,8 @@ def simulate(
     else:
         calib_note = "precomputed statistics" if calib is None else f"{len(calib[0])} calibration samples"
     qmodel = quantize(model, calib, config, batch_size, stats=stats)
+    batch_size = batch_size_for(model, batch_size)
+    _check_divisible(data, batch_size, model)
     graph = qmodel.graph
     trace = FloatTrace(model, qmodel.layers)
     float_var = {layer.name: layer.output.name for layer in qmodel.layers}

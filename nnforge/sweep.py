@@ -35,7 +35,7 @@ def run_sweep(model: Model, data, labels, calib, weight_bits, act_bits, scale_mo
               batch_size: int = 256, on_point=None) -> list[SweepPoint]:
     from nnforge.compiler.layers import float_layers
 
-    layers, _ = float_layers(model.relax, model.output_names)
+    layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
     stats = calibrate(model, calib, layers, batch_size)
     points = []
     grid = list(itertools.product(weight_bits, act_bits, scale_modes, calibrations))
