@@ -74,6 +74,7 @@ class QGraph:
     nodes: list[QNode]
     outputs: list[str]
     host_ops: list[HostOp] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)  # what `auto` chose, and why
 
     def node_outputs(self) -> list[str]:
         """Every traced tensor, in execution order."""

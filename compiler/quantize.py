@@ -97,6 +97,9 @@ def quantize_model(
     ONNX QDQ model; their types still come from the config and the statistics."""
     fixed_scales = dict(fixed_scales or {})
     config.check_names([l.name for l in layers], {l.op for l in layers})
+    decisions: list = []
+    if config.auto:
+        config, decisions = _auto_config(layers, host, inputs, stats, config)
     default = config.default
     params: dict[str, _Param] = {}
     tensor_of: dict = {}  # relax var -> tensor name
@@ -175,7 +178,35 @@ def quantize_model(
     last = [l for l in compute][-1].name if compute else qinputs[0].name
     outs = [tensor_of.get(v, None) for v in _graph_outputs(layers)]
     outs = [o if o is not None else last for o in outs]
-    return QGraph(qinputs, tensors, nodes, outs, host_ops)
+    graph = QGraph(qinputs, tensors, nodes, outs, host_ops)
+    graph.decisions = [d.reason() if hasattr(d, "reason") else d for d in decisions]
+    return graph
+
+
+def _auto_config(layers, host, inputs, stats, config: QuantConfig):
+    """Per-layer widths from calibration statistics (see auto_bits.py), as layer overrides."""
+    import dataclasses
+
+    from .auto_bits import activation_width, weight_width
+
+    overrides = {name: dict(v) for name, v in config.layers.items()}
+    decisions = []
+    for layer in layers:
+        if layer.name in host or layer.op in PASSTHROUGH or layer.op == "avg_pool2d":
+            continue
+        lq = config.for_layer(layer.name, layer.op)
+        entry = overrides.setdefault(layer.name, {})
+        if layer.op in ("conv2d", "dense"):
+            choice = weight_width(layer.name, layer.attrs["weight"], lq, 0 if layer.op == "conv2d" else 1)
+            entry["weight_bits"] = choice.bits
+            decisions.append(choice)
+        st = stats[layer.output.name]
+        lo = layer.act[0]
+        signed = (not (st.nonnegative or (lo is not None and lo >= 0))) if lq.act_signed is None else lq.act_signed
+        choice = activation_width(layer.name, st, lq, signed)
+        entry["act_bits"] = choice.bits
+        decisions.append(choice)
+    return dataclasses.replace(config, layers=overrides, auto=False), decisions
 
 
 def _graph_outputs(layers: list[FloatLayer]):

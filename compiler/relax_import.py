@@ -53,12 +53,14 @@ def _clip(inputs, attrs, opset):
     except _NotHighLevel:
         return None
     x = inputs[0]
+    dtype = str(x.ty.dtype)
     if lo is not None and hi is not None:
-        return relax.op.clip(x, float(lo), float(hi))
+        # ONNX Clip is min(max(x, lo), hi): with lo > hi every output is hi
+        return relax.op.clip(x, float(min(lo, hi)), float(hi))
     if lo is not None:
-        return relax.op.maximum(x, const(np.asarray(lo, dtype=x.ty.dtype)))
+        return relax.op.maximum(x, const(np.asarray(lo, dtype=dtype)))
     if hi is not None:
-        return relax.op.minimum(x, const(np.asarray(hi, dtype=x.ty.dtype)))
+        return relax.op.minimum(x, const(np.asarray(hi, dtype=dtype)))
     return x
 
 
