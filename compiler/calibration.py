@@ -372,3 +372,27 @@ def _weight_mse(rows: np.ndarray, absmax: np.ndarray, bits: int, qmax: int) -> n
         best_error[better] = error[better]
         best[better] = f * absmax[better]
     return best
+
+
+class ActivationStats(TensorStats):
+    """``TensorStats`` plus the running mean of each channel (axis 1), for bias correction."""
+
+    def __init__(self, bins: int = 2048) -> None:
+        super().__init__(bins)
+        self._channel_sum: np.ndarray | None = None
+        self._per_channel = 0
+
+    def update(self, x: np.ndarray) -> None:
+        super().update(x)
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim < 2:
+            return
+        axes = tuple(i for i in range(x.ndim) if i != 1)
+        s = x.sum(axis=axes)
+        self._channel_sum = s if self._channel_sum is None else self._channel_sum + s
+        self._per_channel += x.size // x.shape[1]
+
+    @property
+    def channel_mean(self) -> np.ndarray | None:
+        """Mean of each channel over every calibration sample and position; None for 1-D data."""
+        return None if self._channel_sum is None else self._channel_sum / self._per_channel

@@ -170,7 +170,9 @@ def quantize_model(
                     src = rq
                 fixed.append(src)
             in_names = fixed
-        attrs = _node_attrs(layer, [params[n] for n in in_names], out, lq)
+        in_stats = stats.get(layer.inputs[0].name) if layer.inputs else None
+        attrs = _node_attrs(layer, [params[n] for n in in_names], out, lq,
+                            getattr(in_stats, "channel_mean", None))
         shape = tuple("batch" if isinstance(d, str) else d for d in _shape(layer.output))
         nodes.append(QNode(layer.op, layer.name, in_names, layer.name, attrs))
         tensors[layer.name] = QTensor(layer.name, shape, out.qtype, out.scale)
@@ -220,7 +222,22 @@ def _shape(var):
     return static_shape(var)
 
 
-def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuant) -> dict:
+def _bias_correction(layer: FloatLayer, w: np.ndarray, w_hat: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """E[x] . (W - W_hat): the expected output shift the weight rounding causes, per channel."""
+    diff = w - w_hat
+    if layer.op == "dense":
+        return mean @ diff if mean.shape[0] == diff.shape[0] else np.zeros(diff.shape[1])
+    o, ipg = diff.shape[:2]
+    groups = layer.attrs["groups"]
+    if mean.shape[0] != ipg * groups:
+        return np.zeros(o)
+    per_in = diff.sum(axis=(2, 3))  # [O, I/g]
+    opg = o // groups
+    return np.array([per_in[c] @ mean[(c // opg) * ipg : (c // opg + 1) * ipg] for c in range(o)])
+
+
+def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuant,
+                input_mean: np.ndarray | None = None) -> dict:
     a = layer.attrs
     common = dict(rounding=lq.rounding, overflow=lq.overflow)
     lo, hi = _clamp_codes(layer.act, out)
@@ -228,7 +245,12 @@ def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuan
         axis = 0 if layer.op == "conv2d" else 1
         w_codes, w_scales = _quantize_weights(np.asarray(a["weight"], np.float64), lq, axis)
         s_x = ins[0].scale
-        bias = np.floor(np.asarray(a["bias"], np.float64) / (s_x * w_scales) + 0.5).astype(np.int64)
+        b = np.asarray(a["bias"], np.float64)
+        if lq.bias_correction and input_mean is not None:
+            w = np.asarray(a["weight"], np.float64)
+            w_hat = w_codes * (w_scales.reshape(-1, 1, 1, 1) if axis == 0 else w_scales.reshape(1, -1))
+            b = b + _bias_correction(layer, w, w_hat, input_mean)
+        bias = np.floor(b / (s_x * w_scales) + 0.5).astype(np.int64)
         m, n = quantize_multiplier(s_x * w_scales / out.scale, lq.scale_mode)
         attrs = dict(weight=w_codes, bias=bias, multiplier=m, shift=n, lo=lo, hi=hi,
                      acc_dtype=_acc_dtype(ins[0].qtype, w_codes, bias, axis), **common)
