@@ -157,3 +157,23 @@ def test_bad_config_and_calibration_data(tmp_path):
     np.savez(tmp_path / "nokeys.npz", images=np.zeros((8, 1, 8, 8), "float32"))
     r = invoke("simulate", EXAMPLES / "digits_cnn.onnx", "--data", tmp_path / "nokeys.npz")
     assert r.exit_code == 2 and "'x'" in r.output
+
+
+def test_bias_correction_reduces_error_at_low_width():
+    model, x, y, calib = _digits("digits_cnn")
+    plain = simulate(model, [x], y, {"bits": "w3a8"}, calib=[calib], check=True)[1]
+    fixed = simulate(model, [x], y, {"bits": "w3a8", "default": {"bias_correction": True}}, calib=[calib], check=True)[1]
+    assert fixed.reference_mismatches == 0
+    # SQNR against the float model's own layer outputs (the oracle), summed over layers
+    assert sum(l.sqnr_db for l in fixed.layers) > sum(l.sqnr_db for l in plain.layers)
+
+
+def test_auto_widths_are_reported_and_bounded():
+    model, x, y, calib = _digits("digits_cnn")
+    q, rep = simulate(model, [x], y, "auto-w8a8", calib=[calib], check=True)
+    assert rep.reference_mismatches == 0
+    assert len(q.graph.decisions) == 8  # 4 weighted layers x (weights, activations)
+    assert all("dB" in d for d in q.graph.decisions)
+    widths = [q.graph.tensors[n.output].qtype.bits for n in q.graph.nodes]
+    assert max(widths) <= 8 and min(widths) >= 2
+    assert rep.float_accuracy - rep.quant_accuracy <= 0.02
