@@ -181,7 +181,7 @@ def quantize_model(
     outs = [tensor_of.get(v, None) for v in _graph_outputs(layers)]
     outs = [o if o is not None else last for o in outs]
     graph = QGraph(qinputs, tensors, nodes, outs, host_ops)
-    graph.decisions = [d.reason() if hasattr(d, "reason") else d for d in decisions]
+    graph.decisions = [f"{d.layer}: {d.reason()}" for d in decisions]
     return graph
 
 

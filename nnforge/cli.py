@@ -249,6 +249,8 @@ def simulate(model_path, data_path, calib_path, bits, config_path, as_json, chec
         table.add_row(escape(layer.name), layer.op, layer.qtype, f"{layer.scale:.4g}",
                       "exact" if layer.sqnr_db == float("inf") else f"{layer.sqnr_db:.1f}")
     out_console.print(table)
+    for line in report.auto_decisions:
+        out_console.print(f"auto: {line}", highlight=False, markup=False)
     for h in report.host_ops:
         out_console.print(f"host (float): {h['name']}: {h['reason']}", highlight=False, markup=False)
     if report.reference_mismatches is not None:

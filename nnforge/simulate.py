@@ -39,6 +39,7 @@ class SimulationReport:
     layers: list[LayerError] = field(default_factory=list)
     host_ops: list[dict] = field(default_factory=list)
     reference_mismatches: int | None = None
+    auto_decisions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -122,6 +123,7 @@ def simulate(
         layers=layers,
         host_ops=[asdict(h) for h in graph.host_ops],
         reference_mismatches=mismatches,
+        auto_decisions=list(graph.decisions),
     )
     return qmodel, report
 
