@@ -13,10 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-## demo: import, clean up, inspect and run the bundled digits CNN
+## demo: inspect, run (float) and simulate (w4a8, checked against the numpy reference) the digits CNN
 demo: $(STAMP)
 	$(BIN)/nnforge inspect examples/digits_cnn.onnx
 	$(BIN)/nnforge run examples/digits_cnn.onnx --input examples/digits_test.npz -o out/digits_cnn_logits.npz --force
+	$(BIN)/nnforge simulate examples/digits_cnn.onnx --data examples/digits_test.npz --calib examples/digits_calib.npz --bits w4a8 --check
 
 ## test: the whole test suite
 test: $(STAMP)
