@@ -115,13 +115,14 @@ def float_layers(mod, output_names: list[str] | None = None,
     host: list[str] = []
 
     def fusable(var, ops) -> FloatLayer | None:
-        if var in producer and users.get(var, 0) == 1:
+        if var in producer and users.get(var, 0) == 1 and var not in alias.values():
             layer = layers[producer[var]]
             if layer.op in ops and layer.output.same_as(var):
                 return layer
         return None
 
     used: set[str] = set()
+    alias: dict = {}  # var bound to another var -> the var it names
 
     def unique(name: str) -> str:
         base, k = name, 2
@@ -146,10 +147,13 @@ def float_layers(mod, output_names: list[str] | None = None,
     for block in func.body.blocks:
         for b in block.bindings:
             var, call = b.var, b.value
+            if isinstance(call, relax.Var):  # `gv = lv`: an alias, e.g. of the graph output
+                alias[var] = alias.get(call, call)
+                continue
             op = call_op_name(call)
             if op is None:
                 raise ModelError(f"layer {var.name!r}: a {type(call).__name__} binding has no integer form")
-            args = list(call.args)
+            args = [alias.get(a, a) if isinstance(a, relax.Var) else a for a in call.args]
             acts = [a for a in args if a in activations]
             label = f"layer {var.name!r} ({op.removeprefix('relax.')})"
             bounds = _clamp_bounds(call)
@@ -225,7 +229,7 @@ def float_layers(mod, output_names: list[str] | None = None,
                 axes = call.attrs.axes
                 new("transpose", var, acts, axes=None if axes is None else tuple(int(x) for x in axes))
             elif op == "relax.concat":
-                new("concat", var, [f for f in args[0].fields], axis=int(call.attrs.axis))
+                new("concat", var, [alias.get(f, f) for f in call.args[0].fields], axis=int(call.attrs.axis))
             elif op == "relax.nn.pad":
                 width = [int(x) for x in call.attrs.pad_width]
                 if float(call.attrs.pad_value) != 0.0:
@@ -238,6 +242,7 @@ def float_layers(mod, output_names: list[str] | None = None,
     # a trailing softmax stays on the host, in float
     outputs = func.body.body
     out_vars = list(outputs.fields) if isinstance(outputs, relax.Tuple) else [outputs]
+    out_vars = [alias.get(v, v) for v in out_vars]
     for var, name in zip(out_vars, output_names or []):
         for layer in layers:
             if layer.output.same_as(var) and layer.name.startswith(f"{layer.op}_"):
