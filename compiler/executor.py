@@ -1,8 +1,10 @@
 """Build a Relax module for llvm and run it in the Relax VM, with an on-disk build cache.
 
-One of the few modules that import tvm.  The cache key is the caller's fingerprint of the
-model (ONNX bytes, input shapes, pipeline version) plus the TVM and nnforge versions, so an
-unchanged model is compiled once and later runs load the shared library.
+One of the few modules that import tvm.  Modules are compiled by ``cpu_schedule.build`` (a
+vectorizing schedule for this machine's CPU).  The cache key is the caller's fingerprint of the
+model (ONNX bytes, input shapes, pipeline version) plus the TVM and nnforge versions and the
+llvm target (its -mcpu makes a library unportable), so an unchanged model is compiled once and
+later runs load the shared library.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from . import cpu_schedule
 from .errors import InputError
 from .onnx_frontend import TensorSpec
 
-_VERSION = "nnforge-0.1.0/float-1"
+_VERSION = "nnforge-0.1.0/float-2"
 
 
 def default_cache_dir() -> Path:
@@ -31,6 +34,7 @@ def cache_key(fingerprint: bytes) -> str:
     h = hashlib.sha256()
     h.update(_VERSION.encode())
     h.update(tvm.__version__.encode())
+    h.update(str(cpu_schedule.cpu_target()).encode())
     h.update(fingerprint)
     return h.hexdigest()[:32]
 
@@ -64,9 +68,9 @@ def build(
     fingerprint: bytes | None = None,
     cache_dir: Path | None = None,
 ) -> CompiledModule:
-    """Compile ``mod`` for llvm, reusing a cached shared library when the fingerprint matches."""
+    """Compile ``mod`` with ``cpu_schedule.build``, reusing a cached library when the fingerprint matches."""
     if fingerprint is None:
-        return CompiledModule(tvm.compile(mod, target="llvm"), inputs, output_names)
+        return CompiledModule(cpu_schedule.build(mod), inputs, output_names)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     path = cache_dir / f"{cache_key(fingerprint)}.so"
     if path.exists():
@@ -74,7 +78,7 @@ def build(
             return CompiledModule(tvm.runtime.load_module(str(path)), inputs, output_names)
         except Exception:  # a truncated or foreign file: rebuild it  # noqa: BLE001
             path.unlink(missing_ok=True)
-    executable = tvm.compile(mod, target="llvm")
+    executable = cpu_schedule.build(mod)
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache_dir)
     os.close(fd)

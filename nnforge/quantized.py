@@ -85,7 +85,9 @@ class QuantizedModel:
             import tvm
             from tvm import relax
 
-            lib = tvm.compile(self.relax, target="llvm")
+            from nnforge.compiler import cpu_schedule
+
+            lib = cpu_schedule.build(self.relax)
             self._compiled = relax.VirtualMachine(lib, tvm.cpu())
         return self._compiled
 

@@ -1,0 +1,149 @@
+"""Tuning-free CPU schedule for the Relax modules nnforge builds (float, traced, integer).
+
+One of the few modules that import tvm.  ``build`` compiles for ``cpu_target()`` (llvm, ``-mcpu``
+= this CPU: not portable, so caches key on its str) with cpu_generic's Relax pipeline (fusion)
+and the rule ``inner_spatial_vectorize`` for each fused PrimFunc with one reduction: elementwise
+producers/epilogues inlined (pads kept, one image at a time, as k phases if read with stride k);
+loops ``S.. tile R.. rows cols lanes`` (innermost spatial loop vectorized by 8, <= 8 vector
+accumulators unrolled); epilogue per tile.  Arithmetic and summation order never change: integer
+builds stay bit-exact, float ones differ only by FMA contraction.  If the pipeline raises, the
+plain ``tvm.compile(mod, target="llvm")``; ``stats`` counts the paths (logging: DEBUG only).
+``sch.parallel`` gained nothing with TVM's default pool (hardware threads / 2 = 1 on 2 cores).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import tvm
+from tvm import relax, s_tir, tirx
+from tvm.relax.backend.cpu_generic import pipeline as cpu
+from tvm.s_tir import dlight as dl
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.target import codegen
+
+_log = logging.getLogger(__name__)
+VECTOR = 8  # lanes: 8 x f32/i32 = one AVX2 register
+ACCUMULATORS = 8  # vector partial sums per tile (hide the add latency, fit 16 registers)
+stats = {"custom": 0, "fallback": 0, "unscheduled": 0}  # builds per path; PrimFuncs left as is
+
+
+@dl.ScheduleRule.from_callable("InnerSpatialVectorize")
+def inner_spatial_vectorize(func, target, _tunable):
+    """One reduction block: vectorized register tiles, fused epilogue (see the module doc)."""
+    try:
+        return _schedule(s_tir.Schedule(func))
+    except Exception as err:  # noqa: BLE001  (a primitive refused: keep the function as is)
+        stats["unscheduled"] += 1
+        _log.debug("inner_spatial_vectorize skipped a function: %s", err)
+        return None
+
+
+def _schedule(sch):
+    infos = normalize_prim_func(sch)
+    reds = [b for b in infos or [] if not b.is_injective()]
+    if len(reds) != 1 or set(reds[0].dom_kind()) != {"S", "R"}:
+        return None
+    block, kinds, loops = reds[0].block_rv, reds[0].dom_kind(), sch.get_loops(reds[0].block_rv)
+    if len(kinds) != len(loops):
+        return None
+    for info in infos:  # elementwise chains -> one block per output; pads stay separate
+        if info.block_rv != block and "if_then_else" not in sch.get(info.block_rv).body.script():
+            _try(sch.compute_inline, info.block_rv)
+    s = [l for l, k in zip(loops, kinds) if k == "S"]
+    r = [l for l, k in zip(loops, kinds) if k == "R"]
+    _deinterleave(sch, block, [i.var for i in reds[0].iters if i.kind == "S"][-1])
+    last = _extent(sch, s[-1])  # None: dynamic
+    lanes = min(last, VECTOR) if last else VECTOR
+    col, vec = sch.split(s[-1], factors=[None, lanes])
+    col, cols = sch.split(col, factors=[None, _divisor(-(-(last or 1) // lanes), ACCUMULATORS)])
+    tile, inner = [col], [cols]
+    if len(s) > 1:  # rows of the next spatial loop fill the tile up to ACCUMULATORS vectors
+        most = ACCUMULATORS // _extent(sch, cols)
+        row, rows = sch.split(s[-2], factors=[None, _divisor(_extent(sch, s[-2]) or 1, most)])
+        tile, inner = [row, col], [rows, cols]
+    sch.reorder(*s[:-2], *tile, *r, *inner, vec)
+    for loop in inner:
+        sch.unroll(loop)
+    sch.vectorize(vec)
+    for consumer in sch.get_consumers(block):  # epilogue per tile, from registers/L1
+        _try(sch.reverse_compute_at, consumer, tile[-1])
+        _try(_vectorize_inner, sch, consumer, lanes)
+    if len(s) > 2:
+        for producer in sch.get_producers(block):  # pad per image
+            _try(sch.compute_at, producer, sch.get_loops(block)[0])
+    sch.decompose_reduction(block, r[0])
+    return sch
+
+
+def _deinterleave(sch, block, var) -> None:
+    """A producer (pad) read with stride k > 1 along ``var`` (strided conv): store it as k phases,
+    ``[..., w] -> [..., w % k, w // k]``, so that each phase is read contiguously."""
+    for producer in sch.get_producers(block):
+        buf = sch.get(producer).writes[0].source
+        for read in (r for r in sch.get(block).reads if r.source.same_as(buf)):
+            coef = tvm.sym.detect_linear_equation(read.region[-1].min, [var])
+            k = coef[0].value if coef and isinstance(coef[0], tirx.IntImm) else 1
+            if k > 1 and isinstance(buf.shape[-1], tirx.IntImm) and buf.shape[-1].value % k == 0:
+                phases = lambda *i: (*i[:-1], i[-1] % k, i[-1] // k)  # noqa: E731
+                _try(sch.transform_layout, producer, ("write", 0), phases)
+
+
+def _vectorize_inner(sch, block, lanes: int) -> None:
+    loop = sch.get_loops(block)[-1]
+    if (_extent(sch, loop) or 1) % lanes == 0:
+        sch.vectorize(sch.split(loop, factors=[None, lanes])[1])
+
+
+def _extent(sch, loop) -> int | None:
+    ext = sch.get(loop).extent
+    return ext.value if isinstance(ext, tirx.IntImm) else None
+
+
+def _divisor(n: int, most: int) -> int:
+    """The largest of 8, 4, 2, 1 that divides n and is at most ``most``."""
+    return next(f for f in (8, 4, 2, 1) if f <= most and n % f == 0)
+
+
+def _try(primitive, *args) -> None:
+    """Apply a schedule primitive where it applies (tvm checks before changing anything)."""
+    try:
+        primitive(*args)
+    except Exception:  # noqa: BLE001, S110  (e.g. an output block cannot be inlined)
+        pass
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_target() -> tvm.target.Target:
+    """llvm for this machine's CPU (``-mcpu``): part of any cache key for what it builds."""
+    return tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()})
+
+
+def relax_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
+    """cpu_generic's default Relax pipeline plus ``inner_spatial_vectorize`` after fusion."""
+    passes = cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)  # ends with FuseTIR
+    passes += [dl.ApplyDefaultSchedule(inner_spatial_vectorize), *cpu.dataflow_lower_passes(target)]
+    return tvm.transform.Sequential(passes + cpu.finalize_passes(target))
+
+
+def _exported(mod: tvm.IRModule) -> tvm.IRModule:
+    """A copy with a global_symbol on every Relax function (fusion's DCE drops the others)."""
+    mod = mod.clone()
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function) and "global_symbol" not in (func.attrs or {}):
+            mod[gv] = func.with_attr("global_symbol", gv.name_hint)
+    return mod
+
+
+def build(mod: tvm.IRModule):
+    """Compile a Relax module for this CPU; the plain llvm build if the custom pipeline fails."""
+    target = cpu_target()
+    try:
+        lib = tvm.compile(_exported(mod), target=target, relax_pipeline=relax_pipeline(target))
+        stats["custom"] += 1
+    except Exception as err:  # noqa: BLE001
+        _log.debug("cpu_schedule pipeline failed, plain llvm build: %s", err)
+        lib = tvm.compile(mod, target="llvm")
+        stats["fallback"] += 1
+    return lib
