@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from . import cpu_schedule
@@ -48,7 +49,7 @@ class CompiledModule:
         self.output_names = output_names
 
     def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        result = self._vm["main"](*(tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays))
+        result = self._vm["main"](*(tvm.runtime.tensor(np.require(a, requirements="C")) for a in arrays))  # rank 0 stays rank 0
         return _to_numpy(result)
 
 
@@ -72,6 +73,8 @@ def build(
     if fingerprint is None:
         return CompiledModule(cpu_schedule.build(mod), inputs, output_names)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    # the module's structure is part of the key, so a changed frontend never reuses a stale build
+    fingerprint = fingerprint + str(tvm_ffi.structural_hash(mod)).encode()
     path = cache_dir / f"{cache_key(fingerprint)}.so"
     if path.exists():
         try:

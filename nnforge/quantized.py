@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nnforge.compiler import executor, reference
-from nnforge.compiler.calibration import TensorStats
+from nnforge.compiler.calibration import ActivationStats, TensorStats
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.layers import FloatLayer, float_layers, traced_module
 from nnforge.compiler.qgraph import QGraph
@@ -17,6 +17,12 @@ from nnforge.compiler.quant_config import QuantConfig, parse_config
 from nnforge.model import Model
 
 Progress = Callable[[int, int], None] | None
+
+
+def batch_size_for(model: Model, requested: int) -> int:
+    """A model with a fixed batch dimension B runs in chunks of exactly B samples."""
+    fixed = model.inputs[0].shape[0]
+    return fixed if isinstance(fixed, int) else requested
 
 
 def _batches(arrays: list[np.ndarray], batch_size: int):
@@ -40,9 +46,11 @@ class FloatTrace:
 def calibrate(model: Model, arrays: list[np.ndarray], layers: list[FloatLayer] | None = None,
               batch_size: int = 256, progress: Progress = None) -> dict[str, TensorStats]:
     """Statistics of every model input and every layer output over the calibration data."""
-    layers = layers if layers is not None else float_layers(model.relax, model.output_names)[0]
+    layers = layers if layers is not None else float_layers(model.relax, model.output_names, model.onnx_names)[0]
     arrays = executor.check_inputs(_batched_specs(model), arrays)
     trace = FloatTrace(model, layers)
+    batch_size = batch_size_for(model, batch_size)
+    _check_divisible(arrays, batch_size, model)
     stats: dict[str, TensorStats] = {}
     n = len(arrays[0])
     for start, batch in _batches(arrays, batch_size):
@@ -50,12 +58,20 @@ def calibrate(model: Model, arrays: list[np.ndarray], layers: list[FloatLayer] |
         values.update(trace(batch))
         for name, value in values.items():
             try:
-                stats.setdefault(name, TensorStats()).update(value)
+                stats.setdefault(name, ActivationStats()).update(value)
             except ValueError as err:
                 raise InputError(f"calibration tensor {name!r}: {err}") from None
         if progress:
             progress(min(start + batch_size, n), n)
     return stats
+
+
+def _check_divisible(arrays, batch_size: int, model: Model) -> None:
+    if isinstance(model.inputs[0].shape[0], int) and len(arrays[0]) % batch_size:
+        raise InputError(
+            f"the model's batch dimension is fixed at {batch_size}, so the number of samples must be "
+            f"a multiple of {batch_size}, not {len(arrays[0])}; re-import with --input-shape to change it"
+        )
 
 
 def _batched_specs(model: Model):
@@ -111,6 +127,8 @@ class QuantizedModel:
     def predict(self, arrays: list[np.ndarray], batch_size: int = 256, progress: Progress = None) -> dict[str, np.ndarray]:
         """Dequantized outputs of the integer model over a dataset (host softmax applied)."""
         arrays = executor.check_inputs(_batched_specs(self.float_model), arrays)
+        batch_size = batch_size_for(self.float_model, batch_size)
+        _check_divisible(arrays, batch_size, self.float_model)
         chunks = []
         n = len(arrays[0])
         for start, batch in _batches(arrays, batch_size):
@@ -143,7 +161,7 @@ def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_si
     from nnforge.compiler.quantize import quantize_model
 
     cfg = parse_config(config)
-    layers, host = float_layers(model.relax, model.output_names)
+    layers, host = float_layers(model.relax, model.output_names, model.onnx_names)
     if stats is None:
         if calib is None:
             raise InputError("quantization needs calibration data (or precomputed statistics)")
@@ -181,5 +199,5 @@ def load_quantized(directory: str | Path) -> QuantizedModel:
     meta = json.loads((directory / "config.json").read_text())
     shapes = {k: tuple(v) for k, v in meta["input_shapes"].items() if all(isinstance(d, int) for d in v)}
     model = load(onnx.load(str(directory / "model.onnx")), shapes or None)
-    layers, _ = float_layers(model.relax, model.output_names)
+    layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
     return QuantizedModel(model, graph, layers, parse_config(meta["config"]))
