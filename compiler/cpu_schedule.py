@@ -8,20 +8,30 @@ loops ``S.. tile R.. rows cols lanes`` (innermost spatial loop vectorized by 8, 
 accumulators unrolled); epilogue per tile.  Arithmetic and summation order never change: integer
 builds stay bit-exact, float ones differ only by FMA contraction.  If the pipeline raises, the
 plain ``tvm.compile(mod, target="llvm")``; ``stats`` counts the paths (logging: DEBUG only).
-``sch.parallel`` gained nothing with TVM's default pool (hardware threads / 2 = 1 on 2 cores).
+Images (conv) or row tiles (dense) run in parallel on TVM's thread pool, which nnforge sizes
+to every core, as onnxruntime does (TVM's own default is half the hardware threads, and it pins
+the calling thread to a core, and its idle workers spin, both of which slow onnxruntime or
+numpy in the same process); set TVM_NUM_THREADS / TVM_BIND_THREADS /
+TVM_THREAD_POOL_SPIN_COUNT yourself to override.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 
-import tvm
-from tvm import relax, s_tir, tirx
-from tvm.relax.backend.cpu_generic import pipeline as cpu
-from tvm.s_tir import dlight as dl
-from tvm.s_tir.dlight.analysis import normalize_prim_func
-from tvm.target import codegen
+# must precede the first parallel launch, when TVM creates its pool
+os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+os.environ.setdefault("TVM_BIND_THREADS", "0")
+os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle workers yield the core at once
+
+import tvm  # noqa: E402
+from tvm import relax, s_tir, tirx  # noqa: E402
+from tvm.relax.backend.cpu_generic import pipeline as cpu  # noqa: E402
+from tvm.s_tir import dlight as dl  # noqa: E402
+from tvm.s_tir.dlight.analysis import normalize_prim_func  # noqa: E402
+from tvm.target import codegen  # noqa: E402
 
 _log = logging.getLogger(__name__)
 VECTOR = 8  # lanes: 8 x f32/i32 = one AVX2 register
@@ -64,6 +74,8 @@ def _schedule(sch):
         row, rows = sch.split(s[-2], factors=[None, _divisor(_extent(sch, s[-2]) or 1, most)])
         tile, inner = [row, col], [rows, cols]
     sch.reorder(*s[:-2], *tile, *r, *inner, vec)
+    # images (conv) or row tiles (dense) in parallel: no reduction order changes
+    sch.parallel(s[0] if len(s) > 2 else tile[0])
     for loop in inner:
         sch.unroll(loop)
     sch.vectorize(vec)

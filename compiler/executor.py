@@ -36,6 +36,7 @@ def cache_key(fingerprint: bytes) -> str:
     h.update(_VERSION.encode())
     h.update(tvm.__version__.encode())
     h.update(str(cpu_schedule.cpu_target()).encode())
+    h.update(Path(cpu_schedule.__file__).read_bytes())  # a changed schedule is a different build
     h.update(fingerprint)
     return h.hexdigest()[:32]
 
