@@ -1,0 +1,4 @@
+"""nnforge.hw_sim: C simulation (g++) and RTL simulation (cocotb) harnesses.
+
+Not implemented yet; arrives with the hardware backends.
+"""
