@@ -4,10 +4,13 @@
     model = nnforge.load("examples/digits_cnn.onnx")
     print(model.summary().total_macs)
     logits = model.run(x)["logits"]
+    qmodel = nnforge.quantize(model, [x_calib], "w4a8")
 """
 
 from nnforge.compiler.errors import InputError, ModelError, NNForgeError
 from nnforge.model import Model, load
+from nnforge.quantized import QuantizedModel, load_quantized, quantize, save
 
-__all__ = ["load", "Model", "NNForgeError", "ModelError", "InputError"]
+__all__ = ["load", "Model", "quantize", "QuantizedModel", "save", "load_quantized",
+           "NNForgeError", "ModelError", "InputError"]
 __version__ = "0.1.0"
