@@ -96,6 +96,10 @@ def quantize_model(
     scale of activations (by model input name or layer name), e.g. scales imported from an
     ONNX QDQ model; their types still come from the config and the statistics."""
     fixed_scales = dict(fixed_scales or {})
+    if len(output_names) != 1:
+        raise ModelError(
+            f"quantization supports models with one output for now, not {len(output_names)} ({output_names})"
+        )
     config.check_names([l.name for l in layers], {l.op for l in layers})
     decisions: list = []
     if config.auto:
