@@ -52,8 +52,6 @@ def _act_param(stats: TensorStats, lq: LayerQuant, act: tuple, name: str,
     threshold = choose_threshold(stats, lq.calibration, lq.act_bits, signed, lq.percentile)
     if hi is not None:
         threshold = min(threshold, hi)  # ReLU6: nothing above 6 is ever produced
-    if lo is not None and lo < 0:
-        threshold = max(threshold, min(threshold, -lo))
     if fixed_scale is not None:
         return _Param(qtype, float(fixed_scale))
     return _Param(qtype, _scale(threshold, qtype, lq.scale_mode))
@@ -181,10 +179,9 @@ def quantize_model(
         nodes.append(QNode(layer.op, layer.name, in_names, layer.name, attrs))
         tensors[layer.name] = QTensor(layer.name, shape, out.qtype, out.scale)
     host_ops = [HostOp("softmax", n, "softmax stays float on the host (argmax is unchanged)") for n in host]
-    last = [l for l in compute][-1].name if compute else qinputs[0].name
-    outs = [tensor_of.get(v, None) for v in _graph_outputs(layers)]
-    outs = [o if o is not None else last for o in outs]
-    graph = QGraph(qinputs, tensors, nodes, outs, host_ops)
+    # the final compute layer is the output, or feeds the host softmax
+    final = layers[-1].inputs[0] if layers[-1].op == "softmax" else layers[-1].output
+    graph = QGraph(qinputs, tensors, nodes, [tensor_of.get(final, qinputs[0].name)], host_ops)
     graph.decisions = [f"{d.layer}: {d.reason()}" for d in decisions]
     return graph
 
@@ -213,11 +210,6 @@ def _auto_config(layers, host, inputs, stats, config: QuantConfig):
         entry["act_bits"] = choice.bits
         decisions.append(choice)
     return dataclasses.replace(config, layers=overrides, auto=False), decisions
-
-
-def _graph_outputs(layers: list[FloatLayer]):
-    # the final compute layer feeds the host softmax or is the output itself
-    return [layers[-1].inputs[0] if layers[-1].op == "softmax" else layers[-1].output]
 
 
 def _shape(var):

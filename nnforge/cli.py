@@ -186,12 +186,6 @@ def _quant_spec(bits: str | None, config: str | None):
     return config if config else (bits or "w8a8")
 
 
-def _load_data(path: str, model, what: str):
-    from nnforge.data import load_inputs
-
-    return load_inputs(path, model.inputs)
-
-
 quant_options = [
     click.option("--bits", metavar="wNaM", help="Shorthand widths, e.g. w8a8, w4a8, w8a8-pow2, auto (default w8a8)."),
     click.option("--config", "config_path", metavar="FILE", help="TOML/YAML/JSON quantization config (docs/quant_config.md)."),
@@ -222,13 +216,15 @@ def _fmt_acc(v) -> str:
 @input_shape_option
 def simulate(model_path, data_path, calib_path, bits, config_path, as_json, check, batch_size, input_shapes):
     """Bit-accurate accuracy of the quantized model against the float model."""
+    from nnforge.data import load_inputs
+
     from nnforge.compiler.quant_config import parse_config
     from nnforge.simulate import simulate as run_simulation
 
     config = parse_config(_quant_spec(bits, config_path))
     model = _load(model_path, input_shapes)
-    data, labels = _load_data(data_path, model, "--data")
-    calib = _load_data(calib_path, model, "--calib")[0] if calib_path else None
+    data, labels = load_inputs(data_path, model.inputs)
+    calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
     with _progress() as bar:
         task = bar.add_task("simulating", total=len(data[0]))
         _, report = run_simulation(model, data, labels, config, calib, check, batch_size,
@@ -269,6 +265,8 @@ def simulate(model_path, data_path, calib_path, bits, config_path, as_json, chec
 @input_shape_option
 def quantize(model_path, calib_path, bits, config_path, out_dir, force, input_shapes):
     """Calibrate and quantize; save the quantized model (reload with nnforge.load_quantized)."""
+    from nnforge.data import load_inputs
+
     from nnforge.compiler.quant_config import parse_config
     from nnforge.quantized import quantize as run_quantize, save
 
@@ -276,7 +274,7 @@ def quantize(model_path, calib_path, bits, config_path, out_dir, force, input_sh
         raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
     config = parse_config(_quant_spec(bits, config_path))
     model = _load(model_path, input_shapes)
-    calib = _load_data(calib_path, model, "--calib")[0]
+    calib = load_inputs(calib_path, model.inputs)[0]
     qmodel = run_quantize(model, calib, config)
     save(qmodel, Path(out_dir), force)
     click.echo(f"quantized {model_path} ({config.describe()}) with {len(calib[0])} calibration samples; "
@@ -305,6 +303,8 @@ def _int_list(value: str, name: str) -> list[int]:
 def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes, calibrations, out_dir, force,
           batch_size, input_shapes):
     """Accuracy over a grid of widths, scale modes and calibration methods."""
+    from nnforge.data import load_inputs
+
     from nnforge.compiler.qgraph_io import save_dir
     from nnforge.compiler.quant_config import parse_config
     from nnforge.simulate import split_calibration
@@ -318,9 +318,9 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
     for wb, ab, mode, method in [(w, a, m, c) for w in wbits for a in abits for m in modes for c in methods]:
         parse_config({"default": {"weight_bits": wb, "act_bits": ab, "scale_mode": mode, "calibration": method}})
     model = _load(model_path, input_shapes)
-    data, labels = _load_data(data_path, model, "--data")
+    data, labels = load_inputs(data_path, model.inputs)
     if calib_path:
-        calib = _load_data(calib_path, model, "--calib")[0]
+        calib = load_inputs(calib_path, model.inputs)[0]
     else:
         calib, _, k = split_calibration(data)
         err_console.print(f"calibrating on the first {k} samples of --data (no --calib given)", highlight=False)

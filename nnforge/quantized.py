@@ -36,7 +36,9 @@ class FloatTrace:
 
     def __init__(self, model: Model, layers: list[FloatLayer]):
         self.model, self.layers = model, layers
-        self._compiled = executor.build(traced_module(model.relax, layers), model.inputs, [l.name for l in layers])
+        # cached on disk like the model itself: calibration, simulate and every sweep point share one build
+        self._compiled = executor.build(traced_module(model.relax, layers), model.inputs, [l.name for l in layers],
+                                        fingerprint=model._fingerprint + b"/trace")
 
     def __call__(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         outs = self._compiled(arrays)

@@ -13,10 +13,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from nnforge.compiler.calibration import TensorStats
-from nnforge.compiler.errors import InputError
 from nnforge.model import Model
 from nnforge.quantized import (FloatTrace, Progress, QuantizedModel, _batches, _check_divisible, batch_size_for,
-                               calibrate, quantize)
+                               quantize)
 
 
 @dataclass
@@ -128,4 +127,4 @@ def simulate(
     return qmodel, report
 
 
-__all__ = ["simulate", "SimulationReport", "LayerError", "split_calibration", "calibrate", "InputError"]
+__all__ = ["simulate", "SimulationReport", "LayerError", "split_calibration"]
