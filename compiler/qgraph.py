@@ -13,6 +13,8 @@ Ops and their attrs (arrays are int64 numpy arrays):
                     groups, multiplier [O], shift [O], lo, hi, rounding, overflow, acc_dtype
 ``dense``           weight [K, N], bias [N], multiplier [N], shift [N], lo, hi, rounding,
                     overflow, acc_dtype
+                    (conv2d and dense also carry weight_bits and weight_scale [O | N], float: storage
+                    accounting and plots only, never read by an executor)
 ``max_pool2d``      pool_size, strides, padding, dilation, ceil_mode
 ``avg_pool2d``      pool_size, strides, padding (window sum incl. padding), multiplier, shift, lo,
                     hi, rounding, overflow

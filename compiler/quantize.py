@@ -250,6 +250,7 @@ def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuan
         m, n = quantize_multiplier(s_x * w_scales / out.scale, lq.scale_mode)
         attrs = dict(weight=w_codes, bias=bias, multiplier=m, shift=n, lo=lo, hi=hi,
                      acc_dtype=_acc_dtype(ins[0].qtype, w_codes, bias, axis), **common)
+        attrs.update(weight_bits=lq.weight_bits, weight_scale=w_scales)  # storage/report only, not numerics
         if layer.op == "conv2d":
             attrs.update(strides=a["strides"], padding=a["padding"], dilation=a["dilation"], groups=a["groups"])
         return attrs
