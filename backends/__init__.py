@@ -1,4 +1,11 @@
-"""nnforge.backends: hardware backends (HLS C++, systolic Verilog) and their registry.
+"""nnforge.backends: hardware backends and the API they implement.
 
-Not implemented yet: the HLS backend and the backend API are the next milestone.
+See ``base.py`` for the abstract surface, ``registry.py`` for registration (including entry
+points) and docs/backends.md for a tutorial that builds a complete backend.
 """
+
+from .base import Backend, Design, HostItem, Kernel, LayerEstimate
+from .registry import BackendError, get_backend, list_backends, register_backend
+
+__all__ = ["Backend", "BackendError", "Design", "HostItem", "Kernel", "LayerEstimate", "get_backend",
+           "list_backends", "register_backend"]

@@ -172,8 +172,12 @@ def _param(t) -> relax.Var:
     return relax.Var(t.name, relax.TensorType(shape, t.qtype.storage))
 
 
-def lower(graph: QGraph) -> tvm.IRModule:
-    """The integer Relax module: ``main`` returns the outputs, ``trace`` every node output."""
+def lower(graph: QGraph, var_names: dict[str, str] | None = None) -> tvm.IRModule:
+    """The integer Relax module: ``main`` returns the outputs, ``trace`` every node output.
+
+    ``var_names``, when given, receives node name -> the name of the Relax variable holding the
+    node's output in ``main`` (Relax rewrites some characters of name hints, e.g. ``.``).
+    """
     bb = relax.BlockBuilder()
     for fname in ("main", "trace"):
         params = [_param(t) for t in graph.inputs]
@@ -184,6 +188,8 @@ def lower(graph: QGraph) -> tvm.IRModule:
                 for node in graph.nodes:
                     method = getattr(low, "requant_" if node.op == "requant" else node.op)
                     values[node.output] = method(node, [values[i] for i in node.inputs], graph.tensors[node.output].qtype)
+                    if var_names is not None and fname == "main":
+                        var_names[node.name] = values[node.output].name
                 names = graph.outputs if fname == "main" else graph.node_outputs()
                 result = values[names[0]] if len(names) == 1 else relax.Tuple([values[n] for n in names])
                 out = bb.emit_output(result)

@@ -1,7 +1,7 @@
 """Partition the lowered integer module with Relax patterns, as a BYOC backend will.
 
-The patterns match the quantized conv2d and dense chains exactly as ``lower_relax`` emits
-them (``astype -> conv2d|matmul -> add(bias) -> [astype(int64)] -> multiply(M)
+The patterns (``backends/patterns.py``) match the quantized conv2d and dense chains exactly as
+``lower_relax`` emits them (``astype -> conv2d|matmul -> add(bias) -> [astype(int64)] -> multiply(M)
 -> [left_shift] -> [add(half)] -> [right_shift] -> saturate -> astype``, where saturate is
 ``maximum -> minimum`` (SAT) or the WRAP form ``[add] -> bitwise_and -> [subtract]`` with
 optional clamps).  ``FuseOpsByPattern`` must create one composite function per conv/dense
@@ -19,55 +19,20 @@ import numpy as np
 import pytest
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, wildcard
 
+from nnforge.backends.patterns import patterns_for
 from nnforge.compiler import reference
 from nnforge.compiler.lower_relax import lower
 from nnforge.compiler.numerics import QType, quantize_multiplier
 from nnforge.compiler.qgraph import QGraph, QNode, QTensor
 
-CONV, DENSE = "nnforge.conv2d_requant", "nnforge.dense_requant"
+CONV, DENSE = "nnforge.conv2d", "nnforge.dense"
 
 
-# -- the patterns -----------------------------------------------------------------------------
-
-def _optional(op: str, inner):
-    """``op(inner, const)`` or ``inner`` itself."""
-    return is_op(op)(inner, is_const()) | inner
-
-
-def _clamp(inner):
-    return is_op("relax.minimum")(is_op("relax.maximum")(inner, is_const()), is_const())
-
-
-def requant_tail(acc):
-    """``lower_relax._Lowerer.requant``: every variant it emits, nothing else."""
-    v = is_op("relax.astype")(acc) | acc  # an int64 accumulator is not cast again
-    v = is_op("relax.multiply")(v, is_const())
-    v = _optional("relax.left_shift", v)  # negative shifts
-    v = _optional("relax.add", v)  # RND: + 2^(n-1)
-    v = _optional("relax.right_shift", v)  # n > 0
-    wrap_signed = is_op("relax.subtract")(
-        is_op("relax.bitwise_and")(is_op("relax.add")(v, is_const()), is_const()), is_const())
-    wrap = wrap_signed | is_op("relax.bitwise_and")(v, is_const())
-    return is_op("relax.astype")(_clamp(v) | _clamp(wrap) | wrap)
-
-
-def conv_pattern():
-    x = is_op("relax.astype")(wildcard())
-    acc = is_op("relax.add")(is_op("relax.nn.conv2d")(x, is_const()), is_const())
-    return requant_tail(acc)
-
-
-def dense_pattern():
-    x = is_op("relax.astype")(wildcard())
-    acc = is_op("relax.add")(is_op("relax.matmul")(x, is_const()), is_const())
-    return requant_tail(acc)
-
+# -- the patterns (backends/patterns.py, the ones every backend uses) ------------------------------
 
 def patterns():
-    return [relax.transform.FusionPattern(CONV, conv_pattern()),
-            relax.transform.FusionPattern(DENSE, dense_pattern())]
+    return patterns_for("nnforge", {"conv2d", "dense"})
 
 
 # -- a graph with every variant of the chain --------------------------------------------------------
