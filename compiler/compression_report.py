@@ -1,0 +1,291 @@
+"""Storage of a quantized graph's weights under Deep Compression, per layer and in total.
+
+For every conv2d and dense node (the layers that hold weights) the report counts what the
+hardware stores, in bits, following the formula in docs/compression.md ("Compression
+report"):
+
+* a **shared** layer (``attrs["codebook"]``) stores ``ceil(log2 K)``-bit indices into its
+  K-entry codebook plus the codebook itself (K codes of ``weight_bits`` each);
+* an **unshared** layer stores its codes at ``weight_bits`` each;
+* the values are stored **dense** (one per weight) or in the **sparse** relative-index layout
+  of ``huffman.py`` (one per entry, plus a ``gap_bits`` gap each), whichever is smaller
+  before Huffman coding (``layout="auto"``), or as forced by ``layout``;
+* with ``huffman=True`` the index and gap streams are canonical-Huffman coded, and their
+  code tables are counted;
+* biases are stored at their accumulator width (int32 or int64);
+* the float32 baseline is 4 bytes per weight and per bias.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import ModelError
+from .huffman import (CONV_GAP_BITS, FC_GAP_BITS, HuffmanStream, SparseLayout, huffman_encode,
+                      sparse_layout)
+from .qgraph import QGraph, QNode
+
+WEIGHT_OPS = ("conv2d", "dense")
+LAYOUTS = ("auto", "dense", "sparse")
+
+
+@dataclass(frozen=True)
+class LayerStreams:
+    """What one layer stores: index stream, optional sparse layout, and their Huffman codes."""
+
+    codes: np.ndarray  # the flat weight codes (C order)
+    codebook: np.ndarray | None
+    index_bits: int  # bits per stored index (or per code, when unshared)
+    layout: SparseLayout | None  # None: dense
+    indices: np.ndarray  # the index stream (codebook indices, or codes when unshared)
+    index_huffman: HuffmanStream | None
+    gap_huffman: HuffmanStream | None
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    name: str
+    op: str
+    shared: bool
+    layout: str  # "dense" or "sparse"
+    params: int  # weights
+    nonzeros: int
+    biases: int
+    weight_bits: int
+    index_bits: int  # bits per index
+    codebook_size: int  # 0 when unshared
+    codebook_bits: int
+    codebook_bytes: int
+    entries: int  # stored values: params when dense, nonzeros + fillers when sparse
+    fillers: int
+    gap_bits: int  # bits per sparse gap (0 when dense)
+    index_stream_bits: int  # entries * index_bits
+    index_huffman_bits: int | None  # payload + code table
+    sparse_stream_bits: int  # entries * gap_bits
+    sparse_huffman_bits: int | None  # payload + code table
+    bias_bits: int
+    total_bits: int
+    total_bytes: int
+    float_bytes: int
+    compression_ratio: float
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    layers: list[LayerReport]
+    huffman: bool
+    conv_gap_bits: int
+    fc_gap_bits: int
+    params: int = field(init=False)
+    nonzeros: int = field(init=False)
+    total_bytes: int = field(init=False)
+    float_bytes: int = field(init=False)
+    compression_ratio: float = field(init=False)
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "params", sum(l.params for l in self.layers))
+        set_(self, "nonzeros", sum(l.nonzeros for l in self.layers))
+        set_(self, "total_bytes", sum(l.total_bytes for l in self.layers))
+        set_(self, "float_bytes", sum(l.float_bytes for l in self.layers))
+        set_(self, "compression_ratio", _ratio(self.float_bytes, self.total_bytes))
+
+    def to_dict(self) -> dict:
+        return {
+            "huffman": self.huffman, "conv_gap_bits": self.conv_gap_bits, "fc_gap_bits": self.fc_gap_bits,
+            "params": self.params, "nonzeros": self.nonzeros, "total_bytes": self.total_bytes,
+            "float_bytes": self.float_bytes, "compression_ratio": self.compression_ratio,
+            "layers": [asdict(l) for l in self.layers],
+        }
+
+    def to_markdown(self) -> str:
+        h = self.huffman
+        head = ["layer", "op", "params", "nonzeros", "layout", "bits/index", "codebook B",
+                "index bits" + (" (Huffman)" if h else ""), "sparse bits" + (" (Huffman)" if h else ""),
+                "total B", "ratio"]
+        rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+        def stream(raw, coded):
+            return f"{raw:,} → {coded:,}" if coded is not None else f"{raw:,}"
+
+        for l in self.layers:
+            rows.append("| " + " | ".join([
+                l.name.replace("|", "\\|"), l.op, f"{l.params:,}", f"{l.nonzeros:,}",
+                l.layout + (f" ({l.gap_bits}-bit gaps, {l.fillers:,} fillers)" if l.layout == "sparse" else ""),
+                str(l.index_bits) + (f" (K={l.codebook_size})" if l.shared else ""), f"{l.codebook_bytes:,}",
+                stream(l.index_stream_bits, l.index_huffman_bits), stream(l.sparse_stream_bits, l.sparse_huffman_bits),
+                f"{l.total_bytes:,}", f"{l.compression_ratio:.2f}x"]) + " |")
+        rows.append(f"| **total** | | {self.params:,} | {self.nonzeros:,} | | | | | | {self.total_bytes:,} | "
+                    f"{self.compression_ratio:.2f}x |")
+        lines = [
+            "# Compression report", "",
+            f"Weights of {len(self.layers)} layers: {self.total_bytes:,} bytes against {self.float_bytes:,} bytes "
+            f"in float32, a compression ratio of {self.compression_ratio:.2f}x "
+            f"({'with' if h else 'without'} Huffman coding; sparse gaps {self.conv_gap_bits} bits for conv, "
+            f"{self.fc_gap_bits} bits for fc).", "",
+            *rows, "",
+            "Accounting: docs/compression.md, section \"Compression report\". Biases are stored at their "
+            "accumulator width; the float32 baseline counts weights and biases.", "",
+        ]
+        return "\n".join(lines)
+
+
+def _ratio(num: int, den: int) -> float:
+    return float(num) / den if den else float("inf") if num else 1.0
+
+
+def _weight_bits(node: QNode, codes: np.ndarray) -> int:
+    bits = node.attrs.get("weight_bits")
+    if bits is not None:
+        return int(bits)
+    # graphs saved before weight_bits was recorded: the narrowest signed width that holds the codes
+    peak = int(np.abs(codes).max()) if codes.size else 0
+    return max(2, peak.bit_length() + 1)
+
+
+def layer_streams(node: QNode, gap_bits: int, layout: str = "auto") -> LayerStreams:
+    """The index stream, sparse layout and Huffman codes of one conv2d/dense node."""
+    if layout not in LAYOUTS:
+        raise ModelError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    if node.op not in WEIGHT_OPS:
+        raise ModelError(f"layer {node.name!r}: only conv2d and dense layers store weights, not {node.op}")
+    codes = np.asarray(node.attrs["weight"]).reshape(-1).astype(np.int64)
+    weight_bits = _weight_bits(node, codes)
+    codebook = node.attrs.get("codebook")
+    if codebook is not None:
+        codebook = np.asarray(codebook).reshape(-1).astype(np.int64)
+        if codebook.size == 0 or np.any(np.diff(codebook) <= 0):
+            raise ModelError(f"layer {node.name!r}: the codebook must be a non-empty, strictly increasing "
+                             f"array of codes, not {codebook.tolist()!r}")
+        index_bits = (len(codebook) - 1).bit_length()  # ceil(log2 K)
+    else:
+        index_bits = weight_bits
+    sparse = sparse_layout(codes, gap_bits)
+    if layout == "auto":
+        sparse_cost = len(sparse.values) * (index_bits + gap_bits)
+        layout = "sparse" if sparse_cost < codes.size * index_bits else "dense"
+    kept = sparse if layout == "sparse" else None
+    values = sparse.values if kept is not None else codes
+    if codebook is not None:
+        indices = np.searchsorted(codebook, values)
+        safe = np.minimum(indices, len(codebook) - 1)
+        if values.size and not np.array_equal(codebook[safe], values):
+            missing = sorted(set(values[codebook[safe] != values].tolist()))[:5]
+            raise ModelError(f"layer {node.name!r}: every stored code (and 0 when the layer is sparse) must be in "
+                             f"its codebook {codebook.tolist()!r}, not {missing!r}")
+    else:
+        indices = values
+    return LayerStreams(codes, codebook, index_bits, kept, indices, None, None)
+
+
+def encode_streams(streams: LayerStreams) -> LayerStreams:
+    """``streams`` with its index (and gap) stream Huffman coded."""
+    gap = huffman_encode(streams.layout.gaps) if streams.layout is not None else None
+    return LayerStreams(streams.codes, streams.codebook, streams.index_bits, streams.layout, streams.indices,
+                        huffman_encode(streams.indices), gap)
+
+
+def layer_report(node: QNode, gap_bits: int, huffman: bool = True, layout: str = "auto") -> LayerReport:
+    s = layer_streams(node, gap_bits, layout)
+    if huffman:
+        s = encode_streams(s)
+    weight_bits = _weight_bits(node, s.codes)
+    entries = len(s.indices)
+    shared = s.codebook is not None
+    codebook_size = len(s.codebook) if shared else 0
+    codebook_bits = codebook_size * weight_bits
+    index_raw = entries * s.index_bits
+    index_huff = s.index_huffman.total_bits(s.index_bits) if s.index_huffman is not None else None
+    gbits = gap_bits if s.layout is not None else 0
+    sparse_raw = entries * gbits
+    sparse_huff = None
+    if huffman:
+        sparse_huff = s.gap_huffman.total_bits(gap_bits) if s.gap_huffman is not None else 0
+    bias = np.asarray(node.attrs.get("bias", np.zeros(0))).reshape(-1)
+    bias_bits = bias.size * (64 if node.attrs.get("acc_dtype") == "int64" else 32)
+    total_bits = (codebook_bits + (index_huff if huffman else index_raw) + (sparse_huff if huffman else sparse_raw)
+                  + bias_bits)
+    total_bytes = math.ceil(total_bits / 8)
+    float_bytes = 4 * (s.codes.size + bias.size)
+    return LayerReport(
+        name=node.name, op=node.op, shared=shared, layout="sparse" if s.layout is not None else "dense",
+        params=int(s.codes.size), nonzeros=int(np.count_nonzero(s.codes)), biases=int(bias.size),
+        weight_bits=weight_bits, index_bits=s.index_bits, codebook_size=codebook_size, codebook_bits=codebook_bits,
+        codebook_bytes=math.ceil(codebook_bits / 8), entries=entries,
+        fillers=s.layout.fillers if s.layout is not None else 0, gap_bits=gbits,
+        index_stream_bits=index_raw, index_huffman_bits=index_huff, sparse_stream_bits=sparse_raw,
+        sparse_huffman_bits=sparse_huff, bias_bits=bias_bits, total_bits=total_bits, total_bytes=total_bytes,
+        float_bytes=float_bytes, compression_ratio=_ratio(float_bytes, total_bytes),
+    )
+
+
+def compression_report(graph: QGraph, huffman: bool = True, conv_gap_bits: int = CONV_GAP_BITS,
+                       fc_gap_bits: int = FC_GAP_BITS, layout: str = "auto", progress=None) -> CompressionReport:
+    """Per-layer and total storage of ``graph``'s weights (see the module docstring).
+
+    ``progress(done, total)`` is called after each layer.
+    """
+    nodes = [n for n in _as_graph(graph).nodes if n.op in WEIGHT_OPS]
+    layers = []
+    for i, node in enumerate(nodes):
+        layers.append(layer_report(node, conv_gap_bits if node.op == "conv2d" else fc_gap_bits, huffman, layout))
+        if progress:
+            progress(i + 1, len(nodes))
+    return CompressionReport(layers, huffman, conv_gap_bits, fc_gap_bits)
+
+
+def _as_graph(obj) -> QGraph:
+    return obj.graph if hasattr(obj, "graph") else obj
+
+
+def plot_histograms(qmodel_or_graph, path=None) -> bytes:
+    """One histogram per weight layer with the codebook overlaid as vertical lines; PNG bytes.
+
+    Weights are shown as real values (code x scale) when the layer has one weight scale, and
+    as codes when its per-channel scales differ (a shared codebook is a set of codes).
+    Pruned weights (code 0) are left out of the histogram; the title gives their share.
+    Writes the PNG to ``path`` as well when given.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nodes = [n for n in _as_graph(qmodel_or_graph).nodes if n.op in WEIGHT_OPS]
+    cols = min(4, max(1, len(nodes)))
+    rows = max(1, math.ceil(len(nodes) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), dpi=90, squeeze=False)
+    for ax in axes.flat[len(nodes):]:
+        ax.axis("off")
+    for ax, node in zip(axes.flat, nodes):
+        codes = np.asarray(node.attrs["weight"]).reshape(-1)
+        scales = np.unique(np.asarray(node.attrs.get("weight_scale", []), dtype=np.float64))
+        scale = float(scales[0]) if len(scales) == 1 else None
+        unit = scale if scale is not None else 1.0
+        nz = codes[codes != 0]
+        if nz.size:
+            lo, hi = int(nz.min()), int(nz.max())
+            edges = (np.arange(lo, hi + 2) - 0.5) * unit if hi - lo < 256 else 100
+            ax.hist(nz * unit, bins=edges, color="tab:blue", alpha=0.75)
+        codebook = node.attrs.get("codebook")
+        if codebook is not None:
+            for c in np.asarray(codebook).reshape(-1):
+                ax.axvline(float(c) * unit, color="tab:red", linewidth=0.9, alpha=0.8)
+        pruned = 1.0 - nz.size / codes.size if codes.size else 0.0
+        k = f", K={len(codebook)}" if codebook is not None else ""
+        ax.set_title(f"{node.name} ({node.op}{k}, {pruned:.0%} zero)", fontsize=8)
+        ax.set_xlabel("weight" if scale is not None else "code", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(data)
+    return data

@@ -1,0 +1,136 @@
+"""Compression report: storage accounting worked out by hand, JSON/markdown, histogram plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nnforge.compiler.compression_report import (compression_report, encode_streams, layer_report, layer_streams,
+                                                 plot_histograms)
+from nnforge.compiler.errors import ModelError
+from nnforge.compiler.huffman import dense_codes, huffman_decode
+from nnforge.compiler.numerics import QType
+from nnforge.compiler.qgraph import QGraph, QNode, QTensor
+
+# 10 weights, 4 nonzeros at flat positions 1, 6, 7, 9; codebook of K=4 codes -> 2-bit indices
+W_SHARED = np.array([0, 5, 0, 0, 0, 0, 5, 5, 0, -3], dtype=np.int64).reshape(5, 2)
+CODEBOOK = np.array([-3, 0, 2, 5], dtype=np.int64)
+
+
+def _dense_node(name="fc", weight=W_SHARED, codebook=CODEBOOK, weight_bits=4, acc="int32", nbias=2):
+    attrs = dict(weight=weight, bias=np.arange(nbias, dtype=np.int64), acc_dtype=acc, weight_bits=weight_bits,
+                 weight_scale=np.full(weight.shape[1], 0.25))
+    if codebook is not None:
+        attrs["codebook"] = codebook
+    return QNode("dense", name, ["x"], name + "_out", attrs)
+
+
+def _graph(*nodes):
+    t = QTensor("x", (1, 5), QType(8, True), 1.0)
+    tensors = {"x": t, **{n.output: QTensor(n.output, (1, 2), QType(8, True), 1.0) for n in nodes}}
+    extra = QNode("clip", "relu", [nodes[-1].output], "relu_out", dict(lo=0, hi=127))
+    tensors["relu_out"] = QTensor("relu_out", (1, 2), QType(8, True), 1.0)
+    return QGraph([t], tensors, [*nodes, extra], ["relu_out"])
+
+
+def test_shared_sparse_layer_by_hand():
+    # 2-bit gaps (max 3 skipped zeros): entries (gap, code) = (1,5) (3,0 filler) (0,5) (0,5) (1,-3)
+    # indices into [-3,0,2,5]: 3 1 3 3 0; gaps: 1 3 0 0 1
+    r = layer_report(_dense_node(), gap_bits=2, huffman=True, layout="sparse")
+    assert (r.params, r.nonzeros, r.biases, r.entries, r.fillers) == (10, 4, 2, 5, 1)
+    assert (r.shared, r.layout, r.index_bits, r.gap_bits, r.weight_bits) == (True, "sparse", 2, 2, 4)
+    assert (r.codebook_size, r.codebook_bits, r.codebook_bytes) == (4, 4 * 4, 2)
+    assert r.index_stream_bits == 5 * 2
+    assert r.sparse_stream_bits == 5 * 2
+    # indices 3,1,3,3,0: frequencies 3,1,1 -> code lengths 1,2,2 -> payload 3*1 + 2 + 2 = 7 bits;
+    # table = 8 (max length) + 2 lengths * bit_length(3) + 3 symbols * 2 bits = 18
+    assert r.index_huffman_bits == 7 + 18
+    # gaps 1,3,0,0,1: frequencies 2,2,1 -> lengths 1,2,2 (one of the pair gets 1 bit) -> 2*1+2*2+1*2 = 8;
+    # table 8 + 2*2 + 3*2 = 18
+    assert r.sparse_huffman_bits == 8 + 18
+    assert r.bias_bits == 2 * 32
+    assert r.total_bits == 16 + 25 + 26 + 64  # 131 bits
+    assert r.total_bytes == 17  # ceil(131 / 8)
+    assert r.float_bytes == 4 * (10 + 2)
+    assert r.compression_ratio == pytest.approx(48 / 17)
+
+
+def test_shared_sparse_layer_without_huffman():
+    r = layer_report(_dense_node(), gap_bits=2, huffman=False, layout="sparse")
+    assert r.index_huffman_bits is None and r.sparse_huffman_bits is None
+    assert r.total_bits == 16 + 10 + 10 + 64  # 100 bits
+    assert r.total_bytes == 13
+
+
+def test_auto_layout_keeps_dense_on_a_tie():
+    # dense: 10 indices * 2 bits = 20; sparse: 5 entries * (2 + 2) = 20 -> not smaller, stays dense
+    r = layer_report(_dense_node(), gap_bits=2, huffman=False, layout="auto")
+    assert (r.layout, r.entries, r.fillers, r.gap_bits, r.sparse_stream_bits) == ("dense", 10, 0, 0, 0)
+    assert r.index_stream_bits == 20
+    assert r.total_bits == 16 + 20 + 64
+
+
+def test_unshared_dense_layer_by_hand():
+    w = np.array([[3, -2], [1, 0], [5, -7], [2, 2]], dtype=np.int64)  # 8 weights, 6-bit codes
+    r = layer_report(_dense_node(weight=w, codebook=None, weight_bits=6, acc="int64"), 5, huffman=False)
+    assert (r.shared, r.layout, r.index_bits, r.codebook_bits) == (False, "dense", 6, 0)
+    assert r.bias_bits == 2 * 64
+    assert r.total_bits == 8 * 6 + 2 * 64  # 176 bits
+    assert (r.total_bytes, r.float_bytes) == (22, 40)
+
+
+def test_unshared_pruned_layer_goes_sparse():
+    w = np.zeros((50, 2), dtype=np.int64)
+    w[3, 1], w[40, 0] = 9, -4  # flat positions 7 and 80; 8-bit gaps: 7 and 72, no filler
+    r = layer_report(_dense_node(weight=w, codebook=None, weight_bits=8, nbias=2), 8, huffman=False)
+    assert (r.layout, r.entries, r.fillers) == ("sparse", 2, 0)
+    assert r.total_bits == 2 * 8 + 2 * 8 + 2 * 32  # indices + gaps + biases = 96
+    assert r.total_bytes == 12
+    assert r.float_bytes == 4 * 102
+
+
+def test_streams_round_trip_exactly():
+    s = encode_streams(layer_streams(_dense_node(), 2, "sparse"))
+    np.testing.assert_array_equal(huffman_decode(s.index_huffman), [3, 1, 3, 3, 0])
+    np.testing.assert_array_equal(huffman_decode(s.gap_huffman), [1, 3, 0, 0, 1])
+    codes = CODEBOOK[huffman_decode(s.index_huffman)]
+    np.testing.assert_array_equal(codes, s.layout.values)
+    np.testing.assert_array_equal(dense_codes(s.layout), W_SHARED.reshape(-1))
+
+
+def test_model_totals_and_formats(tmp_path):
+    a = _dense_node("fc1")
+    b = _dense_node("fc2", weight=np.array([[3, -2], [1, 0]], dtype=np.int64), codebook=None, weight_bits=6)
+    rep = compression_report(_graph(a, b), huffman=False, fc_gap_bits=2)
+    assert [l.name for l in rep.layers] == ["fc1", "fc2"]  # the clip node stores no weights
+    # fc1 (auto -> dense on the tie): 16 + 20 + 64 = 100 bits -> 13 bytes; fc2: 4*6 + 2*32 = 88 bits -> 11
+    assert [l.total_bytes for l in rep.layers] == [13, 11]
+    assert rep.total_bytes == 24 and rep.float_bytes == 72 and rep.compression_ratio == 3.0
+    doc = json.loads(json.dumps(rep.to_dict()))
+    for key in ("compression_ratio", "total_bytes", "float_bytes", "layers", "params", "nonzeros"):
+        assert key in doc
+    assert doc["float_bytes"] == 48 + 4 * 6
+    assert doc["layers"][0]["index_stream_bits"] == 20
+    md = rep.to_markdown()
+    assert "| fc1 | dense |" in md and "**total**" in md
+
+
+def test_bad_codebook_is_a_model_error():
+    node = _dense_node(codebook=np.array([-3, 2, 5]))  # code 0 is stored but not in the codebook
+    with pytest.raises(ModelError, match="'fc'.*must be in its codebook"):
+        layer_report(node, 2, layout="dense")
+    with pytest.raises(ModelError, match="strictly increasing"):
+        layer_report(_dense_node(codebook=np.array([5, 0, -3, 2])), 2)
+    with pytest.raises(ModelError, match="layout must be one of"):
+        layer_report(_dense_node(), 2, layout="csr")
+
+
+def test_histogram_png(tmp_path):
+    a = _dense_node("fc1")
+    b = _dense_node("fc2", weight=np.array([[3, -2], [1, 0]], dtype=np.int64), codebook=None, weight_bits=6)
+    path = tmp_path / "h.png"
+    data = plot_histograms(_graph(a, b), path)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.read_bytes() == data
