@@ -176,6 +176,10 @@ def quantize_model(
         attrs = _node_attrs(layer, [params[n] for n in in_names], out, lq,
                             getattr(in_stats, "channel_mean", None))
         shape = tuple("batch" if isinstance(d, str) else d for d in _shape(layer.output))
+        if "kept_channels" in layer.attrs:  # structured pruning removed channels (compress.py)
+            shape = shape[:1] + (len(layer.attrs["kept_channels"]),) + shape[2:]
+        # for the record only (storage, reports, float comparison); executors never read these
+        attrs.update({k: layer.attrs[k] for k in ("codebook", "pruned_sparsity", "kept_channels") if k in layer.attrs})
         nodes.append(QNode(layer.op, layer.name, in_names, layer.name, attrs))
         tensors[layer.name] = QTensor(layer.name, shape, out.qtype, out.scale)
     host_ops = [HostOp("softmax", n, "softmax stays float on the host (argmax is unchanged)") for n in host]
@@ -239,7 +243,10 @@ def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuan
     lo, hi = _clamp_codes(layer.act, out)
     if layer.op in ("conv2d", "dense"):
         axis = 0 if layer.op == "conv2d" else 1
-        w_codes, w_scales = _quantize_weights(np.asarray(a["weight"], np.float64), lq, axis)
+        if "weight_codes" in a:  # shared weights: codes from the layer's codebook (compress.py)
+            w_codes, w_scales = a["weight_codes"], a["weight_scales"]
+        else:
+            w_codes, w_scales = _quantize_weights(np.asarray(a["weight"], np.float64), lq, axis)
         s_x = ins[0].scale
         b = np.asarray(a["bias"], np.float64)
         if lq.bias_correction and input_mean is not None:

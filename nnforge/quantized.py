@@ -13,6 +13,7 @@ from nnforge.compiler.calibration import ActivationStats, TensorStats
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.layers import FloatLayer, float_layers, traced_module
 from nnforge.compiler.qgraph import QGraph
+from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
 from nnforge.compiler.quant_config import QuantConfig, parse_config
 from nnforge.model import Model
 
@@ -90,6 +91,7 @@ class QuantizedModel:
     graph: QGraph
     layers: list[FloatLayer]
     config: QuantConfig
+    compress: CompressConfig | None = None  # pruning / weight sharing applied before quantization
     _compiled: object = field(default=None, repr=False)
 
     @property
@@ -154,22 +156,49 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_size: int = 256,
              progress: Progress = None, stats: dict[str, TensorStats] | None = None,
-             fixed_scales: dict[str, float] | None = None) -> QuantizedModel:
+             fixed_scales: dict[str, float] | None = None,
+             compress: CompressConfig | dict | None = None) -> QuantizedModel:
     """Calibrate ``model`` on ``calib`` (arrays, one per input) and build its integer model.
 
     ``stats`` (from ``calibrate``) skips calibration, e.g. across the points of a sweep;
     ``fixed_scales`` pins activation scales by tensor name (imported QDQ models).
+    ``compress`` prunes and shares weights between calibration and quantization
+    (docs/compression.md); its ``lsq`` refinement reads ``calib`` (given with ``stats`` too).
     """
+    from nnforge.compiler.compress import compress_layers
     from nnforge.compiler.quantize import quantize_model
 
     cfg = parse_config(config)
+    comp = parse_prune_config(compress)
     layers, host = float_layers(model.relax, model.output_names, model.onnx_names)
     if stats is None:
         if calib is None:
             raise InputError("quantization needs calibration data (or precomputed statistics)")
         stats = calibrate(model, calib, layers, batch_size, progress)
+    decisions: list[str] = []
+    if comp is not None:
+        traced = _traced_inputs(model, layers, calib, batch_size) if calib is not None else None
+        layers, decisions = compress_layers(layers, host, cfg, comp, traced)
     graph = quantize_model(layers, host, model.inputs, stats, cfg, model.output_names, fixed_scales)
-    return QuantizedModel(model, graph, layers, cfg)
+    graph.decisions += decisions
+    return QuantizedModel(model, graph, layers, cfg, comp)
+
+
+def _traced_inputs(model: Model, layers: list[FloatLayer], calib: list[np.ndarray], batch_size: int,
+                   samples: int = 512) -> dict[str, np.ndarray]:
+    """The model inputs and every weighted layer's float input over the first calibration samples."""
+    arrays = executor.check_inputs(_batched_specs(model), calib)
+    batch_size = batch_size_for(model, batch_size)
+    n = len(arrays[0]) if isinstance(model.inputs[0].shape[0], int) else min(len(arrays[0]), samples)
+    needed = {l.inputs[0].name for l in layers if l.op in ("conv2d", "dense") and l.inputs}
+    trace = FloatTrace(model, layers)
+    chunks: dict[str, list] = {}
+    for _, batch in _batches([a[:n] for a in arrays], batch_size):
+        inputs = dict(zip((s.name for s in model.inputs), batch))
+        values = inputs | {k: v for k, v in trace(batch).items() if k in needed}
+        for k, v in values.items():
+            chunks.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in chunks.items()}
 
 
 def save(qmodel: QuantizedModel, out: str | Path, force: bool = False) -> None:
@@ -182,6 +211,8 @@ def save(qmodel: QuantizedModel, out: str | Path, force: bool = False) -> None:
     files["model.onnx"] = qmodel.float_model.onnx.SerializeToString()
     files["config.json"] = json.dumps(
         {"config": qmodel.config.to_dict(),
+         "compress": None if qmodel.compress is None else qmodel.compress.to_dict(),
+         "decisions": list(qmodel.graph.decisions),
          "input_shapes": {s.name: list(s.shape) for s in qmodel.float_model.inputs}}, indent=1, sort_keys=True
     ).encode()
     qgraph_io.save_dir(Path(out), files, force)
@@ -202,4 +233,5 @@ def load_quantized(directory: str | Path) -> QuantizedModel:
     shapes = {k: tuple(v) for k, v in meta["input_shapes"].items() if all(isinstance(d, int) for d in v)}
     model = load(onnx.load(str(directory / "model.onnx")), shapes or None)
     layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
-    return QuantizedModel(model, graph, layers, parse_config(meta["config"]))
+    graph.decisions = list(meta.get("decisions", []))
+    return QuantizedModel(model, graph, layers, parse_config(meta["config"]), parse_prune_config(meta.get("compress")))
