@@ -5,7 +5,7 @@ points) and docs/backends.md for a tutorial that builds a complete backend.
 """
 
 from .base import Backend, Design, HostItem, Kernel, LayerEstimate
-from .registry import BackendError, get_backend, list_backends, register_backend
+from .registry import BackendError, broken_backends, get_backend, list_backends, register_backend
 
-__all__ = ["Backend", "BackendError", "Design", "HostItem", "Kernel", "LayerEstimate", "get_backend",
-           "list_backends", "register_backend"]
+__all__ = ["Backend", "BackendError", "Design", "HostItem", "Kernel", "LayerEstimate", "broken_backends",
+           "get_backend", "list_backends", "register_backend"]

@@ -74,6 +74,16 @@ def _ensure_loaded() -> None:
             _broken[ep.name] = f"{type(err).__name__}: {err}"
 
 
+def reload() -> None:
+    """Forget the built-in and entry-point backends and load them again on next use (after
+    installing a plugin in a running process; used by tests).  ``register_backend`` calls stay."""
+    global _loaded
+    for name in [n for n, o in _origins.items() if o == "built-in" or o.startswith("entry point ")]:
+        del _registry[name], _origins[name]
+    _broken.clear()
+    _loaded = False
+
+
 @dataclass
 class BackendInfo:
     name: str

@@ -339,6 +339,21 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
 
 
 @main.command()
-def backends() -> None:  # placeholder list until the backend registry lands
-    """List the registered hardware backends."""
-    click.echo("no backends registered yet")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def backends(as_json: bool) -> None:
+    """List the registered hardware backends (and any that failed to load)."""
+    from nnforge.backends import broken_backends, list_backends
+
+    infos, broken = list_backends(), broken_backends()
+    if as_json:
+        click.echo(json.dumps({"backends": [vars(i) for i in infos],
+                               "broken": [{"name": n, "error": e} for n, e in sorted(broken.items())]}))
+        return
+    table = Table(title="nnforge backends")
+    for col in ("name", "description", "ops", "origin"):
+        table.add_column(col, overflow="fold")
+    for i in infos:
+        table.add_row(i.name, escape(i.description), ", ".join(i.ops), escape(i.origin))
+    for name, error in sorted(broken.items()):
+        table.add_row(name, f"[red]broken: {escape(error)}[/]", "", "failed to load")
+    out_console.print(table)
