@@ -192,6 +192,48 @@ quant_options = [
 ]
 
 
+def _compress_spec(prune: float | None, prune_config: str | None, share: str | int | None, refine: str | None,
+                   structured: bool):
+    """The CompressConfig the compression options describe, or None when none is given.
+
+    ``--prune-config`` is the base; ``--prune``, ``--share``, ``--refine`` and ``--structured``
+    override its global keys."""
+    from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
+
+    if isinstance(share, str):
+        try:
+            share = int(share)
+        except ValueError:
+            raise click.BadParameter(f"must be an integer from 1 to 8, not {share!r}", param_hint="--share") from None
+    if prune_config is None and prune is None and share is None:
+        if refine is not None or structured:
+            raise click.UsageError("--refine and --structured need --prune, --share or --prune-config")
+        return None
+    data = parse_prune_config(Path(prune_config)).to_dict() if prune_config else {}
+    if prune is not None:
+        data.update(sparsity=prune, quality=None)
+    if share is not None:
+        data["share_bits"] = share
+    if refine is not None:
+        data["refine"] = refine
+    if structured:
+        data["structured"] = True
+    return CompressConfig.from_dict(data)
+
+
+compress_options = [
+    click.option("--prune", type=float, metavar="FLOAT",
+                 help="Magnitude pruning: this fraction of each conv/dense layer's weights becomes 0 (in [0, 1))."),
+    click.option("--prune-config", metavar="FILE",
+                 help="YAML/JSON/TOML compression config with per-layer settings (docs/compression.md)."),
+    click.option("--share", metavar="K", help="Weight sharing: 2^K shared codes per layer, K in 1..8."),
+    click.option("--refine", type=click.Choice(["lsq", "kmeans"]),
+                 help="Shared values from k-means, refined by least squares on calibration outputs (lsq, default)"
+                      " or plain k-means."),
+    click.option("--structured", is_flag=True, help="Prune whole output channels and remove them."),
+]
+
+
 def _with(options):
     def deco(f):
         for opt in reversed(options):
@@ -210,11 +252,13 @@ def _fmt_acc(v) -> str:
 @click.option("--data", "data_path", required=True, metavar="TEST.npz", help="Evaluation data: x (and labels y).")
 @click.option("--calib", "calib_path", metavar="CALIB.npz", help="Calibration data (default: the first part of --data).")
 @_with(quant_options)
+@_with(compress_options)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--check", is_flag=True, help="Also run the numpy reference and count differing codes.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @input_shape_option
-def simulate(model_path, data_path, calib_path, bits, config_path, as_json, check, batch_size, input_shapes):
+def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_config, share, refine, structured,
+             as_json, check, batch_size, input_shapes):
     """Bit-accurate accuracy of the quantized model against the float model."""
     from nnforge.data import load_inputs
 
@@ -222,18 +266,25 @@ def simulate(model_path, data_path, calib_path, bits, config_path, as_json, chec
     from nnforge.simulate import simulate as run_simulation
 
     config = parse_config(_quant_spec(bits, config_path))
+    comp = _compress_spec(prune, prune_config, share, refine, structured)
     model = _load(model_path, input_shapes)
     data, labels = load_inputs(data_path, model.inputs)
     calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
-    with _progress() as bar:
+    with _progress() as bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed below as decisions
         task = bar.add_task("simulating", total=len(data[0]))
         _, report = run_simulation(model, data, labels, config, calib, check, batch_size,
-                                   progress=lambda done, _n: bar.update(task, completed=done))
+                                   progress=lambda done, _n: bar.update(task, completed=done), compress=comp)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
     out_console.print(f"config: {report.config}", highlight=False, markup=False)
     out_console.print(f"calibration: {report.calibration}", highlight=False, markup=False)
+    if report.compression:
+        layers = ", ".join(f"{l['name']} {l['nonzeros']}/{l['params']} nonzero"
+                           + (f" {l['codebook_size']} codes" if l["codebook_size"] else "")
+                           for l in report.compression["layers"])
+        out_console.print(f"compression: {report.compression['describe']}: {layers}", highlight=False, markup=False)
     out_console.print(
         f"samples: {report.samples}   float accuracy: {_fmt_acc(report.float_accuracy)}   "
         f"quantized accuracy: {_fmt_acc(report.quant_accuracy)}   top-1 agreement: {report.agreement:.4f}",
@@ -260,10 +311,12 @@ def simulate(model_path, data_path, calib_path, bits, config_path, as_json, chec
 @click.argument("model_path", metavar="MODEL.onnx")
 @click.option("--calib", "calib_path", required=True, metavar="CALIB.npz")
 @_with(quant_options)
+@_with(compress_options)
 @click.option("--output", "-o", "out_dir", required=True, metavar="OUT", help="Directory for the quantized model.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @input_shape_option
-def quantize(model_path, calib_path, bits, config_path, out_dir, force, input_shapes):
+def quantize(model_path, calib_path, bits, config_path, prune, prune_config, share, refine, structured, out_dir, force,
+             input_shapes):
     """Calibrate and quantize; save the quantized model (reload with nnforge.load_quantized)."""
     from nnforge.data import load_inputs
 
@@ -273,12 +326,135 @@ def quantize(model_path, calib_path, bits, config_path, out_dir, force, input_sh
     if Path(out_dir).exists() and not force:
         raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
     config = parse_config(_quant_spec(bits, config_path))
+    comp = _compress_spec(prune, prune_config, share, refine, structured)
     model = _load(model_path, input_shapes)
     calib = load_inputs(calib_path, model.inputs)[0]
-    qmodel = run_quantize(model, calib, config)
+    qmodel = run_quantize(model, calib, config, compress=comp)
     save(qmodel, Path(out_dir), force)
-    click.echo(f"quantized {model_path} ({config.describe()}) with {len(calib[0])} calibration samples; "
+    for line in qmodel.graph.decisions:
+        err_console.print(f"decision: {escape(line)}", highlight=False)
+    described = config.describe() + ("" if comp is None else f"; {comp.describe()}")
+    click.echo(f"quantized {model_path} ({described}) with {len(calib[0])} calibration samples; "
                f"{len(qmodel.graph.nodes)} integer layers written to {out_dir}")
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL.onnx")
+@click.option("--calib", "calib_path", required=True, metavar="CALIB.npz")
+@click.option("--data", "data_path", metavar="TEST.npz",
+              help="Evaluation data: x (and labels y) for float against compressed accuracy.")
+@_with(compress_options)
+@click.option("--huffman", is_flag=True, help="Huffman-code the index and sparse-gap streams.")
+@click.option("--conv-gap-bits", default=8, show_default=True, type=click.IntRange(1, 32),
+              help="Bits per relative index (gap) in the sparse layout of conv layers.")
+@click.option("--fc-gap-bits", default=5, show_default=True, type=click.IntRange(1, 32),
+              help="Bits per relative index (gap) in the sparse layout of dense layers.")
+@_with(quant_options)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--output", "-o", "out_dir", metavar="OUT",
+              help="Write the quantized model plus compression.json, compression.md and histograms.png.")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@input_shape_option
+def compress(model_path, calib_path, data_path, prune, prune_config, share, refine, structured, huffman,
+             conv_gap_bits, fc_gap_bits, bits, config_path, as_json, out_dir, force, batch_size, input_shapes):
+    """Prune, share and quantize; report the weights' storage against float32 (docs/compression.md)."""
+    from nnforge.data import load_inputs, top1_accuracy
+
+    from nnforge.compiler.compression_report import compression_report, plot_histograms
+    from nnforge.compiler.quant_config import parse_config
+    from nnforge.quantized import quantize as run_quantize
+
+    if out_dir and Path(out_dir).exists() and not force:
+        raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
+    config = parse_config(_quant_spec(bits, config_path))
+    comp = _compress_spec(prune, prune_config, share, refine, structured)
+    model = _load(model_path, input_shapes)
+    calib = load_inputs(calib_path, model.inputs)[0]
+    data, labels = load_inputs(data_path, model.inputs) if data_path else (None, None)
+    with _progress() as bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed below as decisions
+        task = bar.add_task("calibrating", total=len(calib[0]))
+        qmodel = run_quantize(model, calib, config, batch_size, compress=comp,
+                              progress=lambda done, _n: bar.update(task, completed=done))
+        task = bar.add_task("coding weights", total=None)
+        report = compression_report(qmodel.graph, huffman, conv_gap_bits, fc_gap_bits,
+                                    progress=lambda done, n: bar.update(task, completed=done, total=n))
+        doc = {"model": model_path, "config": config.describe(), "compress": None if comp is None else comp.describe(),
+               **report.to_dict()}
+        if data is not None:
+            task = bar.add_task("float model", total=len(data[0]))
+            f_out = model.predict(data, batch_size, progress=lambda done, _n: bar.update(task, completed=done))
+            task = bar.add_task("compressed model", total=len(data[0]))
+            q_out = qmodel.predict(data, batch_size, progress=lambda done, _n: bar.update(task, completed=done))
+            name = model.output_names[0]
+            f_pred = f_out[name].reshape(len(data[0]), -1).argmax(1)
+            q_pred = q_out[name].reshape(len(data[0]), -1).argmax(1)
+            doc.update(samples=len(data[0]), agreement=float(np.mean(f_pred == q_pred)),
+                       float_accuracy=None if labels is None else top1_accuracy(f_out[name], labels),
+                       quant_accuracy=None if labels is None else top1_accuracy(q_out[name], labels))
+    if out_dir:
+        summary = report.to_markdown()
+        if data is not None:
+            summary += (f"\nOn {doc['samples']} samples: float accuracy {_fmt_acc(doc['float_accuracy'])}, "
+                        f"compressed accuracy {_fmt_acc(doc['quant_accuracy'])}, "
+                        f"top-1 agreement {doc['agreement']:.4f}.\n")
+        _save_compressed(qmodel, Path(out_dir), force, {
+            "compression.json": json.dumps(doc, indent=1, sort_keys=True).encode(),
+            "compression.md": summary.encode(), "histograms.png": plot_histograms(qmodel)})
+    for line in qmodel.graph.decisions:
+        err_console.print(f"decision: {escape(line)}", highlight=False)
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    table = Table(header_style="bold", show_footer=True,
+                  caption="index and gap bits: Huffman payload + code table" if huffman else None)
+    for col, foot in (("layer", "total"), ("op\nlayout", ""), ("params", f"{report.params:,}"),
+                      ("nonzero", f"{report.nonzeros:,}"), ("bits/\nindex", ""),
+                      ("index\nbits", ""), ("gap\nbits", ""),
+                      ("bytes", f"{report.total_bytes:,}"), ("ratio", f"{report.compression_ratio:.1f}x")):
+        left = col in ("layer", "op\nlayout")
+        table.add_column(col, footer=foot, overflow="fold", justify="left" if left else "right",
+                         min_width=6 if left else 5)
+    for l in report.layers:
+        index_bits = l.index_huffman_bits if huffman else l.index_stream_bits
+        gap_bits = l.sparse_huffman_bits if huffman else l.sparse_stream_bits
+        table.add_row(escape(l.name), f"{l.op}\n{l.layout}", f"{l.params:,}", f"{l.nonzeros:,}",
+                      str(l.index_bits) + (f"\nK={l.codebook_size}" if l.shared else ""),
+                      f"{index_bits:,}", f"{gap_bits:,}", f"{l.total_bytes:,}", f"{l.compression_ratio:.1f}x")
+    out_console.print(table)
+    out_console.print(f"weights: {report.total_bytes:,} bytes against {report.float_bytes:,} bytes in float32 "
+                      f"({report.compression_ratio:.2f}x, {'with' if huffman else 'without'} Huffman coding)",
+                      highlight=False, markup=False)
+    if data is not None:
+        out_console.print(f"samples: {doc['samples']}   float accuracy: {_fmt_acc(doc['float_accuracy'])}   "
+                          f"compressed accuracy: {_fmt_acc(doc['quant_accuracy'])}   "
+                          f"top-1 agreement: {doc['agreement']:.4f}", highlight=False, markup=False)
+    if out_dir:
+        out_console.print(f"wrote the quantized model, compression.json, compression.md and histograms.png to "
+                          f"{out_dir}", highlight=False, markup=False)
+
+
+def _save_compressed(qmodel, out: Path, force: bool, extra: dict[str, bytes]) -> None:
+    """``nnforge.save`` plus ``extra`` files, atomically: all staged in a temporary sibling, then one rename."""
+    import shutil
+
+    from nnforge.quantized import save
+
+    if out.exists() and not force:
+        raise InputError(f"output directory {str(out)!r} already exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        target = staging / "model"
+        save(qmodel, target)
+        for name, data in extra.items():
+            (target / name).write_bytes(data)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(target, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _int_list(value: str, name: str) -> list[int]:
@@ -296,12 +472,13 @@ def _int_list(value: str, name: str) -> list[int]:
 @click.option("--act-bits", default="8", show_default=True)
 @click.option("--scale-modes", default="float", show_default=True, help="Comma list of pow2,float.")
 @click.option("--calibrations", default="mse", show_default=True, help="Comma list of minmax,percentile,mse,entropy.")
+@_with(compress_options)
 @click.option("--output", "-o", "out_dir", required=True, metavar="OUTDIR", help="Writes sweep.csv, sweep.json, sweep.png.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @input_shape_option
-def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes, calibrations, out_dir, force,
-          batch_size, input_shapes):
+def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes, calibrations, prune, prune_config,
+          share, refine, structured, out_dir, force, batch_size, input_shapes):
     """Accuracy over a grid of widths, scale modes and calibration methods."""
     from nnforge.data import load_inputs
 
@@ -317,6 +494,13 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
     methods = [m for m in calibrations.split(",") if m]
     for wb, ab, mode, method in [(w, a, m, c) for w in wbits for a in abits for m in modes for c in methods]:
         parse_config({"default": {"weight_bits": wb, "act_bits": ab, "scale_mode": mode, "calibration": method}})
+    shares = _int_list(share, "--share") if share else [None]  # --share 2,3,4 sweeps the sharing width too
+    comp = _compress_spec(prune, prune_config, shares[0] if len(shares) == 1 else None, refine, structured)
+    if len(shares) > 1:
+        for k in shares:
+            _compress_spec(prune, prune_config, k, refine, structured)  # every width valid before any work
+    else:
+        shares = [None]
     model = _load(model_path, input_shapes)
     data, labels = load_inputs(data_path, model.inputs)
     if calib_path:
@@ -326,11 +510,15 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
         err_console.print(f"calibrating on the first {k} samples of --data (no --calib given)", highlight=False)
 
     def report(i, n, p):
-        err_console.print(f"[{i}/{n}] w{p.weight_bits}a{p.act_bits} {p.scale_mode} {p.calibration}: "
+        err_console.print(f"[{i}/{n}] w{p.weight_bits}a{p.act_bits} {p.scale_mode} {p.calibration}"
+                          + (f" ({p.compression})" if p.compression else "") + ": "
                           f"accuracy {_fmt_acc(p.quant_accuracy)} agreement {p.agreement:.4f}", markup=False,
                           highlight=False)
 
-    points = run_sweep(model, data, labels, calib, wbits, abits, modes, methods, batch_size, report)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # compression fallbacks are per point and repeat
+        points = run_sweep(model, data, labels, calib, wbits, abits, modes, methods, batch_size, report,
+                           compress=comp, share_bits=shares)
     files = table_files(points)
     files["sweep.png"] = plot_png(points, Path(model_path).name)
     save_dir(Path(out_dir), files, force)
@@ -357,3 +545,116 @@ def backends(as_json: bool) -> None:
     for name, error in sorted(broken.items()):
         table.add_row(name, f"[red]broken: {escape(error)}[/]", "", "failed to load")
     out_console.print(table)
+
+
+@main.command("compile")
+@click.argument("model_path", metavar="MODEL.onnx")
+@click.option("--backend", "backend_name", default="hls", show_default=True, help="Hardware backend (nnforge backends).")
+@click.option("--calib", "calib_path", required=True, metavar="CALIB.npz")
+@_with(quant_options)
+@_with(compress_options)
+@click.option("--option", "option_values", multiple=True, metavar="KEY=VALUE",
+              help="Backend option (repeatable), e.g. reuse_factor=4, io=axis, part=..., clock_ns=4.")
+@click.option("--data", "data_path", metavar="TEST.npz",
+              help="Golden vectors for the testbench: its first 32 samples (default: the calibration data).")
+@click.option("--output", "-o", "out_dir", required=True, metavar="OUTDIR", help="The project directory to write.")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@input_shape_option
+def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, prune_config, share, refine, structured,
+                option_values, data_path, out_dir, force, input_shapes):
+    """Quantize and compile into a hardware project: sources, testbench, tool scripts, report."""
+    from nnforge.backends import get_backend
+    from nnforge.compile import compile_model, parse_option_strings, parse_options
+    from nnforge.compiler.quant_config import parse_config
+    from nnforge.data import load_inputs
+    from nnforge.quantized import quantize as run_quantize
+
+    if Path(out_dir).exists() and not force:
+        raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
+    options = parse_option_strings(option_values)
+    parse_options(get_backend(backend_name), options)  # bad backend or option: fail before any work
+    config = parse_config(_quant_spec(bits, config_path))
+    comp = _compress_spec(prune, prune_config, share, refine, structured)
+    model = _load(model_path, input_shapes)
+    calib = load_inputs(calib_path, model.inputs)[0]
+    golden = load_inputs(data_path, model.inputs)[0] if data_path else calib
+    with _progress() as bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed as decisions
+        task = bar.add_task("calibrating", total=len(calib[0]))
+        qmodel = run_quantize(model, calib, config, progress=lambda d, n: bar.update(task, completed=d), compress=comp)
+        tasks: dict[str, object] = {}
+
+        def step(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        project = compile_model(qmodel, backend_name, out_dir, options, force, golden, progress=step)
+    _print_compile_summary(model_path, project, out_dir)
+
+
+def _print_compile_summary(model_path: str, project, out_dir: str) -> None:
+    report = project.report
+    say = lambda text: out_console.print(text, highlight=False, markup=False)
+    ops: dict[str, int] = {}
+    for k in report["kernels"]:
+        ops[k["op"]] = ops.get(k["op"], 0) + 1
+    say(f"compiled {model_path} for {report['backend']} ({report['quantization']['config']}): "
+        f"{len(report['kernels'])} kernels ({', '.join(f'{op} {n}' for op, n in ops.items())}), "
+        f"{len(report['host'])} host item(s)")
+    for h in report["host"]:
+        say(f"  host: {h['name']} ({h['op']}): {h['reason']}")
+    if report["storage_forms"]:
+        say("storage: " + ", ".join(f"{form} {n}" for form, n in report["storage_forms"].items())
+            + f"; {report['totals']['weight_bytes']:,} weight bytes")
+    t = report["totals"]
+    if t.get("estimated_kernels"):
+        fmt = lambda v: "-" if v is None else f"{v:,}"
+        say(f"estimates: latency {fmt(t.get('latency_cycles'))} cycles, II {fmt(t.get('ii'))}, "
+            f"DSP {fmt(t.get('dsp'))}, BRAM18 {fmt(t.get('bram18'))}, LUT {fmt(t.get('lut'))}, FF {fmt(t.get('ff'))}")
+    else:
+        say("estimates: none (the backend has no cost model yet)")
+    say(f"golden vectors: {report['golden']['samples']} samples ({report['golden']['source']})")
+    say(f"wrote {len(report['files'])} files to {out_dir} (report.md, README.md); "
+        f"check with `make -C {out_dir} csim` or `nnforge verify {out_dir}`")
+
+
+@main.command("verify")
+@click.argument("project_dir", metavar="OUTDIR")
+@click.option("--data", "data_path", metavar="TEST.npz",
+              help="Inputs x (and labels y) to run; default: the project's golden vectors.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+def verify_cmd(project_dir, data_path, as_json, batch_size):
+    """C simulation (g++): every layer's output against the numpy reference, on every input."""
+    from nnforge.compile import open_project, verify as run_verify
+    from nnforge.data import load_inputs
+
+    project = open_project(project_dir)
+    data, labels = (load_inputs(data_path, project.qmodel.float_model.inputs) if data_path else (None, None))
+    with _progress() as bar:
+        task = bar.add_task("C simulation", total=None)
+        report = run_verify(project_dir, None if data is None else data, labels, batch_size,
+                            progress=lambda d, n: bar.update(task, completed=d, total=n))
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        table = Table(header_style="bold")
+        for col in ("layer", "op", "codes", "mismatches"):
+            table.add_column(col, justify="right" if col in ("codes", "mismatches") else "left", overflow="fold")
+        for layer in report.layers:
+            table.add_row(escape(layer.name), layer.op, f"{layer.codes:,}", f"{layer.mismatches:,}")
+        out_console.print(table)
+        say = lambda text: out_console.print(text, highlight=False, markup=False)
+        for name in report.not_compared:
+            say(f"not compared (not computed by the generated C): {name}")
+        say(f"samples: {report.samples} ({report.source})   tensors compared: {report.compared_tensors}   "
+            f"mismatches: {report.mismatches}")
+        if report.csim_accuracy is not None:
+            say(f"accuracy through the C: {_fmt_acc(report.csim_accuracy)}   "
+                f"TVM integer build: {_fmt_acc(report.quant_accuracy)}")
+        for note in report.notes:
+            say(note)
+        say("PASS: bit-exact" if report.passed else "FAIL: the generated C differs from the reference")
+    if report.mismatches:
+        sys.exit(1)

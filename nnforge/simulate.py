@@ -39,9 +39,12 @@ class SimulationReport:
     host_ops: list[dict] = field(default_factory=list)
     reference_mismatches: int | None = None
     auto_decisions: list[str] = field(default_factory=list)
+    compression: dict | None = None  # settings, per-layer sparsity/codebook size (when compressed)
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if self.compression is None:
+            d.pop("compression")
         for layer in d["layers"]:  # JSON has no infinity: an exact layer has no error to report
             if not math.isfinite(layer["sqnr_db"]):
                 layer["sqnr_db"] = None
@@ -68,21 +71,24 @@ def _sqnr(signal: float, noise: float) -> float:
 def simulate(
     model: Model, data: list[np.ndarray], labels: np.ndarray | None, config=None,
     calib: list[np.ndarray] | None = None, check: bool = False, batch_size: int = 256,
-    progress: Progress = None, stats: dict[str, TensorStats] | None = None,
+    progress: Progress = None, stats: dict[str, TensorStats] | None = None, compress=None,
 ) -> tuple[QuantizedModel, SimulationReport]:
-    """Quantize ``model`` and measure it against the float model on ``data``."""
+    """Quantize ``model`` (pruned and shared first with ``compress``) and measure it against
+    the float model on ``data``."""
     if calib is None and stats is None:
         calib, _, k = split_calibration(data)
         calib_note = f"first {k} samples of the test data (no --calib given)"
     else:
         calib_note = "precomputed statistics" if calib is None else f"{len(calib[0])} calibration samples"
-    qmodel = quantize(model, calib, config, batch_size, stats=stats)
+    qmodel = quantize(model, calib, config, batch_size, stats=stats, compress=compress)
     batch_size = batch_size_for(model, batch_size)
     _check_divisible(data, batch_size, model)
     graph = qmodel.graph
     trace = FloatTrace(model, qmodel.layers)
     float_var = {layer.name: layer.output.name for layer in qmodel.layers}
     compared = [n for n in graph.node_outputs() if n in float_var]
+    # structured pruning removed channels: compare the float model's kept channels only
+    kept = {n.output: n.attrs["kept_channels"] for n in graph.nodes if "kept_channels" in n.attrs}
     signal = dict.fromkeys(compared, 0.0)
     noise = dict.fromkeys(compared, 0.0)
     mismatches = 0 if check else None
@@ -96,6 +102,8 @@ def simulate(
         q_vals = qmodel.trace(codes)
         for name in compared:
             f = f_vals[float_var[name]].astype(np.float64)
+            if name in kept:
+                f = np.take(f, kept[name], axis=1)
             dq = graph.dequantize(name, q_vals[name])
             signal[name] += float(np.sum(f * f))
             noise[name] += float(np.sum((f - dq) ** 2))
@@ -123,8 +131,22 @@ def simulate(
         host_ops=[asdict(h) for h in graph.host_ops],
         reference_mismatches=mismatches,
         auto_decisions=list(graph.decisions),
+        compression=None if qmodel.compress is None else compression_summary(qmodel),
     )
     return qmodel, report
 
 
-__all__ = ["simulate", "SimulationReport", "LayerError", "split_calibration"]
+def compression_summary(qmodel: QuantizedModel) -> dict:
+    """The compression settings and, per weighted layer, its zeros and codebook size."""
+    layers = []
+    for node in qmodel.graph.nodes:
+        if node.op in ("conv2d", "dense"):
+            w = node.attrs["weight"]
+            layers.append({"name": node.name, "params": int(w.size), "nonzeros": int(np.count_nonzero(w)),
+                           "pruned_sparsity": node.attrs.get("pruned_sparsity"),
+                           "codebook_size": len(node.attrs["codebook"]) if "codebook" in node.attrs else None,
+                           "shape": list(w.shape)})
+    return {"settings": qmodel.compress.to_dict(), "describe": qmodel.compress.describe(), "layers": layers}
+
+
+__all__ = ["simulate", "compression_summary", "SimulationReport", "LayerError", "split_calibration"]
