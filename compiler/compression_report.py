@@ -242,13 +242,25 @@ def _as_graph(obj) -> QGraph:
     return obj.graph if hasattr(obj, "graph") else obj
 
 
-def plot_histograms(qmodel_or_graph, path=None) -> bytes:
-    """One histogram per weight layer with the codebook overlaid as vertical lines; PNG bytes.
+def _original_weights(obj) -> dict[str, np.ndarray]:
+    """Layer name -> the float weights before pruning and sharing, when ``obj`` is a QuantizedModel."""
+    model = getattr(obj, "float_model", None)
+    if model is None:
+        return {}
+    from .layers import float_layers
 
-    Weights are shown as real values (code x scale) when the layer has one weight scale, and
-    as codes when its per-channel scales differ (a shared codebook is a set of codes).
-    Pruned weights (code 0) are left out of the histogram; the title gives their share.
-    Writes the PNG to ``path`` as well when given.
+    layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
+    return {l.name: np.asarray(l.attrs["weight"], np.float64) for l in layers if l.op in WEIGHT_OPS}
+
+
+def plot_histograms(qmodel_or_graph, path=None) -> bytes:
+    """One histogram per weight layer with its codebook overlaid as vertical lines; PNG bytes.
+
+    Given a QuantizedModel, each histogram shows the layer's original float weights (before
+    pruning and sharing) at the positions that stay nonzero; given a bare QGraph, its nonzero
+    codes.  The x axis is the real weight when the layer has one weight scale (codebook drawn
+    at code x scale), and "code units" (weight / its channel's scale) when per-channel scales
+    differ, since a shared codebook is a set of codes.  Writes the PNG to ``path`` when given.
     """
     import matplotlib
 
@@ -256,29 +268,38 @@ def plot_histograms(qmodel_or_graph, path=None) -> bytes:
     import matplotlib.pyplot as plt
 
     nodes = [n for n in _as_graph(qmodel_or_graph).nodes if n.op in WEIGHT_OPS]
+    original = _original_weights(qmodel_or_graph)
     cols = min(4, max(1, len(nodes)))
     rows = max(1, math.ceil(len(nodes) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), dpi=90, squeeze=False)
     for ax in axes.flat[len(nodes):]:
         ax.axis("off")
     for ax, node in zip(axes.flat, nodes):
-        codes = np.asarray(node.attrs["weight"]).reshape(-1)
-        scales = np.unique(np.asarray(node.attrs.get("weight_scale", []), dtype=np.float64))
-        scale = float(scales[0]) if len(scales) == 1 else None
-        unit = scale if scale is not None else 1.0
-        nz = codes[codes != 0]
-        if nz.size:
-            lo, hi = int(nz.min()), int(nz.max())
-            edges = (np.arange(lo, hi + 2) - 0.5) * unit if hi - lo < 256 else 100
-            ax.hist(nz * unit, bins=edges, color="tab:blue", alpha=0.75)
+        codes = np.asarray(node.attrs["weight"])
+        axis = 0 if node.op == "conv2d" else 1
+        scales = np.asarray(node.attrs.get("weight_scale", []), dtype=np.float64).reshape(-1)
+        uniform = scales.size > 0 and np.all(scales == scales[0])
+        unit = float(scales[0]) if uniform else 1.0
+        w = original.get(node.name)
+        keep = codes != 0
+        if w is not None and w.shape == codes.shape and scales.size == codes.shape[axis]:
+            shape = [1] * codes.ndim
+            shape[axis] = -1
+            values = (w if uniform else w / scales.reshape(shape))[keep]
+            what = "float weights"
+        else:  # a bare graph, or channels removed by structured pruning: the codes themselves
+            values = codes[keep] * unit
+            what = "codes"
+        if values.size:
+            ax.hist(values, bins=64, color="tab:blue", alpha=0.8, zorder=2)
         codebook = node.attrs.get("codebook")
         if codebook is not None:
             for c in np.asarray(codebook).reshape(-1):
-                ax.axvline(float(c) * unit, color="tab:red", linewidth=0.9, alpha=0.8)
-        pruned = 1.0 - nz.size / codes.size if codes.size else 0.0
+                ax.axvline(float(c) * unit, color="tab:red", linewidth=0.8, linestyle="--", alpha=0.7, zorder=1)
+        zero = 1.0 - np.count_nonzero(keep) / codes.size if codes.size else 0.0
         k = f", K={len(codebook)}" if codebook is not None else ""
-        ax.set_title(f"{node.name} ({node.op}{k}, {pruned:.0%} zero)", fontsize=8)
-        ax.set_xlabel("weight" if scale is not None else "code", fontsize=7)
+        ax.set_title(f"{node.name} ({node.op}{k}, {zero:.0%} zero)", fontsize=8)
+        ax.set_xlabel(f"nonzero {what}" + ("" if uniform else " (code units)"), fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
     buf = io.BytesIO()
