@@ -4,6 +4,9 @@
 
 Sections (each prints its own table):
 
+* ``bench_sharing``: weight sharing (k-means with linear initialisation, scikit-learn) of
+  every conv/fc layer's weights at ResNet-50 shapes, side by side with a sorted-data 1-D Lloyd.
+
 * ``bench_huffman``: the sparse relative-index layout and canonical Huffman coding
   (compiler/huffman.py, bitarray) of every conv/fc layer of the onnx wheel's
   ``light_resnet50.onnx``.  That model's weights are constant-filled (every code equal, a
@@ -62,6 +65,60 @@ def _weight_sets(shapes, rng):
         shared[rng.random(shape) < 0.8] = 0
         pruned.append((name, op, shared, levels, 8))
     return {"light weights (constant)": const, "Laplacian w8 dense": lap, "Laplacian 80% pruned, K=16": pruned}
+
+
+def _sorted_lloyd(values: np.ndarray, init: np.ndarray, iters: int = 300) -> np.ndarray:
+    """The peer: exact 1-D Lloyd on sorted data (boundaries by searchsorted, means by prefix sums)."""
+    v = np.sort(values)
+    prefix = np.concatenate([[0.0], np.cumsum(v)])
+    c = init.astype(np.float64)
+    for _ in range(iters):
+        cut = np.searchsorted(v, (c[1:] + c[:-1]) / 2)
+        lo, hi = np.concatenate([[0], cut]), np.concatenate([cut, [len(v)]])
+        n = hi - lo
+        new = np.where(n > 0, (prefix[hi] - prefix[lo]) / np.maximum(n, 1), c)
+        if np.allclose(new, c, rtol=0, atol=1e-9):
+            break
+        c = new
+    return np.sort(c)
+
+
+def bench_sharing(share_bits: int = 4, sparsity: float = 0.8) -> list[dict]:
+    """Weight sharing (compiler/weight_sharing.py: scikit-learn KMeans, linear init) per layer.
+
+    light_resnet50's weights are constant (one distinct value: the pass falls back without
+    clustering), so this clusters Laplacian weights of the same layer shapes, pruned to
+    ``sparsity`` by magnitude, in the 8-bit code domain as compress.py does; side by side
+    with an exact sorted-data 1-D Lloyd from the same linear initialisation."""
+    from nnforge.compiler.prune import magnitude_mask
+    from nnforge.compiler.weight_sharing import kmeans_codebook, linear_init
+
+    shapes = resnet50_weight_shapes()
+    rng = np.random.default_rng(0)
+    n_clusters = 2**share_bits - 1  # zero is its own entry
+    total = t_sk = t_lloyd = 0.0
+    worst = 0.0
+    print(f"Weight sharing, ResNet-50 layer shapes ({len(shapes)} conv/fc layers), Laplacian weights, "
+          f"{sparsity:.0%} pruned, 2^{share_bits} codes")
+    for name, op, shape in shapes:
+        w = rng.laplace(0.0, 1.0, shape)
+        w = w * magnitude_mask(w, sparsity)
+        axis = 0 if op == "conv2d" else 1
+        amax = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
+        scale = np.where(amax > 0, amax / 127, 1.0).reshape([-1 if i == axis else 1 for i in range(w.ndim)])
+        u = (w / scale)[w != 0]
+        t0 = time.perf_counter()
+        centroids, _ = kmeans_codebook(u, n_clusters)
+        t1 = time.perf_counter()
+        peer = _sorted_lloyd(u, linear_init(u, n_clusters))
+        t2 = time.perf_counter()
+        total += u.size
+        t_sk, t_lloyd = t_sk + t1 - t0, t_lloyd + t2 - t1
+        worst = max(worst, float(np.abs(centroids - peer).max()))
+    print(f"{'clustered weights':>18s} {'sklearn s':>10s} {'sorted Lloyd s':>15s} {'ratio':>7s} {'max |centroid diff|':>20s}")
+    print(f"{int(total):18,d} {t_sk:10.2f} {t_lloyd:15.2f} {t_sk / t_lloyd:7.2f} {worst:20.4f}")
+    print("centroids in 8-bit code units; the difference is how far the two converged fixed points lie apart")
+    return [dict(weights=int(total), sklearn_s=t_sk, sorted_lloyd_s=t_lloyd, max_centroid_diff=worst)]
 
 
 def bench_huffman(layout: str = "auto") -> list[dict]:
