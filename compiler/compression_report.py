@@ -13,7 +13,7 @@ report"):
 * with ``huffman=True`` the index and gap streams are canonical-Huffman coded, and their
   code tables are counted;
 * biases are stored at their accumulator width (int32 or int64);
-* the float32 baseline is 4 bytes per weight and per bias.
+* the float32 baseline is 4 bytes per weight and per bias of the original float layer.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class LayerReport:
     op: str
     shared: bool
     layout: str  # "dense" or "sparse"
-    params: int  # weights
+    params: int  # weights stored (fewer than float_params after structured pruning)
     nonzeros: int
     biases: int
     weight_bits: int
@@ -70,7 +70,8 @@ class LayerReport:
     bias_bits: int
     total_bits: int
     total_bytes: int
-    float_bytes: int
+    float_params: int  # weights of the original float layer
+    float_bytes: int  # 4 * (float_params + its biases)
     compression_ratio: float
 
 
@@ -189,7 +190,10 @@ def encode_streams(streams: LayerStreams) -> LayerStreams:
                         huffman_encode(streams.indices), gap)
 
 
-def layer_report(node: QNode, gap_bits: int, huffman: bool = True, layout: str = "auto") -> LayerReport:
+def layer_report(node: QNode, gap_bits: int, huffman: bool = True, layout: str = "auto",
+                 float_sizes: tuple[int, int] | None = None) -> LayerReport:
+    """One layer's storage; ``float_sizes`` = (weights, biases) of the original float layer
+    (default: the node's own, i.e. no channels removed)."""
     s = layer_streams(node, gap_bits, layout)
     if huffman:
         s = encode_streams(s)
@@ -210,7 +214,8 @@ def layer_report(node: QNode, gap_bits: int, huffman: bool = True, layout: str =
     total_bits = (codebook_bits + (index_huff if huffman else index_raw) + (sparse_huff if huffman else sparse_raw)
                   + bias_bits)
     total_bytes = math.ceil(total_bits / 8)
-    float_bytes = 4 * (s.codes.size + bias.size)
+    float_params, float_biases = float_sizes if float_sizes is not None else (s.codes.size, bias.size)
+    float_bytes = 4 * (float_params + float_biases)
     return LayerReport(
         name=node.name, op=node.op, shared=shared, layout="sparse" if s.layout is not None else "dense",
         params=int(s.codes.size), nonzeros=int(np.count_nonzero(s.codes)), biases=int(bias.size),
@@ -219,20 +224,28 @@ def layer_report(node: QNode, gap_bits: int, huffman: bool = True, layout: str =
         fillers=s.layout.fillers if s.layout is not None else 0, gap_bits=gbits,
         index_stream_bits=index_raw, index_huffman_bits=index_huff, sparse_stream_bits=sparse_raw,
         sparse_huffman_bits=sparse_huff, bias_bits=bias_bits, total_bits=total_bits, total_bytes=total_bytes,
-        float_bytes=float_bytes, compression_ratio=_ratio(float_bytes, total_bytes),
+        float_params=int(float_params), float_bytes=float_bytes, compression_ratio=_ratio(float_bytes, total_bytes),
     )
 
 
-def compression_report(graph: QGraph, huffman: bool = True, conv_gap_bits: int = CONV_GAP_BITS,
+def compression_report(qmodel_or_graph, huffman: bool = True, conv_gap_bits: int = CONV_GAP_BITS,
                        fc_gap_bits: int = FC_GAP_BITS, layout: str = "auto", progress=None) -> CompressionReport:
-    """Per-layer and total storage of ``graph``'s weights (see the module docstring).
+    """Per-layer and total storage of a QuantizedModel's or QGraph's weights (module docstring).
 
+    Given a QuantizedModel, the float32 baseline counts the original float layers, so channels
+    removed by structured pruning count as saved; a bare QGraph is its own baseline.
     ``progress(done, total)`` is called after each layer.
     """
-    nodes = [n for n in _as_graph(graph).nodes if n.op in WEIGHT_OPS]
+    nodes = [n for n in _as_graph(qmodel_or_graph).nodes if n.op in WEIGHT_OPS]
+    original = _original_layers(qmodel_or_graph)
     layers = []
     for i, node in enumerate(nodes):
-        layers.append(layer_report(node, conv_gap_bits if node.op == "conv2d" else fc_gap_bits, huffman, layout))
+        sizes = None
+        if node.name in original:
+            w, b = original[node.name]
+            sizes = (w.size, b.size)
+        layers.append(layer_report(node, conv_gap_bits if node.op == "conv2d" else fc_gap_bits, huffman, layout,
+                                   sizes))
         if progress:
             progress(i + 1, len(nodes))
     return CompressionReport(layers, huffman, conv_gap_bits, fc_gap_bits)
@@ -242,15 +255,16 @@ def _as_graph(obj) -> QGraph:
     return obj.graph if hasattr(obj, "graph") else obj
 
 
-def _original_weights(obj) -> dict[str, np.ndarray]:
-    """Layer name -> the float weights before pruning and sharing, when ``obj`` is a QuantizedModel."""
+def _original_layers(obj) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Layer name -> (weights, biases) of the float layer before compression, given a QuantizedModel."""
     model = getattr(obj, "float_model", None)
     if model is None:
         return {}
     from .layers import float_layers
 
     layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
-    return {l.name: np.asarray(l.attrs["weight"], np.float64) for l in layers if l.op in WEIGHT_OPS}
+    return {l.name: (np.asarray(l.attrs["weight"], np.float64), np.asarray(l.attrs.get("bias", ()), np.float64))
+            for l in layers if l.op in WEIGHT_OPS}
 
 
 def plot_histograms(qmodel_or_graph, path=None) -> bytes:
@@ -268,7 +282,7 @@ def plot_histograms(qmodel_or_graph, path=None) -> bytes:
     import matplotlib.pyplot as plt
 
     nodes = [n for n in _as_graph(qmodel_or_graph).nodes if n.op in WEIGHT_OPS]
-    original = _original_weights(qmodel_or_graph)
+    original = {name: wb[0] for name, wb in _original_layers(qmodel_or_graph).items()}
     cols = min(4, max(1, len(nodes)))
     rows = max(1, math.ceil(len(nodes) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), dpi=90, squeeze=False)

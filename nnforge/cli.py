@@ -378,7 +378,7 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
         qmodel = run_quantize(model, calib, config, batch_size, compress=comp,
                               progress=lambda done, _n: bar.update(task, completed=done))
         task = bar.add_task("coding weights", total=None)
-        report = compression_report(qmodel.graph, huffman, conv_gap_bits, fc_gap_bits,
+        report = compression_report(qmodel, huffman, conv_gap_bits, fc_gap_bits,
                                     progress=lambda done, n: bar.update(task, completed=done, total=n))
         doc = {"model": model_path, "config": config.describe(), "compress": None if comp is None else comp.describe(),
                **report.to_dict()}

@@ -81,6 +81,16 @@ def test_compress_json_and_output_directory(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
+def test_compress_structured_counts_removed_channels_as_saved():
+    r = invoke("compress", CNN, "--calib", CALIB, "--prune", "0.5", "--structured", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    weights, biases = _onnx_weight_counts(CNN)
+    assert doc["float_bytes"] == 4 * (weights + biases)  # the original model, not the slimmed one
+    assert doc["params"] < weights
+    assert sum(l["float_params"] for l in doc["layers"]) == weights
+
+
 def test_compress_text_report_without_sharing(tmp_path):
     r = invoke("compress", CNN, "--calib", CALIB, "--prune", "0.5")
     assert r.exit_code == 0, r.output

@@ -84,6 +84,13 @@ def test_unshared_dense_layer_by_hand():
     assert (r.total_bytes, r.float_bytes) == (22, 40)
 
 
+def test_float_baseline_counts_the_original_layer():
+    # structured pruning removed channels: the float32 baseline is the original 20 weights + 4 biases
+    r = layer_report(_dense_node(), gap_bits=2, huffman=False, layout="sparse", float_sizes=(20, 4))
+    assert (r.params, r.float_params, r.float_bytes, r.total_bytes) == (10, 20, 96, 13)
+    assert r.compression_ratio == pytest.approx(96 / 13)
+
+
 def test_unshared_pruned_layer_goes_sparse():
     w = np.zeros((50, 2), dtype=np.int64)
     w[3, 1], w[40, 0] = 9, -4  # flat positions 7 and 80; 8-bit gaps: 7 and 72, no filler
