@@ -572,7 +572,10 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
     if Path(out_dir).exists() and not force:
         raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
     options = parse_option_strings(option_values)
-    parse_options(get_backend(backend_name), options)  # bad backend or option: fail before any work
+    backend = get_backend(backend_name)  # bad backend or option: fail before any work
+    checked = parse_options(backend, options)
+    if hasattr(backend, "check_options"):
+        backend.check_options(checked)
     config = parse_config(_quant_spec(bits, config_path))
     comp = _compress_spec(prune, prune_config, share, refine, structured)
     model = _load(model_path, input_shapes)
@@ -595,7 +598,7 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
 
 def _print_compile_summary(model_path: str, project, out_dir: str) -> None:
     report = project.report
-    say = lambda text: out_console.print(text, highlight=False, markup=False)
+    say = lambda text: out_console.print(text, highlight=False, markup=False, soft_wrap=True)
     ops: dict[str, int] = {}
     for k in report["kernels"]:
         ops[k["op"]] = ops.get(k["op"], 0) + 1
@@ -645,7 +648,7 @@ def verify_cmd(project_dir, data_path, as_json, batch_size):
         for layer in report.layers:
             table.add_row(escape(layer.name), layer.op, f"{layer.codes:,}", f"{layer.mismatches:,}")
         out_console.print(table)
-        say = lambda text: out_console.print(text, highlight=False, markup=False)
+        say = lambda text: out_console.print(text, highlight=False, markup=False, soft_wrap=True)
         for name in report.not_compared:
             say(f"not compared (not computed by the generated C): {name}")
         say(f"samples: {report.samples} ({report.source})   tensors compared: {report.compared_tensors}   "
