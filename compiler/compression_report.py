@@ -12,7 +12,8 @@ report"):
   before Huffman coding (``layout="auto"``), or as forced by ``layout``;
 * with ``huffman=True`` the index and gap streams are canonical-Huffman coded, and their
   code tables are counted;
-* biases are stored at their accumulator width (int32 or int64);
+* biases are stored at the narrowest two's-complement width that holds every bias code of
+  the layer (``bias_width``; the HLS backend declares them with that width);
 * the float32 baseline is 4 bytes per weight and per bias of the original float layer.
 """
 
@@ -190,6 +191,14 @@ def encode_streams(streams: LayerStreams) -> LayerStreams:
                         huffman_encode(streams.indices), gap)
 
 
+def bias_width(bias: np.ndarray) -> int:
+    """Bits of the narrowest signed type holding every code in ``bias`` (0 for no biases)."""
+    b = np.asarray(bias, np.int64).reshape(-1)
+    if b.size == 0:
+        return 0
+    return max(max(int(b.max()), 0).bit_length(), max(int(-1 - b.min()), 0).bit_length()) + 1
+
+
 def layer_report(node: QNode, gap_bits: int, huffman: bool = True, layout: str = "auto",
                  float_sizes: tuple[int, int] | None = None) -> LayerReport:
     """One layer's storage; ``float_sizes`` = (weights, biases) of the original float layer
@@ -210,7 +219,7 @@ def layer_report(node: QNode, gap_bits: int, huffman: bool = True, layout: str =
     if huffman:
         sparse_huff = s.gap_huffman.total_bits(gap_bits) if s.gap_huffman is not None else 0
     bias = np.asarray(node.attrs.get("bias", np.zeros(0))).reshape(-1)
-    bias_bits = bias.size * (64 if node.attrs.get("acc_dtype") == "int64" else 32)
+    bias_bits = bias.size * bias_width(bias)
     total_bits = (codebook_bits + (index_huff if huffman else index_raw) + (sparse_huff if huffman else sparse_raw)
                   + bias_bits)
     total_bytes = math.ceil(total_bits / 8)

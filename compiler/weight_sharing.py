@@ -2,7 +2,7 @@
 
 ``kmeans_codebook`` clusters one layer's (nonzero) weights with scikit-learn's ``KMeans``,
 initialised linearly over [min, max] as Deep Compression recommends (rare large weights
-keep centroids of their own).  ``lsq_centroids`` then re-chooses the centroid values, with
+keep centroids of their own); large layers are clustered through a fine weighted histogram.  ``lsq_centroids`` then re-chooses the centroid values, with
 every weight's cluster fixed, to fit the layer's float outputs on calibration data: the
 output is linear in the centroids, ``y = sum_c v_c * (x @ B_c)`` where ``B_c`` is the scaled
 0/1 mask of cluster ``c``, so this is an ordinary least-squares problem.  ``layer_output``
@@ -22,20 +22,42 @@ def linear_init(values: np.ndarray, n_clusters: int) -> np.ndarray:
     return np.linspace(lo, hi, n_clusters) if n_clusters > 1 else np.array([(lo + hi) / 2])
 
 
+MAX_POINTS = 1 << 16  # above this many weights, k-means runs on a fine weighted histogram
+
+
+def _points(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The points k-means sees, with weights.  Large layers are reduced to the means of
+    ``MAX_POINTS`` equal-width bins over [min, max], weighted by their counts: the same
+    objective up to the within-bin spread (range / 65536, far below one code step), and
+    k-means then costs the same on a 2M-weight ResNet layer as on a small one."""
+    if x.size <= MAX_POINTS:
+        return x, None
+    lo, hi = float(x.min()), float(x.max())
+    idx = np.minimum(((x - lo) * (MAX_POINTS / max(hi - lo, 1e-300))).astype(np.int64), MAX_POINTS - 1)
+    counts = np.bincount(idx, minlength=MAX_POINTS)
+    sums = np.bincount(idx, weights=x, minlength=MAX_POINTS)
+    keep = counts > 0
+    return sums[keep] / counts[keep], counts[keep].astype(np.float64)
+
+
 def kmeans_codebook(values: np.ndarray, n_clusters: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """1-D k-means with linear initialisation: (sorted centroids, label of each value).
 
-    Needs more distinct values than ``n_clusters``; the caller falls back otherwise."""
+    Each value gets its nearest centroid (in 1-D: the interval between midpoints).  Needs
+    more distinct values than ``n_clusters``; the caller falls back otherwise."""
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
-    x = np.asarray(values, np.float64).reshape(-1, 1)
-    km = KMeans(n_clusters=n_clusters, init=linear_init(x, n_clusters).reshape(-1, 1), n_init=1,
-                random_state=seed).fit(x)
-    centroids = km.cluster_centers_.ravel()
-    order = np.argsort(centroids, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return centroids[order], rank[km.labels_]
+    x = np.asarray(values, np.float64).ravel()
+    points, weight = _points(x)
+    # one thread: on 1-D data OpenMP workers cost more than they save (measured 5-18x slower
+    # on 2 busy cores), and nnforge's own TVM workers may be running
+    with threadpool_limits(limits=1):
+        km = KMeans(n_clusters=n_clusters, init=linear_init(x, n_clusters).reshape(-1, 1), n_init=1,
+                    random_state=seed).fit(points.reshape(-1, 1), sample_weight=weight)
+    centroids = np.sort(km.cluster_centers_.ravel(), kind="stable")
+    labels = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, x)
+    return centroids, labels
 
 
 def im2col(x: np.ndarray, kernel: tuple[int, int], strides, padding, dilation) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnforge.compiler.compression_report import (compression_report, encode_streams, layer_report, layer_streams,
+from nnforge.compiler.compression_report import (bias_width, compression_report, encode_streams, layer_report, layer_streams,
                                                  plot_histograms)
 from nnforge.compiler.errors import ModelError
 from nnforge.compiler.huffman import dense_codes, huffman_decode
@@ -53,18 +53,18 @@ def test_shared_sparse_layer_by_hand():
     # gaps 1,3,0,0,1: frequencies 2,2,1 -> lengths 1,2,2 (one of the pair gets 1 bit) -> 2*1+2*2+1*2 = 8;
     # table 8 + 2*2 + 3*2 = 18
     assert r.sparse_huffman_bits == 8 + 18
-    assert r.bias_bits == 2 * 32
-    assert r.total_bits == 16 + 25 + 26 + 64  # 131 bits
-    assert r.total_bytes == 17  # ceil(131 / 8)
+    assert r.bias_bits == 2 * 2  # biases 0, 1: two's complement needs 2 bits each
+    assert r.total_bits == 16 + 25 + 26 + 4  # 71 bits
+    assert r.total_bytes == 9  # ceil(71 / 8)
     assert r.float_bytes == 4 * (10 + 2)
-    assert r.compression_ratio == pytest.approx(48 / 17)
+    assert r.compression_ratio == pytest.approx(48 / 9)
 
 
 def test_shared_sparse_layer_without_huffman():
     r = layer_report(_dense_node(), gap_bits=2, huffman=False, layout="sparse")
     assert r.index_huffman_bits is None and r.sparse_huffman_bits is None
-    assert r.total_bits == 16 + 10 + 10 + 64  # 100 bits
-    assert r.total_bytes == 13
+    assert r.total_bits == 16 + 10 + 10 + 4  # 40 bits
+    assert r.total_bytes == 5
 
 
 def test_auto_layout_keeps_dense_on_a_tie():
@@ -72,23 +72,23 @@ def test_auto_layout_keeps_dense_on_a_tie():
     r = layer_report(_dense_node(), gap_bits=2, huffman=False, layout="auto")
     assert (r.layout, r.entries, r.fillers, r.gap_bits, r.sparse_stream_bits) == ("dense", 10, 0, 0, 0)
     assert r.index_stream_bits == 20
-    assert r.total_bits == 16 + 20 + 64
+    assert r.total_bits == 16 + 20 + 4
 
 
 def test_unshared_dense_layer_by_hand():
     w = np.array([[3, -2], [1, 0], [5, -7], [2, 2]], dtype=np.int64)  # 8 weights, 6-bit codes
     r = layer_report(_dense_node(weight=w, codebook=None, weight_bits=6, acc="int64"), 5, huffman=False)
     assert (r.shared, r.layout, r.index_bits, r.codebook_bits) == (False, "dense", 6, 0)
-    assert r.bias_bits == 2 * 64
-    assert r.total_bits == 8 * 6 + 2 * 64  # 176 bits
-    assert (r.total_bytes, r.float_bytes) == (22, 40)
+    assert r.bias_bits == 2 * 2  # the width the codes need, not the int64 accumulator's
+    assert r.total_bits == 8 * 6 + 2 * 2  # 52 bits
+    assert (r.total_bytes, r.float_bytes) == (7, 40)
 
 
 def test_float_baseline_counts_the_original_layer():
     # structured pruning removed channels: the float32 baseline is the original 20 weights + 4 biases
     r = layer_report(_dense_node(), gap_bits=2, huffman=False, layout="sparse", float_sizes=(20, 4))
-    assert (r.params, r.float_params, r.float_bytes, r.total_bytes) == (10, 20, 96, 13)
-    assert r.compression_ratio == pytest.approx(96 / 13)
+    assert (r.params, r.float_params, r.float_bytes, r.total_bytes) == (10, 20, 96, 5)
+    assert r.compression_ratio == pytest.approx(96 / 5)
 
 
 def test_unshared_pruned_layer_goes_sparse():
@@ -96,9 +96,19 @@ def test_unshared_pruned_layer_goes_sparse():
     w[3, 1], w[40, 0] = 9, -4  # flat positions 7 and 80; 8-bit gaps: 7 and 72, no filler
     r = layer_report(_dense_node(weight=w, codebook=None, weight_bits=8, nbias=2), 8, huffman=False)
     assert (r.layout, r.entries, r.fillers) == ("sparse", 2, 0)
-    assert r.total_bits == 2 * 8 + 2 * 8 + 2 * 32  # indices + gaps + biases = 96
-    assert r.total_bytes == 12
+    assert r.total_bits == 2 * 8 + 2 * 8 + 2 * 2  # indices + gaps + biases = 36
+    assert r.total_bytes == 5
     assert r.float_bytes == 4 * 102
+
+
+def test_bias_width_by_hand():
+    assert bias_width(np.array([], np.int64)) == 0
+    assert bias_width(np.array([0])) == 1
+    assert bias_width(np.array([-1])) == 1
+    assert bias_width(np.array([127, -128])) == 8
+    assert bias_width(np.array([128])) == 9
+    assert bias_width(np.array([-129, 3])) == 9
+    assert bias_width(np.array([2**31 - 1])) == 32
 
 
 def test_streams_round_trip_exactly():
@@ -115,9 +125,9 @@ def test_model_totals_and_formats(tmp_path):
     b = _dense_node("fc2", weight=np.array([[3, -2], [1, 0]], dtype=np.int64), codebook=None, weight_bits=6)
     rep = compression_report(_graph(a, b), huffman=False, fc_gap_bits=2)
     assert [l.name for l in rep.layers] == ["fc1", "fc2"]  # the clip node stores no weights
-    # fc1 (auto -> dense on the tie): 16 + 20 + 64 = 100 bits -> 13 bytes; fc2: 4*6 + 2*32 = 88 bits -> 11
-    assert [l.total_bytes for l in rep.layers] == [13, 11]
-    assert rep.total_bytes == 24 and rep.float_bytes == 72 and rep.compression_ratio == 3.0
+    # fc1 (auto -> dense on the tie): 16 + 20 + 4 = 40 bits -> 5 bytes; fc2: 4*6 + 2*2 = 28 bits -> 4
+    assert [l.total_bytes for l in rep.layers] == [5, 4]
+    assert rep.total_bytes == 9 and rep.float_bytes == 72 and rep.compression_ratio == 8.0
     doc = json.loads(json.dumps(rep.to_dict()))
     for key in ("compression_ratio", "total_bytes", "float_bytes", "layers", "params", "nonzeros"):
         assert key in doc
