@@ -130,7 +130,7 @@ def test_hand_built_graph_random_and_extreme_inputs(tmp_path):
     bad = _mismatches(graph, sim, codes)
     assert sum(bad.values()) == 0, bad
     src = "".join(v for k, v in files.items() if k.endswith((".h", ".cpp")))
-    for step in ("nnf::wrap(", "nnf::clamp(", "a_fc1", "nnf_int<64> a_fc1"):  # WRAP, clamps, int64 accumulator
+    for step in ("nnf::wrap(", "nnf::clamp(", "a_fc1", "nnf_acc<64> a_fc1"):  # WRAP, clamps, int64 accumulator
         assert step in src, step
     # simulate() (the backend API) agrees, keyed by tensor name
     got = BACKEND.simulate(tmp_path, [codes[:8]])

@@ -194,7 +194,7 @@ def _mac(ctx: Context, node: QNode, ident: str, reduction: int):
     p = dict(rq=rq, rf=rf, unroll=max(1, -(-reduction // rf)), store=store,
              getter=f"w_{ident}", W=f"W_{ident}", CB=f"CB_{ident}", IX=f"IX_{ident}", RP=f"RP_{ident}",
              CI=f"CI_{ident}", V=f"V_{ident}", B=f"B_{ident}", acc=atype, wtype=wtype)
-    types = ((wtype, f"nnf_int<{store.wbits}>"), (atype, f"nnf_int<{acc_bits}>"))
+    types = ((wtype, f"nnf_int<{store.wbits}>"), (atype, f"nnf_acc<{acc_bits}>"))
     return p, tuple(consts), store, types
 
 
@@ -224,6 +224,10 @@ def conv2d(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     _expect(node, "output shape", ctx.shapes[node.output], (o, oh, ow))
     p, consts, store, types = _mac(ctx, node, ident, ipg * kh * kw)
     pointwise = (kh, kw, sh, sw, g, t, l, b, r) == (1, 1, 1, 1, 1, 0, 0, 0, 0)
+    # the padded input: as tall and wide as the windows reach (ONNX may pad more than they use)
+    hp = max(h + t, (oh - 1) * sh + (kh - 1) * dh + 1)
+    wp = max(w + l, (ow - 1) * sw + (kw - 1) * dw + 1)
+    p.update(HP=hp, WP=wp, padded=(hp, wp, t, l) != (h, w, 0, 0))
     p.update(C=c, H=h, W_=w, O=o, OH=oh, OW=ow, IPG=ipg, OPG=o // g, KH=kh, KW=kw, KHW=kh * kw, SH=sh, SW=sw,
              DH=dh, DW=dw, PT=t, PL=l, HW=h * w, OHW=oh * ow, R=ipg * kh * kw, pointwise=pointwise)
     ins, outs = _ports(ctx, node)

@@ -170,9 +170,13 @@ def c_rows(values: np.ndarray, suffix: str = "") -> tuple[str, ...]:
     vals = np.asarray(values).reshape(-1)
     if vals.size == 0:
         return ("0",)  # C++ has no zero-length arrays: one unused element
+    lo, hi = (int(vals.min()), int(vals.max())) if not suffix else (0, -1)
     if suffix:
         text = [f"{v}{suffix}" for v in vals.tolist()]
-    elif vals.min() >= -(1 << 31) and vals.max() < (1 << 31):
+    elif hi - lo < 1 << 17 and vals.size > 4 * (hi - lo + 1):  # narrow codes: format each value once
+        table = np.array([str(v) for v in range(lo, hi + 1)], dtype=object)
+        text = table[vals.astype(np.int64) - lo].tolist()
+    elif lo >= -(1 << 31) and hi < (1 << 31):
         text = list(map(str, vals.tolist()))
     else:
         text = [c_int(v) for v in vals.tolist()]

@@ -4,7 +4,7 @@
 // Under Vitis HLS (__SYNTHESIS__ is defined) or with -DNNF_USE_AP_INT, nnf_int<W> and
 // nnf_uint<W> are the vendor's ap_int<W> and ap_uint<W> from <ap_int.h>.  For plain g++ C
 // simulation they are nnf::Int<W> and nnf::UInt<W> below, which behave the same way for every
-// operation the generated kernels use:
+// operation the generated kernels use (nnf_acc<W>: the accumulators, ap_int<W> under HLS):
 //   * storing any integer keeps its low W bits: two's complement wrap-around with sign
 //     extension for Int, modulo 2^W for UInt (ap_int's default AP_WRAP);
 //   * reading a value widens it to int64_t, so + and * happen on exact 64-bit values.
@@ -18,6 +18,7 @@
 #include <ap_int.h>
 template <int W> using nnf_int = ap_int<W>;
 template <int W> using nnf_uint = ap_uint<W>;
+template <int W> using nnf_acc = ap_int<W>;
 #else
 #include <type_traits>
 
@@ -37,12 +38,12 @@ class Integer {
     // undefined behaviour; the right shift of a negative int64_t is arithmetic on gcc and clang
     // (implementation-defined before C++20; the generated code is built with -std=c++17 by g++).
     static constexpr storage wrap(int64_t x) {
-        if constexpr (S) {
-            if constexpr (W == 64) {
-                return static_cast<storage>(x);
-            } else {
-                return static_cast<storage>(static_cast<int64_t>(static_cast<uint64_t>(x) << (64 - W)) >> (64 - W));
-            }
+        if constexpr (W == 8 * sizeof(storage)) {
+            // a full-width type: the conversion through the unsigned type keeps the low W bits
+            // (modulo 2^W; unsigned -> signed is two's complement on gcc and clang, and in C++20)
+            return static_cast<storage>(static_cast<std::make_unsigned_t<storage>>(x));
+        } else if constexpr (S) {
+            return static_cast<storage>(static_cast<int64_t>(static_cast<uint64_t>(x) << (64 - W)) >> (64 - W));
         } else {
             return static_cast<storage>(static_cast<uint64_t>(x) & ((uint64_t(1) << W) - 1));
         }
@@ -73,4 +74,9 @@ template <int W> using UInt = Integer<W, false>;
 
 template <int W> using nnf_int = nnf::Int<W>;
 template <int W> using nnf_uint = nnf::UInt<W>;
+// Accumulators (only ever `acc += int64 product` and read back): int32_t / int64_t wrap the same
+// way as Int<32> / Int<64> (conversion modulo 2^W on gcc and clang) and let g++ vectorize the
+// multiply-accumulate loops.
+template <int W>
+using nnf_acc = std::conditional_t<W == 32, int32_t, std::conditional_t<W == 64, int64_t, nnf::Int<W>>>;
 #endif

@@ -10,6 +10,14 @@
 
 #include <cstdint>
 
+// Scratch arrays inside a kernel: static in C simulation (off the stack; one caller at a time),
+// plain local arrays under HLS.
+#ifdef __SYNTHESIS__
+#define NNF_LOCAL
+#else
+#define NNF_LOCAL static
+#endif
+
 namespace nnf {
 
 // round_shift(acc * m, n): m already carries the left shift of a negative n, half is
