@@ -25,6 +25,7 @@ and only appear, escaped, in the markdown).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,11 @@ def md_escape(text: Any) -> str:
     for ch in "`*_[]<>|#":
         s = s.replace(ch, "\\" + ch)
     return s.replace("\n", " ").replace("\r", " ")
+
+
+def _code_span(value: Any) -> str:
+    """Text for inside a markdown `code span` in a table cell."""
+    return str(value).replace("`", "'").replace("|", "\\|").replace("\n", " ")
 
 
 def check_options(options: dict[str, Any]) -> None:
@@ -113,6 +119,20 @@ def project_files(design, options: dict[str, Any], sources: dict[str, str | byte
         "report": report,
         "options": options,
     }
+    known = {f"src/{top}.cpp", f"src/{top}.h"}
+    roles = {"src/nnf_int.h": "arbitrary-width integers: `ap_int`/`ap_uint` under Vitis HLS "
+                              "(`-DNNF_USE_AP_INT`), nnforge's own equivalent for g++",
+             "src/nnf_kernels.h": "helpers every kernel shares (rounding shift, saturation, requantization)",
+             "src/nnf_types.h": "the integer type of every tensor"}
+    ctx.update(
+        other_sources=[p for p in src if p not in known and not p.startswith(("src/kernels/", "src/weights/"))],
+        source_roles={p: roles.get(p, "shared header") for p in src},
+        kernel_headers=[Path(p).stem for p in src if p.startswith("src/kernels/")],
+        weight_headers=[p for p in src if p.startswith("src/weights/")],
+        option_rows=[(k, _code_span(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v))
+                     for k, v in sorted(options.items())],
+    )
+    ctx["option_map"] = dict(ctx["option_rows"])
     env = _env()
     files = {
         f"tb/{top}_tb.cpp": env.get_template("tb.cpp.j2").render(ctx),
