@@ -275,3 +275,57 @@ def test_build_error_names_the_compiler_output(tmp_path):
     (tmp_path / "src" / "broken.cpp").write_text("int f( {\n")
     with pytest.raises(csim.CSimError, match=r"g\+\+ could not compile.*error"):
         csim.build(tmp_path / "src", "broken", tmp_path / "build")
+
+
+def _rq(ratio, mode="float", **tail):
+    from nnforge.compiler.numerics import quantize_multiplier
+
+    m, n = quantize_multiplier(np.asarray(ratio, dtype=np.float64), mode)
+    return dict(multiplier=m, shift=n, **{"lo": None, "hi": None, "rounding": "RND", "overflow": "SAT", **tail})
+
+
+def other_ops_graph():
+    """avg pool (padded) -> max pool (ceil_mode, padded) -> transpose -> clip; global avg pool;
+    mul and add broadcasting [C, 1, 1] over [C, H, W]; concat on axis 2; a reshape that widens."""
+    from nnforge.compiler.numerics import QType
+    from nnforge.compiler.qgraph import QGraph, QNode, QTensor
+
+    s8, s16, s32 = QType(8, True), QType(16, True), QType(32, True)
+    x = QTensor("x", ("batch", 4, 7, 7), s8, 1.0)
+    nodes, types = [], {}
+
+    def node(op, name, inputs, attrs, t):
+        nodes.append(QNode(op, name, inputs, name, attrs))
+        types[name] = t
+
+    node("avg_pool2d", "avg", ["x"], dict(pool_size=(2, 2), strides=(2, 2), padding=(1, 1, 1, 1),
+                                          **_rq(0.3, rounding="TRN")), s8)
+    node("max_pool2d", "maxc", ["avg"], dict(pool_size=(2, 2), strides=(2, 2), padding=(1, 0, 0, 0),
+                                             dilation=(1, 1), ceil_mode=True), s8)
+    node("transpose", "tr", ["maxc"], dict(axes=(0, 1, 3, 2)), s8)
+    node("clip", "clip", ["tr"], dict(lo=-5, hi=None), s8)
+    node("global_avg_pool", "gap", ["x"], dict(keepdims=True, **_rq(1 / 49)), s8)
+    node("mul", "mul", ["clip", "gap"], dict(**_rq(0.02, overflow="WRAP")), s8)
+    node("concat", "cat", ["clip", "mul"], dict(axis=2), s8)
+    node("add", "add", ["cat", "gap"], dict(multipliers=(3, 5), shifts=(-2, 1), lo=-100, hi=None,
+                                             rounding="TRN", overflow="SAT"), s16)
+    node("reshape", "flat", ["add"], dict(shape=(-1, 48)), s32)
+    tensors = {"x": x, **{n: QTensor(n, (), t, 1.0) for n, t in types.items()}}
+    return QGraph([x], tensors, nodes, ["flat"])
+
+
+def test_other_ops_bit_exact(tmp_path):
+    graph = other_ops_graph()
+    rng = np.random.default_rng(9)
+    codes = np.concatenate([rng.integers(-128, 128, size=(200, 4, 7, 7)), np.full((1, 4, 7, 7), -128),
+                            np.full((1, 4, 7, 7), 127)])
+    want = reference.run(graph, [codes])
+    # ceil_mode adds a bottom row of padding: [4, 4, 4] -> [4, 3, 2], transposed [4, 2, 3]
+    assert want["maxc"].shape[1:] == (4, 3, 2) and want["cat"].shape[1:] == (4, 4, 3)
+    files, sim, _ = _csim(graph, tmp_path)
+    bad = _mismatches(graph, sim, codes)
+    assert sum(bad.values()) == 0, bad
+    kernels = "".join(v for k, v in files.items() if k.startswith("src/kernels/"))
+    assert "k_flat" in kernels and "k_tr" in kernels and "(broadcast)" in kernels
+    for name in ("avg", "maxc", "mul", "add"):  # not a vacuous comparison
+        assert np.unique(want[name]).size > 3, name
