@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
-PHASES = ["load", "quantize", "partition", "codegen", "estimates", "golden vectors", "writing"]
+PHASES = ["load", "quantize", "partition", "codegen", "estimates", "golden vectors", "project files", "writing"]
 
 
 def _rss_mib() -> float:

@@ -637,7 +637,7 @@ def verify_cmd(project_dir, data_path, as_json, batch_size):
     data, labels = (load_inputs(data_path, project.qmodel.float_model.inputs) if data_path else (None, None))
     with _progress() as bar:
         task = bar.add_task("C simulation", total=None)
-        report = run_verify(project_dir, None if data is None else data, labels, batch_size,
+        report = run_verify(project, None if data is None else data, labels, batch_size,
                             progress=lambda d, n: bar.update(task, completed=d, total=n))
     if as_json:
         click.echo(json.dumps(report.to_dict()))

@@ -358,6 +358,7 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
     step("golden vectors", 0, 1)
     golden = golden_vectors(qmodel, golden_inputs)  # the numpy reference on up to 32 samples
     step("golden vectors", 1, 1)
+    step("project files", 0, 1)
     report = build_report(qmodel, design, opts, layer_info, estimates, golden)
     writer = _project_writer(be.name)
     if writer is not None:  # testbench, tool scripts, Makefile, README, report.md
@@ -366,6 +367,7 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
         files[f"{MODEL_DIR}/{name}"] = data
     report["files"] = sorted(files) + ["report.json"]
     files["report.json"] = json.dumps(report, indent=1, sort_keys=False) + "\n"
+    step("project files", 1, 1)
     step("writing", 0, len(files))
     write_project(out, files, force)  # temp dir, then one rename
     step("writing", len(files), len(files))
@@ -526,7 +528,7 @@ def _tvm_accuracy(qmodel, codes: np.ndarray, labels: np.ndarray, batch_size: int
     return float(np.mean(np.concatenate(preds) == labels))
 
 
-def verify(path: str | Path, data_x=None, labels: np.ndarray | None = None, batch_size: int = 256,
+def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None = None, batch_size: int = 256,
            progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Run the generated C on every input and compare every node output with the numpy reference.
 
@@ -536,7 +538,7 @@ def verify(path: str | Path, data_x=None, labels: np.ndarray | None = None, batc
     """
     from nnforge.compiler import reference
 
-    project = open_project(path)
+    project = path if isinstance(path, Project) else open_project(path)
     qmodel = project.qmodel
     graph = qmodel.graph
     if data_x is None:

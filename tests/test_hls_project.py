@@ -211,6 +211,11 @@ def test_bad_option_is_a_clean_error(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_verify_needs_a_project(tmp_path):
+    res = _cli("verify", tmp_path)
+    assert res.exit_code == 2 and "nnforge compile" in res.output
+
+
 def _hostile_mlp(path: Path) -> None:
     """input [N, 8] -> Gemm -> Relu -> Gemm -> [N, 4], every node and tensor named hostilely."""
     rng = np.random.default_rng(1)
@@ -312,3 +317,19 @@ def test_axis_io_and_reuse_factor_compile_and_pass(tmp_path):
     run = _make_csim(tmp_path / "prj")
     assert run.returncode == 0 and "PASS" in run.stdout, run.stdout + run.stderr
     assert nnforge.verify(tmp_path / "prj").mismatches == 0
+
+
+@pytest.mark.slow
+def test_pruned_and_shared_layers_use_sparse_and_codebook_storage_bit_exactly(tmp_path):
+    res = _cli("compile", EXAMPLES / "digits_cnn.onnx", "--calib", CALIB, "--bits", "w4a8", "--prune", "0.7",
+               "--share", "3", "-o", tmp_path / "prj")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "prj" / "report.json").read_text())
+    forms = {k["storage"] for k in report["kernels"] if k["storage"]}
+    assert forms <= {"codebook", "sparse"} and forms, forms
+    assert report["quantization"]["compress"] is not None
+    doc = _verify_json(tmp_path / "prj", TEST)
+    assert doc["samples"] == 450 and doc["mismatches"] == 0
+    assert doc["csim_accuracy"] == doc["quant_accuracy"]
+    run = _make_csim(tmp_path / "prj")
+    assert run.returncode == 0 and "PASS" in run.stdout, run.stdout + run.stderr
