@@ -5,9 +5,12 @@ One of the few modules that import tvm.  ``build`` compiles for ``cpu_target()``
 and the rule ``inner_spatial_vectorize`` for each fused PrimFunc with one reduction: elementwise
 producers/epilogues inlined (pads kept, one image at a time, as k phases if read with stride k);
 loops ``S.. tile R.. rows cols lanes`` (innermost spatial loop vectorized by 8, <= 8 vector
-accumulators unrolled); epilogue per tile.  Arithmetic and summation order never change: integer
-builds stay bit-exact, float ones differ only by FMA contraction.  If the pipeline raises, the
-plain ``tvm.compile(mod, target="llvm")``; ``stats`` counts the paths (logging: DEBUG only).
+accumulators unrolled), and for a conv whose input is shared by its output channels (not
+depthwise) ``S.. tile R.. chans rows cols lanes`` with 4 channels x 2 rows: each loaded input
+vector feeds 4 accumulators and each broadcast weight 2 (6 loads per 8 FMAs instead of 9);
+epilogue per tile.  Arithmetic and summation order never change: integer builds stay
+bit-exact, float ones differ only by FMA contraction.  If the pipeline raises, the plain
+``tvm.compile(mod, target="llvm")``; ``stats`` counts the paths (logging: DEBUG only).
 Images (conv) or row tiles (dense) run in parallel on TVM's thread pool, which nnforge sizes
 to every core, as onnxruntime does (TVM's own default is half the hardware threads, and it pins
 the calling thread to a core, which then slows onnxruntime or numpy in the same process); set
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 
 # must precede the first parallel launch, when TVM creates its pool
@@ -35,6 +39,7 @@ from tvm.target import codegen  # noqa: E402
 
 _log = logging.getLogger(__name__)
 VECTOR = 8  # lanes: 8 x f32/i32 = one AVX2 register
+CHANNELS = 4  # conv output channels per register tile (each input vector feeds CHANNELS of them)
 ACCUMULATORS = 8  # vector partial sums per tile (hide the add latency, fit 16 registers)
 stats = {"custom": 0, "fallback": 0, "unscheduled": 0}  # builds per path; PrimFuncs left as is
 
@@ -68,12 +73,18 @@ def _schedule(sch):
     lanes = min(last, VECTOR) if last else VECTOR
     col, vec = sch.split(s[-1], factors=[None, lanes])
     col, cols = sch.split(col, factors=[None, _divisor(-(-(last or 1) // lanes), ACCUMULATORS)])
-    tile, inner = [col], [cols]
-    if len(s) > 1:  # rows of the next spatial loop fill the tile up to ACCUMULATORS vectors
+    tile, inner, outer = [col], [cols], s[:-1]
+    if len(s) > 3 and _reused_along(sch, block, [i.var for i in reds[0].iters if i.kind == "S"][-3]):
+        # output channels (conv: the input is read once for CHANNELS of them)
         most = ACCUMULATORS // _extent(sch, cols)
+        chan, chans = sch.split(s[-3], factors=[None, _divisor(_extent(sch, s[-3]) or 1, min(CHANNELS, most))])
+        tile, inner, outer = [chan, col], [chans, cols], s[:-3]
+    if len(s) > 1:  # rows of the next spatial loop fill the tile up to ACCUMULATORS vectors
+        most = ACCUMULATORS // math.prod(_extent(sch, l) for l in inner)
         row, rows = sch.split(s[-2], factors=[None, _divisor(_extent(sch, s[-2]) or 1, most)])
-        tile, inner = [row, col], [rows, cols]
-    sch.reorder(*s[:-2], *tile, *r, *inner, vec)
+        tile, inner = [*tile[:-1], row, tile[-1]], [*inner[:-1], rows, inner[-1]]
+        outer = [l for l in outer if not l.same_as(s[-2])]
+    sch.reorder(*outer, *tile, *r, *inner, vec)
     # images (conv) or row tiles (dense) in parallel: no reduction order changes
     sch.parallel(s[0] if len(s) > 2 else tile[0])
     for loop in inner:
@@ -100,6 +111,16 @@ def _deinterleave(sch, block, var) -> None:
             if k > 1 and isinstance(buf.shape[-1], tirx.IntImm) and buf.shape[-1].value % k == 0:
                 phases = lambda *i: (*i[:-1], i[-1] % k, i[-1] // k)  # noqa: E731
                 _try(sch.transform_layout, producer, ("write", 0), phases)
+
+
+def _reused_along(sch, block, var) -> bool:
+    """Whether one input of ``block`` is read independently of ``var`` while another is not
+    (conv2d's data and weights along the output channel; not a depthwise conv)."""
+    stmt = sch.get(block)
+    out = [w.source for w in stmt.writes]
+    uses = [any(v.same_as(var) for r in read.region for v in tirx.analysis.undefined_vars(r.min))
+            for read in stmt.reads if not any(read.source.same_as(o) for o in out)]
+    return any(uses) and not all(uses)
 
 
 def _vectorize_inner(sch, block, lanes: int) -> None:

@@ -8,15 +8,35 @@ patterns, e.g. for conv2d::
 
 The module has two functions over the same graph: ``main`` (codes in, output codes out)
 and ``trace`` (codes in, every node's output codes, in ``QGraph.node_outputs()`` order).
+
+``lower(graph, fast=True)`` is the CPU simulation form (``QuantizedModel.compile``: predict,
+simulate).  It computes the same codes with cheaper arithmetic, each step proved exact from
+static bounds in ``exact_narrowing`` (else the default chain is kept, layer by layer):
+
+* conv2d / dense MACs in float32 where ``max|x| * sum|w| + |b| < 2^24``, then ``astype(int32)``;
+* the requantization tail in int32 (SAT, ``M > 0``, ``n >= 0``)::
+
+      [astype(int32)] -> [maximum(xl) -> minimum(xh)] -> multiply(M) -> [add(half)]
+          -> [right_shift(n)] -> maximum(lo) -> minimum(hi) -> astype(storage)
+
+  or, where ``x * M`` needs more than 31 bits even after the accumulator clamp, the k-split
+  ``(a*M + ((b*M + half) >> k)) >> (n - k)`` with ``a = x >> k``, ``b = x & (2^k - 1)``;
+* GlobalAveragePool sums in int32 where ``H * W * max|x| < 2^31``.
+
+Backends partition the default form; only the default form is the chain the patterns in
+``backends/patterns.py`` match.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import tvm
 import tvm.tirx as tirx
 from tvm import relax
 
+from . import exact_narrowing as narrow
 from .numerics import QType
 from .qgraph import QGraph, QNode
 from .relax_utils import const
@@ -29,21 +49,62 @@ def _c(value, dtype: str) -> relax.Expr:
 
 
 class _Lowerer:
-    def __init__(self, graph: QGraph, bb: relax.BlockBuilder):
-        self.g, self.bb = graph, bb
+    def __init__(self, graph: QGraph, bb: relax.BlockBuilder, fast: bool = False):
+        self.g, self.bb, self.fast = graph, bb, fast
 
     def emit(self, expr, name: str | None = None):
         return self.bb.emit(expr, name_hint=name) if name else self.bb.emit(expr)
 
     # -- the requantization tail shared by every layer -------------------------------------
-    def requant(self, acc, a, out: QType, channel_shape=None, name: str | None = None):
-        """saturate(round_shift(acc * M, n)) in int64, then cast to the storage type."""
+    def requant(self, acc, a, out: QType, channel_shape=None, name: str | None = None, bound=None):
+        """saturate(round_shift(acc * M, n)) in int64, then cast to the storage type.  In the fast
+        form, in int32 where ``exact_narrowing.int32_requant`` proves it exact for ``|acc| <= bound``."""
         m, n = np.asarray(a["multiplier"], np.int64), np.asarray(a["shift"], np.int64)
+        if self.fast and bound is not None:
+            plan = narrow.int32_requant(m, n, a["rounding"], a["overflow"], a["lo"], a["hi"], out, bound)
+            if plan is not None:
+                return self.requant_int32(acc, plan, channel_shape, out, name)
         shape = channel_shape if (channel_shape is not None and m.size > 1) else ()
         v = self.emit(relax.op.astype(acc, "int64")) if acc.ty.dtype != "int64" else acc
         v = self.emit(relax.op.multiply(v, _c(m.reshape(shape) if shape else m.reshape(()), "int64")))
         v = self.round_shift(v, n, a["rounding"], shape)
         return self.saturate(v, out, a["overflow"], a["lo"], a["hi"], name)
+
+    def requant_int32(self, acc, plan: narrow.Int32Requant, channel_shape, out: QType, name):
+        """The int32 tail (fast form): [clamp(acc)] -> multiply -> [add] -> [right_shift], or the
+        k-split of the product; then the output clamp and the cast."""
+        def c(v, dtype="int32"):  # per channel, or one scalar
+            v = np.asarray(v)
+            if v.size == 1:
+                return _c(v.reshape(()), dtype)
+            assert channel_shape is not None, "per-channel requantization needs the channel shape"
+            return _c(v.reshape(channel_shape), dtype)
+
+        wide = str(acc.ty.dtype) == "int64"  # clamped before narrowing; other types cast exactly
+        v = acc if str(acc.ty.dtype) in ("int32", "int64") else self.emit(relax.op.astype(acc, "int32"))
+        if plan.clamp_acc:
+            v = self.emit(relax.op.maximum(v, c(plan.xl, str(v.ty.dtype))))
+            v = self.emit(relax.op.minimum(v, c(plan.xh, str(v.ty.dtype))))
+        if wide:
+            v = self.emit(relax.op.astype(v, "int32"))
+        m, half, n, k = plan.multiplier, plan.half, plan.shift, plan.k
+        if k:
+            lo_part = self.emit(relax.op.bitwise_and(v, _c((1 << k) - 1, "int32")))
+            lo_part = self.emit(relax.op.multiply(lo_part, c(m)))
+            if np.any(half):
+                lo_part = self.emit(relax.op.add(lo_part, c(half)))
+            lo_part = self.emit(relax.op.right_shift(lo_part, _c(k, "int32")))
+            v = self.emit(relax.op.right_shift(v, _c(k, "int32")))
+            v = self.emit(relax.op.add(self.emit(relax.op.multiply(v, c(m))), lo_part))
+        else:
+            v = self.emit(relax.op.multiply(v, c(m)))
+            if np.any(half):
+                v = self.emit(relax.op.add(v, c(half)))
+        if np.any(n - k):
+            v = self.emit(relax.op.right_shift(v, c(n - k)))
+        v = self.emit(relax.op.maximum(v, _c(plan.lo, "int32")))
+        v = self.emit(relax.op.minimum(v, _c(plan.hi, "int32")))
+        return self.emit(relax.op.astype(v, out.storage), name)
 
     def round_shift(self, v, n: np.ndarray, rounding: str, shape=()):
         n = n.reshape(shape) if shape else n.reshape(())
@@ -76,9 +137,17 @@ class _Lowerer:
         return self.emit(relax.op.astype(v, out.storage), name)
 
     # -- one method per op ------------------------------------------------------------------
+    def mac_dtype(self, node: QNode, axis: int):
+        """The accumulator type and the accumulator bound (fast form: float32 where exact)."""
+        a = node.attrs
+        if not self.fast:
+            return a["acc_dtype"], None
+        bound = narrow.mac_bound(self.g.tensors[node.inputs[0]].qtype, a["weight"], a["bias"], axis)
+        return ("float32" if narrow.float32_macs(bound) else a["acc_dtype"]), bound
+
     def conv2d(self, node: QNode, xs, out: QType):
         a = node.attrs
-        acc = a["acc_dtype"]
+        acc, bound = self.mac_dtype(node, 0)
         x = self.emit(relax.op.astype(xs[0], acc))
         y = self.emit(relax.op.nn.conv2d(
             x, _c(a["weight"], acc), strides=a["strides"], padding=a["padding"],
@@ -86,15 +155,15 @@ class _Lowerer:
         ))
         o = a["weight"].shape[0]
         y = self.emit(relax.op.add(y, _c(a["bias"].reshape(1, o, 1, 1), acc)))
-        return self.requant(y, a, out, (1, o, 1, 1), node.name)
+        return self.requant(y, a, out, (1, o, 1, 1), node.name, bound)
 
     def dense(self, node: QNode, xs, out: QType):
         a = node.attrs
-        acc = a["acc_dtype"]
+        acc, bound = self.mac_dtype(node, 1)
         x = self.emit(relax.op.astype(xs[0], acc))
         y = self.emit(relax.op.matmul(x, _c(a["weight"], acc), out_dtype=acc))
         y = self.emit(relax.op.add(y, _c(a["bias"], acc)))
-        return self.requant(y, a, out, (a["weight"].shape[1],), node.name)
+        return self.requant(y, a, out, (a["weight"].shape[1],), node.name, bound)
 
     def max_pool2d(self, node: QNode, xs, out: QType):
         a = node.attrs
@@ -111,12 +180,19 @@ class _Lowerer:
         ones = np.ones((c, 1, kh, kw), np.int32)  # window sum = depthwise conv with ones
         s = self.emit(relax.op.nn.conv2d(x, _c(ones, "int32"), strides=a["strides"],
                                          padding=a["padding"], groups=c, out_dtype="int32"))
-        return self.requant(s, a, out, None, node.name)
+        return self.requant(s, a, out, None, node.name, kh * kw * self.max_abs(node))
 
     def global_avg_pool(self, node: QNode, xs, out: QType):
-        x = self.emit(relax.op.astype(xs[0], "int64"))
+        hw = xs[0].ty.shape.values[2:4]
+        bound = math.prod(d.value for d in hw) * self.max_abs(node) if all(isinstance(d, tirx.IntImm) for d in hw) else None
+        acc = "int32" if self.fast and bound is not None and bound < 2**31 else "int64"
+        x = self.emit(relax.op.astype(xs[0], acc))
         s = self.emit(relax.op.sum(x, axis=[2, 3], keepdims=node.attrs.get("keepdims", True)))
-        return self.requant(s, node.attrs, out, None, node.name)
+        return self.requant(s, node.attrs, out, None, node.name, bound)
+
+    def max_abs(self, node: QNode, i: int = 0) -> int:
+        t = self.g.tensors[node.inputs[i]].qtype
+        return max(abs(t.lo), abs(t.hi))
 
     def add(self, node: QNode, xs, out: QType):
         a = node.attrs
@@ -134,7 +210,7 @@ class _Lowerer:
         return self.requant(self.emit(relax.op.multiply(a0, a1)), node.attrs, out, None, node.name)
 
     def requant_(self, node: QNode, xs, out: QType):
-        return self.requant(xs[0], node.attrs, out, None, node.name)
+        return self.requant(xs[0], node.attrs, out, None, node.name, self.max_abs(node))
 
     def concat(self, node: QNode, xs, out: QType):
         xs = [x if x.ty.dtype == out.storage else self.emit(relax.op.astype(x, out.storage)) for x in xs]
@@ -172,8 +248,11 @@ def _param(t) -> relax.Var:
     return relax.Var(t.name, relax.TensorType(shape, t.qtype.storage))
 
 
-def lower(graph: QGraph, var_names: dict[str, str] | None = None) -> tvm.IRModule:
+def lower(graph: QGraph, var_names: dict[str, str] | None = None, fast: bool = False) -> tvm.IRModule:
     """The integer Relax module: ``main`` returns the outputs, ``trace`` every node output.
+
+    ``fast=True`` gives the CPU simulation form (see the module docstring): same codes, cheaper
+    arithmetic; backends partition the default form.
 
     ``var_names``, when given, receives node name -> the name of the Relax variable holding the
     node's output in ``main`` (Relax rewrites some characters of name hints, e.g. ``.``).
@@ -183,7 +262,7 @@ def lower(graph: QGraph, var_names: dict[str, str] | None = None) -> tvm.IRModul
         params = [_param(t) for t in graph.inputs]
         with bb.function(fname, params):
             with bb.dataflow():
-                low = _Lowerer(graph, bb)
+                low = _Lowerer(graph, bb, fast)
                 values = {t.name: p for t, p in zip(graph.inputs, params)}
                 for node in graph.nodes:
                     method = getattr(low, "requant_" if node.op == "requant" else node.op)

@@ -289,6 +289,8 @@ def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_
         f"samples: {report.samples}   float accuracy: {_fmt_acc(report.float_accuracy)}   "
         f"quantized accuracy: {_fmt_acc(report.quant_accuracy)}   top-1 agreement: {report.agreement:.4f}",
         highlight=False, markup=False)
+    if report.sqnr_samples < report.samples:
+        out_console.print(f"per-layer SQNR over the first {report.sqnr_samples} samples", highlight=False, markup=False)
     table = Table(header_style="bold")
     for col in ("layer", "op", "type", "scale", "SQNR dB"):
         table.add_column(col, justify="right" if col in ("scale", "SQNR dB") else "left", overflow="fold")

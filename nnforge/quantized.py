@@ -106,8 +106,10 @@ class QuantizedModel:
             from tvm import relax
 
             from nnforge.compiler import cpu_schedule
+            from nnforge.compiler.lower_relax import lower
 
-            lib = cpu_schedule.build(self.relax)
+            # the CPU simulation form: same codes as ``self.relax``, cheaper arithmetic (lower_relax)
+            lib = cpu_schedule.build(lower(self.graph, fast=True))
             self._compiled = relax.VirtualMachine(lib, tvm.cpu())
         return self._compiled
 
