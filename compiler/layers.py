@@ -248,9 +248,16 @@ def float_layers(mod, output_names: list[str] | None = None,
             if layer.output.same_as(var) and layer.name.startswith(f"{layer.op}_"):
                 layer.name = name
     for layer in [l for l in layers if l.op == "softmax"]:
-        if not any(layer.output.same_as(v) for v in out_vars):
-            raise ModelError(f"layer {layer.name!r}: softmax is only supported as the model's last op (on the host)")
-        host.append(layer.name)
+        if any(layer.output.same_as(v) for v in out_vars):
+            host.append(layer.name)
+            continue
+        # opset-9 Softmax imports as reshape -> softmax -> reshape: the trailing reshape stays too
+        after = [l for l in layers if any(v.same_as(layer.output) for v in l.inputs)]
+        if (len(after) == 1 and after[0].op == "reshape" and layers[-1] is after[0]
+                and any(after[0].output.same_as(v) for v in out_vars)):
+            host.extend([layer.name, after[0].name])
+            continue
+        raise ModelError(f"layer {layer.name!r}: softmax is only supported as the model's last op (on the host)")
     return layers, host
 
 

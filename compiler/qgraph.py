@@ -62,11 +62,28 @@ class QNode:
 
 @dataclass
 class HostOp:
-    """A float operation left on the host after the integer outputs, with the reason."""
+    """A float operation left on the host after the integer outputs, with the reason.
+
+    Only a trailing ``softmax`` (over the last axis), optionally followed by a ``reshape``
+    (``attrs["shape"]``, batch as -1: opset-9 Softmax's flatten / unflatten), is supported."""
 
     op: str
     name: str
     reason: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def apply_host_ops(host_ops: list[HostOp], real: np.ndarray) -> np.ndarray:
+    """The float host ops, in order, on the dequantized integer output."""
+    for h in host_ops:
+        if h.op == "softmax":
+            e = np.exp(real - real.max(axis=-1, keepdims=True))
+            real = e / e.sum(axis=-1, keepdims=True)
+        elif h.op == "reshape":
+            real = real.reshape([len(real) if d == -1 else d for d in h.attrs["shape"]])
+        else:
+            raise ValueError(f"unknown host op {h.op!r}")
+    return real
 
 
 @dataclass

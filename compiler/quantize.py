@@ -182,9 +182,13 @@ def quantize_model(
         attrs.update({k: layer.attrs[k] for k in ("codebook", "pruned_sparsity", "kept_channels") if k in layer.attrs})
         nodes.append(QNode(layer.op, layer.name, in_names, layer.name, attrs))
         tensors[layer.name] = QTensor(layer.name, shape, out.qtype, out.scale)
-    host_ops = [HostOp("softmax", n, "softmax stays float on the host (argmax is unchanged)") for n in host]
+    host_layers = [l for l in layers if l.name in host]
+    host_ops = [HostOp("softmax", l.name, "softmax stays float on the host (argmax is unchanged)")
+                if l.op == "softmax" else
+                HostOp(l.op, l.name, "reshape after the host softmax", {"shape": list(l.attrs["shape"])})
+                for l in host_layers]
     # the final compute layer is the output, or feeds the host softmax
-    final = layers[-1].inputs[0] if layers[-1].op == "softmax" else layers[-1].output
+    final = host_layers[0].inputs[0] if host_layers else layers[-1].output
     graph = QGraph(qinputs, tensors, nodes, [tensor_of.get(final, qinputs[0].name)], host_ops)
     graph.decisions = [f"{d.layer}: {d.reason()}" for d in decisions]
     return graph

@@ -6,7 +6,8 @@ One of the few modules that import tvm.  It changes two things in the stock impo
   names survive into the Relax module, the inspect table, per-layer reports and,
   sanitised, generated sources;
 * Clip and constant Pad become the high-level ``R.clip`` / ``R.nn.pad`` instead of opaque
-  ``call_tir`` kernels, so the quantizer and backends can match them.
+  ``call_tir`` kernels, and an n-ary Sum a chain of adds (instead of broadcast copies stacked
+  and summed), so the quantizer and backends can match them.
 """
 
 from __future__ import annotations
@@ -98,7 +99,16 @@ class _NamingImporter(_tvm_onnx.ONNXGraphImporter):
     onnx_names: dict[str, str]
 
     def _convert_operator(self, op_name, inputs, attrs, opset):
-        sym = _HIGH_LEVEL.get(op_name, lambda *_: None)(inputs, attrs, opset)
+        if op_name == "Sum" and len(inputs) > 1:
+            # a chain of broadcasting adds (the stock converter stacks broadcast copies and sums
+            # them, which has no integer form); ONNX Sum broadcasts like Add
+            xs = [inputs[i] for i in range(len(inputs))]  # onnx_input does not slice like a list
+            acc = xs[0]
+            for x in xs[1:-1]:
+                acc = self.bb.emit(relax.op.add(acc, x))
+            sym = self.bb.normalize(relax.op.add(acc, xs[-1]))
+        else:
+            sym = _HIGH_LEVEL.get(op_name, lambda *_: None)(inputs, attrs, opset)
         if sym is None:
             sym = super()._convert_operator(op_name, inputs, attrs, opset)
         else:

@@ -453,7 +453,7 @@ class Project:
 
     def predict(self, arrays, batch_size: int = 256) -> dict[str, np.ndarray]:
         """Float outputs through the generated C: quantize inputs, run, dequantize (+ host softmax)."""
-        from nnforge.quantized import _softmax
+        from nnforge.compiler.qgraph import apply_host_ops
 
         qmodel = self.qmodel
         if isinstance(arrays, np.ndarray):
@@ -463,8 +463,7 @@ class Project:
         out_codes = np.concatenate(chunks) if chunks else np.zeros((0,), np.int64)
         name = self.graph.outputs[0]
         real = self.graph.dequantize(name, out_codes)
-        if self.graph.host_ops:  # the float ops after the integer outputs, as QuantizedModel.predict
-            real = _softmax(real)
+        real = apply_host_ops(self.graph.host_ops, real)  # float ops after the integer outputs
         return {qmodel.float_model.output_names[0]: real.astype(np.float32)}
 
     def golden(self) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from nnforge.compiler import executor, reference
 from nnforge.compiler.calibration import ActivationStats, TensorStats
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.layers import FloatLayer, float_layers, traced_module
-from nnforge.compiler.qgraph import QGraph
+from nnforge.compiler.qgraph import QGraph, apply_host_ops
 from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
 from nnforge.compiler.quant_config import QuantConfig, parse_config
 from nnforge.model import Model
@@ -145,15 +145,9 @@ class QuantizedModel:
         outs = {}
         for i, name in enumerate(self.graph.outputs):
             real = self.graph.dequantize(name, np.concatenate([c[i] for c in chunks]))
-            if self.graph.host_ops:
-                real = _softmax(real)
+            real = apply_host_ops(self.graph.host_ops, real)
             outs[self.float_model.output_names[i]] = real.astype(np.float32)
         return outs
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_size: int = 256,
