@@ -3,9 +3,8 @@
 For each model, in its own process (so peak memory is per model): load, quantize (w8a8,
 8 random normal calibration samples), then ``compile_model`` for the ``hls`` backend
 (partition, codegen, estimates, golden vectors on 1 sample, writing the project; no g++).
-The final opset-9 Softmax is dropped first (imported as softmax + reshape, which the quantizer
-rejects; it would stay on the host anyway), and ResNet-50's two-input ``Sum`` residuals become ``Add``
-(the frontend imports Sum as broadcast_to + stack + sum, which has no integer form yet).
+The models go in unmodified: their final opset-9 Softmax (softmax + reshape) stays on the host,
+and ResNet-50's two-input ``Sum`` residuals import as adds.
 Prints seconds per phase, the peak resident memory (``ru_maxrss``) after each phase, and
 the project's size.  Measurement only.
 
@@ -34,36 +33,13 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _without_final_softmax(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Both models end in an opset-9 Softmax that TVM imports as softmax + reshape, which the
-    quantizer rejects (softmax must be the last op); it stays on the host anyway, so drop it."""
-    last = proto.graph.node[-1]
-    if last.op_type != "Softmax":
-        return proto
-    out = proto.graph.output[0]
-    del proto.graph.node[-1]
-    out.name = last.input[0]
-    return proto
-
-
-def _sum_as_add(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """light_resnet50 adds its residuals with two-input ``Sum``, which TVM imports as
-    broadcast_to + stack + sum (no integer form); a two-input Sum is an Add."""
-    for node in proto.graph.node:
-        if node.op_type == "Sum" and len(node.input) == 2:
-            node.op_type = "Add"
-    return proto
-
-
 def one(name: str) -> dict:
     import nnforge
 
     times: dict[str, float] = {}
     peaks: dict[str, float] = {}
     t = time.perf_counter()
-    proto = onnx.load(str(LIGHT / f"{name}.onnx"))
-    proto = _sum_as_add(_without_final_softmax(proto))
-    model = nnforge.load(proto)
+    model = nnforge.load(LIGHT / f"{name}.onnx")
     times["load"], peaks["load"], t = time.perf_counter() - t, _rss_mib(), time.perf_counter()
     spec = model.inputs[0]
     shape = [1 if isinstance(d, str) else d for d in spec.shape]
