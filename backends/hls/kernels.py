@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from nnforge.compiler.compression_report import bias_width
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode
@@ -189,12 +190,15 @@ def _mac(ctx: Context, node: QNode, ident: str, reduction: int):
     acc_bits = 32 if node.attrs.get("acc_dtype") == "int32" and bound < (1 << 31) else 64
     rq, rq_arrays = requant_spec(node.attrs, ctx.qtype(node.output), node, ident, store.rows)
     consts = wts.weight_arrays(store, mat, cb, ident, wtype)
-    consts += [wts.carray(f"B_{ident}", atype, bias)] + rq_arrays
+    # biases in ROM at the width their codes need (what the compression report counts)
+    btype = f"bt_{ident}"
+    consts += [wts.carray(f"B_{ident}", btype, bias)] + rq_arrays
     rf = ctx.reuse_factor(node.name)
     p = dict(rq=rq, rf=rf, unroll=max(1, -(-reduction // rf)), store=store,
              getter=f"w_{ident}", W=f"W_{ident}", CB=f"CB_{ident}", IX=f"IX_{ident}", RP=f"RP_{ident}",
              CI=f"CI_{ident}", V=f"V_{ident}", B=f"B_{ident}", acc=atype, wtype=wtype)
-    types = ((wtype, f"nnf_int<{store.wbits}>"), (atype, f"nnf_acc<{acc_bits}>"))
+    types = ((wtype, f"nnf_int<{store.wbits}>"), (btype, f"nnf_int<{bias_width(bias)}>"),
+             (atype, f"nnf_acc<{acc_bits}>"))
     return p, tuple(consts), store, types
 
 
