@@ -7,13 +7,18 @@ What is measured
       (b) float:      ``nnforge.load(path).predict([x], batch_size=256)`` (TVM float build);
       (c) quantized:  ``quantize(model, [calib], "w8a8").predict([x], batch_size=256)`` --
                       the bit-accurate integer simulation built by TVM (input quantization,
-                      dequantization and host softmax included, as users see it);
+                      dequantization and host softmax included, as users see it); this runs
+                      the CPU simulation form of the integer module (compiler/lower_relax.py);
+      (s) simulate:   ``nnforge.simulate.simulate(model, [x], labels, qmodel=q)`` -- the whole
+                      accuracy simulation without its builds: float and integer models on
+                      every sample, both traced layer by layer (per-layer SQNR) on the first
+                      512 samples only;
       (d) reference:  ``q.reference(q.quantize_inputs([x]))`` -- the numpy interpreter of the
                       same quantized graph, in batches of ``--ref-batch`` (default 64).
-    Ratios (c)/(a) and (c)/(d) are printed; the target is (c)/(a) >= 0.5.  Timings are never
-    asserted.  Builds (or build-cache loads) and calibration happen before timing; each runner
-    is warmed up once, then timed in ``--trials`` interleaved trials of >= ``--seconds`` each
-    (median).  (d) covers only the first ``--ref-samples`` samples.
+    Ratios (c)/(a), (s)/(a) and (c)/(d) are printed; the target is (c)/(a) >= 0.5.  Timings are
+    never asserted.  Builds (or build-cache loads) and calibration happen before timing; each
+    runner is warmed up once, then timed in ``--trials`` interleaved trials of >= ``--seconds``
+    each (median).  (d) covers only the first ``--ref-samples`` samples.
 
 Models
     digits_cnn: examples/digits_cnn.onnx on examples/digits_test.npz, calibrated on
@@ -23,11 +28,11 @@ Models
         weight layers), seeded random weights, random data and calibration set.
 
 Threads
-    ORT uses its default intra-op threads (physical cores); nnforge's builds have no parallel
-    loops, so (b) and (c) run on one thread -- compare them with ORT1 as well.  TVM_BIND_THREADS=0
-    is set (see bench/float_throughput.py).
+    ORT uses its default intra-op threads (physical cores); nnforge's builds run images in
+    parallel on TVM's pool sized to every core (compiler/cpu_schedule.py).  ORT1 (ORT on one
+    thread) is shown too.  TVM_BIND_THREADS=0 is set (see bench/float_throughput.py).
 
-    python bench/simulate_throughput.py [--quick] [--json results.json]
+    python bench/simulate_throughput.py [--quick] [--bits w4a8] [--json results.json]
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ os.environ.setdefault("TVM_BIND_THREADS", "0")  # before TVM's thread pool start
 
 import nnforge  # noqa: E402
 from nnforge.quantized import quantize  # noqa: E402
+from nnforge.simulate import simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,7 +146,7 @@ def measure(label, proto, x, calib, args) -> dict:
     model.compile()
     build_float = time.perf_counter() - t0
     t0 = time.perf_counter()
-    q = quantize(model, [calib], "w8a8")
+    q = quantize(model, [calib], args.bits)
     q.compile()
     build_quant = time.perf_counter() - t0
     xr = x[:args.ref_samples]
@@ -155,6 +161,7 @@ def measure(label, proto, x, calib, args) -> dict:
         "ort_1thr": (run_ort1, len(x)),
         "float": (lambda: model.predict([x], batch_size=256), len(x)),
         "quant": (lambda: q.predict([x], batch_size=256), len(x)),
+        "simulate": (lambda: simulate(model, [x], None, qmodel=q), len(x)),
         "reference": (run_ref, len(xr)),
     }, args.trials, args.seconds)
     ref_out = run_ort()
@@ -164,13 +171,15 @@ def measure(label, proto, x, calib, args) -> dict:
     return {"model": label, "samples": len(x), "build_float_s": build_float,
             "build_quant_s": build_quant, "float_max_abs_diff": float_diff, "quant_top1_agree": agree,
             **{f"{k}_sps": v for k, v in rate.items()},
-            **{f"quant_vs_{k}": rate["quant"] / rate[k] for k in ("ort", "ort_1thr", "reference")}}
+            **{f"quant_vs_{k}": rate["quant"] / rate[k] for k in ("ort", "ort_1thr", "reference")},
+            "simulate_vs_ort": rate["simulate"] / rate["ort"]}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples and trials")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    ap.add_argument("--bits", default="w8a8", help="quantization config (default w8a8)")
     ap.add_argument("--trials", type=int, help="timed trials, median (default 5, quick 3)")
     ap.add_argument("--seconds", type=float, help="minimum seconds per trial (default 0.5, quick 0.1)")
     ap.add_argument("--ref-batch", type=int, default=64, help="numpy reference batch size")
@@ -184,15 +193,16 @@ def main(argv=None) -> int:
     from nnforge.compiler import cpu_schedule
 
     rows = [measure(*w, args) for w in workloads(args.quick)]
-    head = (f"{'model':<11} {'ORT/s':>8} {'ORT1/s':>8} {'float/s':>8} {'quant/s':>8} {'numpy/s':>8} "
-            f"{'q/ORT':>6} {'q/ORT1':>6} {'q/numpy':>7} {'q/ORT>=0.5':>10}")
-    print(f"\nsamples/s, median of {args.trials} trials; q = quantized w8a8 (TVM); ORT1 = ORT on 1 thread")
+    head = (f"{'model':<11} {'ORT/s':>8} {'ORT1/s':>8} {'float/s':>8} {'quant/s':>8} {'sim/s':>8} "
+            f"{'numpy/s':>8} {'q/ORT':>6} {'q/ORT1':>6} {'sim/ORT':>7} {'q/numpy':>7} {'q/ORT>=0.5':>10}")
+    print(f"\nsamples/s, median of {args.trials} trials; q = quantized {args.bits} predict (TVM); "
+          f"sim = simulate() without builds (SQNR on the first 512 samples); ORT1 = ORT on 1 thread")
     print(head + "\n" + "-" * len(head))
     for r in rows:
         print(f"{r['model']:<11} {r['ort_sps']:>8.0f} {r['ort_1thr_sps']:>8.0f} {r['float_sps']:>8.0f} "
-              f"{r['quant_sps']:>8.0f} {r['reference_sps']:>8.0f} {r['quant_vs_ort']:>6.2f} "
-              f"{r['quant_vs_ort_1thr']:>6.2f} {r['quant_vs_reference']:>7.1f} "
-              f"{'met' if r['quant_vs_ort'] >= 0.5 else 'NOT met':>10}")
+              f"{r['quant_sps']:>8.0f} {r['simulate_sps']:>8.0f} {r['reference_sps']:>8.0f} "
+              f"{r['quant_vs_ort']:>6.2f} {r['quant_vs_ort_1thr']:>6.2f} {r['simulate_vs_ort']:>7.2f} "
+              f"{r['quant_vs_reference']:>7.1f} {'met' if r['quant_vs_ort'] >= 0.5 else 'NOT met':>10}")
     for r in rows:
         print(f"{r['model']}: builds {r['build_float_s']:.1f} s float, {r['build_quant_s']:.1f} s "
               f"calibrate+quantize+build; float max|diff| vs ORT {r['float_max_abs_diff']:.1e}; "
@@ -203,7 +213,7 @@ def main(argv=None) -> int:
            "build_paths": dict(cpu_schedule.stats)}
     print("env: " + ", ".join(f"{k}={v}" for k, v in env.items()))
     if args.json:
-        out = {"trials": args.trials, "seconds": args.seconds, "env": env, "results": rows}
+        out = {"bits": args.bits, "trials": args.trials, "seconds": args.seconds, "env": env, "results": rows}
         Path(args.json).write_text(json.dumps(out, indent=2))
         print(f"wrote {args.json}")
     return 0

@@ -11,6 +11,7 @@ and every traced tensor is compared code by code.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -67,10 +68,23 @@ def split_calibration(arrays: list[np.ndarray]) -> tuple[list[np.ndarray], list[
 SQNR_SAMPLES = 512
 
 
+_TRACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {layer names: FloatTrace}
+
+
+def _float_trace(model: Model, layers) -> FloatTrace:
+    """``FloatTrace(model, layers)``, loaded once per model and layer list in this process
+    (sweeps and repeated runs skip even the build cache's library load)."""
+    per_model = _TRACES.setdefault(model, {})
+    key = tuple(l.output.name for l in layers)
+    if key not in per_model:
+        per_model[key] = FloatTrace(model, layers)
+    return per_model[key]
+
+
 def _logits(model: Model, qmodel: QuantizedModel, name: str) -> FloatTrace | None:
     """The float model returning only ``name`` (the logits before a host softmax), or None."""
     layer = next((l for l in qmodel.layers if l.output.name == name), None)
-    return None if layer is None else FloatTrace(model, [layer])
+    return None if layer is None else _float_trace(model, [layer])
 
 
 def _sqnr(signal: float, noise: float) -> float:
@@ -85,21 +99,25 @@ def simulate(
     model: Model, data: list[np.ndarray], labels: np.ndarray | None, config=None,
     calib: list[np.ndarray] | None = None, check: bool = False, batch_size: int = 256,
     progress: Progress = None, stats: dict[str, TensorStats] | None = None, compress=None,
-    sqnr_samples: int | None = SQNR_SAMPLES,
+    sqnr_samples: int | None = SQNR_SAMPLES, qmodel: QuantizedModel | None = None,
 ) -> tuple[QuantizedModel, SimulationReport]:
     """Quantize ``model`` (pruned and shared first with ``compress``) and measure it against
     the float model on ``data``.  Per-layer SQNR over the first ``sqnr_samples`` samples
-    (``None``: all of them); accuracy and agreement over all."""
-    if calib is None and stats is None:
+    (``None``: all of them); accuracy and agreement over all.  ``qmodel``: measure this
+    quantized model of ``model`` instead of quantizing (its build is reused)."""
+    if qmodel is not None:
+        calib_note = "the given quantized model's"
+    elif calib is None and stats is None:
         calib, _, k = split_calibration(data)
         calib_note = f"first {k} samples of the test data (no --calib given)"
     else:
         calib_note = "precomputed statistics" if calib is None else f"{len(calib[0])} calibration samples"
-    qmodel = quantize(model, calib, config, batch_size, stats=stats, compress=compress)
+    if qmodel is None:
+        qmodel = quantize(model, calib, config, batch_size, stats=stats, compress=compress)
     batch_size = batch_size_for(model, batch_size)
     _check_divisible(data, batch_size, model)
     graph = qmodel.graph
-    trace = FloatTrace(model, qmodel.layers)
+    trace = _float_trace(model, qmodel.layers)
     float_var = {layer.name: layer.output.name for layer in qmodel.layers}
     compared = [n for n in graph.node_outputs() if n in float_var]
     # structured pruning removed channels: compare the float model's kept channels only

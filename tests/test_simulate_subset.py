@@ -34,7 +34,8 @@ def test_sqnr_subset_and_full_accuracy():
     assert rep.agreement == float(np.mean(f_pred == q_pred))
 
     # the per-layer SQNR is that of the first k samples, traced in full
-    _, sub = simulate(model, [x[:k]], y[:k], "w8a8", stats=stats, batch_size=64, sqnr_samples=None)
+    q2, sub = simulate(model, [x[:k]], y[:k], batch_size=64, sqnr_samples=None, qmodel=q)  # same build
+    assert q2 is q
     assert sub.sqnr_samples == k
     assert [(l.name, l.sqnr_db) for l in rep.layers] == [(l.name, l.sqnr_db) for l in sub.layers]
 
