@@ -126,7 +126,11 @@ def simulate(
     noise = dict.fromkeys(compared, 0.0)
     mismatches = 0 if check else None
     out_name = graph.outputs[0]
-    last_float = qmodel.layers[-1].inputs[0].name if graph.host_ops else float_var[out_name]
+    if graph.host_ops:  # the float tensor the integer output stands for: the host softmax's input
+        first_host = next(l for l in qmodel.layers if l.name == graph.host_ops[0].name)
+        last_float = first_host.inputs[0].name
+    else:
+        last_float = float_var[out_name]
     f_pred, q_pred = [], []
     n = len(data[0])
     traced = n if check or sqnr_samples is None else min(n, sqnr_samples)
