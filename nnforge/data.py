@@ -5,10 +5,14 @@ Formats (also in the README):
 * ``.npy``: one array, the model's single input, batch first.
 * ``.npz``: key ``x`` for a single-input model, or one key per model input name; an
   optional ``y`` holds integer class labels, one per sample.
+
+Samples of another rank but the same number of values as the input (8x8 images for a
+64-wide MLP) are reshaped, with a warning.
 """
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -54,6 +58,7 @@ def load_inputs(path: str | Path, specs: list[TensorSpec]) -> tuple[list[np.ndar
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
             raise InputError(f"input {spec.name!r} in {str(path)!r} must be finite, not NaN/Inf ({bad} values)")
+    arrays = [_fit(arr, spec, path) for spec, arr in zip(specs, arrays)]
     if labels is not None:
         if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(arrays[0]):
             raise InputError(
@@ -61,6 +66,19 @@ def load_inputs(path: str | Path, specs: list[TensorSpec]) -> tuple[list[np.ndar
                 f"sample ({len(arrays[0])}), not {labels.dtype} of shape {list(labels.shape)}"
             )
     return arrays, labels
+
+
+def _fit(arr: np.ndarray, spec: TensorSpec, path: Path) -> np.ndarray:
+    """Samples of another rank but the same size as the input (8x8 images for a 64-wide MLP)
+    are reshaped, with a warning; any other shape is left for the shape check to reject."""
+    want = spec.shape[1:]
+    if arr.ndim < 1 or len(arr.shape) == len(spec.shape) or any(isinstance(d, str) for d in want):
+        return arr
+    if int(np.prod(arr.shape[1:])) != int(np.prod(want)):
+        return arr
+    warnings.warn(f"{path.name}: reshaped input {spec.name!r} samples from {list(arr.shape[1:])} "
+                  f"to {list(want)} (same number of values)")
+    return arr.reshape((len(arr),) + tuple(want))
 
 
 def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -126,6 +126,30 @@ def test_run_wrong_shape_and_dtype(tmp_path):
     assert not out.exists()
 
 
+def test_same_size_samples_are_reshaped_with_a_warning(tmp_path):
+    """8x8 images for the 64-wide MLP: reshaped (same values), with a warning; a wrong size is
+    still an error naming both shapes."""
+    mlp = str(EXAMPLES / "digits_mlp.onnx")
+    images = np.random.default_rng(0).normal(size=(5, 1, 8, 8)).astype("float32")
+    np.savez(tmp_path / "img.npz", x=images)
+    r = invoke("run", mlp, "--input", str(tmp_path / "img.npz"), "-o", str(tmp_path / "y.npz"))
+    assert r.exit_code == 0, r.output
+    import pytest
+
+    import nnforge
+    from nnforge.data import load_inputs
+
+    with pytest.warns(UserWarning, match=r"reshaped input 'input' samples from \[1, 8, 8\] to \[64\]"):
+        (arr,), _ = load_inputs(tmp_path / "img.npz", nnforge.load(mlp).inputs)
+    assert arr.shape == (5, 64)
+    np.savez(tmp_path / "flat.npz", x=images.reshape(5, 64))
+    assert invoke("run", mlp, "--input", str(tmp_path / "flat.npz"), "-o", str(tmp_path / "z.npz")).exit_code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npz")["logits"], np.load(tmp_path / "z.npz")["logits"])
+    np.savez(tmp_path / "bad.npz", x=np.zeros((5, 1, 8, 9), "float32"))
+    r = invoke("run", mlp, "--input", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "w.npz"))
+    assert r.exit_code == 2 and "[batch, 64]" in r.output
+
+
 def test_run_data_without_expected_keys_and_nan(tmp_path):
     np.savez(tmp_path / "keys.npz", images=np.zeros((2, 1, 8, 8), "float32"))
     r = invoke("run", CNN, "--input", str(tmp_path / "keys.npz"), "-o", str(tmp_path / "y.npz"))
