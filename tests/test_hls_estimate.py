@@ -85,11 +85,11 @@ def test_tiny_conv_by_hand():
     16 pixels at II 1 = 30 < 36 padded input pixels read at one per cycle -> latency 36 + 12 = 48."""
     [e] = estimate(tiny_conv(), {})
     assert (e.dsp, e.bram18, e.lut, e.ff) == (57, 0, 1341, 2293)
-    assert (e.latency_cycles, e.ii) == (48, 1)
+    assert (e.latency_cycles, e.ii) == (48, 36)  # per sample: reading 36 padded pixels > 16 x R
     # R = 4: ceil(54/4) = 14 multipliers, ceil(3/4) = 1 requantizer -> 15 DSP; tree
     # ceil(log2(ceil(18/4)+1)) = 3 -> depth 10; compute 14 + 16*4 = 78 > 36 -> latency 88.
     [e4] = estimate(tiny_conv(), {"reuse_factor": 4})
-    assert (e4.dsp, e4.latency_cycles, e4.ii) == (15, 88, 4)
+    assert (e4.dsp, e4.latency_cycles, e4.ii) == (15, 88, 64)  # 16 pixels x R = 64 > 36
 
 
 @pytest.mark.parametrize("design", [tiny_dense, tiny_conv])
@@ -99,7 +99,9 @@ def test_reuse_trades_dsp_for_latency(design):
     lat = [e.latency_cycles for e in runs]
     assert dsp == sorted(dsp, reverse=True) and dsp[-1] < dsp[0]
     assert lat == sorted(lat) and lat[-1] > lat[0]
-    assert [e.ii for e in runs] == [1, 2, 3, 4, 6, 8, 12]
+    # dense: a new sample every R cycles; conv: max(36 padded input pixels, 16 output pixels x R)
+    want = ([1, 2, 3, 4, 6, 8, 12] if design is tiny_dense else [36, 36, 48, 64, 96, 128, 192])
+    assert [e.ii for e in runs] == want
 
 
 def test_sparse_and_codebook_storage():
@@ -133,7 +135,7 @@ def test_totals_are_sums_and_options_are_checked():
     t = totals(ests, clock_ns=5.0)
     for key in ("dsp", "bram18", "lut", "ff", "latency_cycles"):
         assert t[key] == sum(getattr(e, key) for e in ests)
-    assert t["ii_max"] == 2 and t["layers"] == 2 and t["latency_us"] == t["latency_cycles"] * 5.0 / 1000
+    assert t["ii_max"] == 36 and t["layers"] == 2  # the conv at R=2: max(36, 16 * 2) and t["latency_us"] == t["latency_cycles"] * 5.0 / 1000
     with pytest.raises(InputError, match="reuse_factor for layer 'fc' must be a positive integer, not 0"):
         estimate(tiny_dense(), {"reuse_factor": 0})
     assert estimate(tiny_dense(), {"reuse_factor": {"fc": 2}})[0].ii == 2

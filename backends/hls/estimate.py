@@ -3,9 +3,10 @@
 ``estimate(design, options)`` gives one ``LayerEstimate`` per kernel from the layer's shapes,
 bit widths and attrs alone; ``totals(estimates)`` sums them.  The model follows hls4ml's
 reuse-factor convention (each multiplier is used ``R`` times per output vector, so a
-dense/conv kernel has ``ceil(MACs / R)`` multipliers and an initiation interval of ``R``) and
-rules of thumb for how Vivado/Vitis HLS maps multipliers and memories onto a Xilinx
-UltraScale+ fabric (DSP48E2, BRAM18, LUT6).  Every constant and formula is written down in
+dense/conv kernel has ``ceil(MACs / R)`` multipliers and takes a new output vector every ``R``
+cycles); every ``ii`` is per sample (cycles between successive inputs of the kernel), so under
+DATAFLOW the model's II is the largest one.  It follows rules of thumb for how Vivado/Vitis
+HLS maps multipliers and memories onto a Xilinx UltraScale+ fabric (DSP48E2, BRAM18, LUT6).  Every constant and formula is written down in
 docs/hls_estimates.md; these are estimates to compare design points, not synthesis results.
 """
 
@@ -188,7 +189,10 @@ def _mac_estimate(graph: QGraph, node: QNode, r: int, form: str) -> LayerEstimat
     cost += memory(wp, x_width) * (span_h - 1) + Cost(ff=span_h * span_w * x_width)
     fill = (span_h - 1) * wp + span_w - 1
     latency = max(hp * wp, fill + m.vectors * r) + depth
-    return LayerEstimate(node.name, node.op, latency, r, cost.dsp, cost.bram18, cost.lut, cost.ff, notes)
+    # II per sample: the kernel is busy reading the padded input or computing its pixels
+    ii = max(hp * wp, m.vectors * r)
+    notes += f" pixel_ii={r}"
+    return LayerEstimate(node.name, node.op, latency, ii, cost.dsp, cost.bram18, cost.lut, cost.ff, notes)
 
 
 def _elements(graph: QGraph, name: str) -> int:
@@ -253,8 +257,8 @@ def _stream_estimate(graph: QGraph, node: QNode) -> LayerEstimate:
     else:
         raise InputError(f"the hls estimate has no model for op {node.op!r} (layer {node.name!r})")
     cost += Cost(lut=CONTROL_LUT, ff=CONTROL_FF)
-    return LayerEstimate(node.name, node.op, cycles + depth, 1, cost.dsp, cost.bram18, cost.lut, cost.ff,
-                         f"elements={cycles}")
+    return LayerEstimate(node.name, node.op, cycles + depth, cycles, cost.dsp, cost.bram18, cost.lut, cost.ff,
+                         f"elements={cycles} element_ii=1")
 
 
 def reuse_factor(options: dict[str, Any], layer: str) -> int:
@@ -287,7 +291,8 @@ def estimate(design: Design, options: dict[str, Any], storage: dict[str, str] | 
 
 def totals(estimates: list[LayerEstimate], clock_ns: float | None = None) -> dict[str, Any]:
     """Sums over layers (latency assumes layers run one after another, no overlap); ``ii_max`` is
-    the largest layer II; ``latency_us`` at ``clock_ns`` when given."""
+    the largest layer II, the model's interval between samples under DATAFLOW; ``latency_us``
+    at ``clock_ns`` when given."""
     doc: dict[str, Any] = {"layers": len(estimates),
                            "latency_cycles": sum(e.latency_cycles for e in estimates),
                            "ii_max": max((e.ii for e in estimates), default=0)}
