@@ -268,6 +268,10 @@ def test_options_are_checked(mlp):
                 {"clock_ns": -1}, {"part": "x; rm"}):
         with pytest.raises(InputError, match=next(iter(bad))):
             BACKEND.codegen(design, bad)
+    with pytest.raises(InputError, match=r"'reuse_factor' names no layer of this model: 'nope'.*'logits'"):
+        BACKEND.codegen(design, {"reuse_factor": {"nope": 2, "default": 1}})
+    with pytest.raises(InputError, match="names no layer"):
+        BACKEND.estimate(design, {"reuse_factor": {"nope": 2}})
 
 
 def test_build_error_names_the_compiler_output(tmp_path):

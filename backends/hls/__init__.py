@@ -62,6 +62,18 @@ class HLSBackend(Backend):
             raise InputError(f"option 'clock_ns' must be a positive number of nanoseconds, not {clock!r}")
         return opts
 
+    def check_layer_options(self, design: Design, options: dict[str, Any] | None) -> dict[str, Any]:
+        """``check_options``, plus: per-layer keys must name layers of this design."""
+        opts = self.check_options(options)
+        rf = opts["reuse_factor"]
+        if isinstance(rf, dict):
+            names = [n.name for n in design.graph.nodes]
+            unknown = sorted(set(rf) - set(names) - {"default"})
+            if unknown:
+                raise InputError(f"option 'reuse_factor' names no layer of this model: {', '.join(map(repr, unknown))}; "
+                                 f"layers: {', '.join(map(repr, names))} (or 'default')")
+        return opts
+
     def host_reason(self, node: QNode) -> str:
         return f"the hls backend has no kernel for '{node.op}'"
 
@@ -70,7 +82,7 @@ class HLSBackend(Backend):
         ``src/nnf_types.h``, ``src/kernels/<family>.h``, ``src/weights/<layer>.h`` and ``csim.json``."""
         from .codegen import generate
 
-        files, _ = generate(design, self.check_options(options))
+        files, _ = generate(design, self.check_layer_options(design, options))
         return dict(files)
 
     def layer_info(self, design: Design) -> list[dict[str, Any]]:
@@ -84,7 +96,7 @@ class HLSBackend(Backend):
         from .estimate import estimate
 
         storage = {row["name"]: row["form"] for row in self.layer_info(design) if row["form"]}
-        return estimate(design, self.check_options(options), storage=storage)
+        return estimate(design, self.check_layer_options(design, options), storage=storage)
 
     def simulate(self, project: Path, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Every node's output codes through the generated C, by tensor name (like ``reference.run``)."""
