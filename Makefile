@@ -13,11 +13,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-## demo: inspect, run (float) and simulate (w4a8, checked against the numpy reference) the digits CNN
+## demo: the digits CNN: inspect, run (float), simulate (w4a8, checked against the numpy reference),
+## compile to an HLS C++ project and verify its C simulation bit for bit on the 450 test images
 demo: $(STAMP)
 	$(BIN)/nnforge inspect examples/digits_cnn.onnx
 	$(BIN)/nnforge run examples/digits_cnn.onnx --input examples/digits_test.npz -o out/digits_cnn_logits.npz --force
 	$(BIN)/nnforge simulate examples/digits_cnn.onnx --data examples/digits_test.npz --calib examples/digits_calib.npz --bits w4a8 --check
+	$(BIN)/nnforge compile examples/digits_cnn.onnx --backend hls --calib examples/digits_calib.npz --bits w4a8 --data examples/digits_test.npz -o out/digits_cnn_hls --force
+	$(BIN)/nnforge verify out/digits_cnn_hls --data examples/digits_test.npz
 
 ## test: the whole test suite
 test: $(STAMP)
