@@ -154,8 +154,11 @@ def cpu_target() -> tvm.target.Target:
 
 
 def relax_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
-    """cpu_generic's default Relax pipeline plus ``inner_spatial_vectorize`` after fusion."""
-    passes = cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)  # ends with FuseTIR
+    """cpu_generic's default Relax pipeline plus ``inner_spatial_vectorize`` after fusion.
+    ``ConvertToDataflow`` first: fusion only works inside dataflow blocks, and the traced float
+    module (``layers.traced_module``, built from ``ToNonDataflow``) has none."""
+    passes = [relax.transform.ConvertToDataflow()]
+    passes += cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)  # ends with FuseTIR
     passes += [dl.ApplyDefaultSchedule(inner_spatial_vectorize), *cpu.dataflow_lower_passes(target)]
     return tvm.transform.Sequential(passes + cpu.finalize_passes(target))
 
