@@ -102,15 +102,12 @@ class QuantizedModel:
 
     def compile(self):
         if self._compiled is None:
-            import tvm
-            from tvm import relax
-
-            from nnforge.compiler import cpu_schedule
             from nnforge.compiler.lower_relax import lower
 
-            # the CPU simulation form: same codes as ``self.relax``, cheaper arithmetic (lower_relax)
-            lib = cpu_schedule.build(lower(self.graph, fast=True))
-            self._compiled = relax.VirtualMachine(lib, tvm.cpu())
+            # the CPU simulation form: same codes as ``self.relax``, cheaper arithmetic (lower_relax);
+            # cached on disk under a digest of every number in the graph and the lowering's source
+            self._compiled = executor.build(lower(self.graph, fast=True), [], [],
+                                            fingerprint=_graph_fingerprint(self.graph))._vm
         return self._compiled
 
     def _call(self, fname: str, codes: list[np.ndarray]) -> list[np.ndarray]:
@@ -148,6 +145,25 @@ class QuantizedModel:
             real = apply_host_ops(self.graph.host_ops, real)
             outs[self.float_model.output_names[i]] = real.astype(np.float32)
         return outs
+
+
+def _graph_fingerprint(graph: QGraph) -> bytes:
+    """A digest of the whole quantized graph (structure, types, scales, every array attribute)
+    and of the code that lowers it, for the build cache."""
+    import hashlib
+    import json
+
+    from nnforge.compiler import exact_narrowing, lower_relax, qgraph_io
+
+    doc, arrays = qgraph_io.to_files(graph)
+    h = hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode())
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    for module in (lower_relax, exact_narrowing):
+        h.update(Path(module.__file__).read_bytes())
+    return b"qgraph/" + h.hexdigest().encode()
 
 
 def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_size: int = 256,
