@@ -109,13 +109,31 @@ def save_dir(out: Path, files: dict[str, bytes], force: bool = False) -> None:
         raise
 
 
+def deterministic_zip(data: bytes) -> bytes:
+    """Rewrite a zip (numpy's .npz) with fixed timestamps and order, so the same arrays give the
+    same bytes.  Deflated (level 1): the int64 weight codes of a large model shrink several-fold."""
+    import io
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
+        for item in sorted(src.infolist(), key=lambda i: i.filename):
+            info = zipfile.ZipInfo(item.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            dst.writestr(info, src.read(item.filename), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+    return buf.getvalue()
+
+
 def graph_files(graph: QGraph) -> dict[str, bytes]:
+    """The saved form of ``graph``; byte-identical for the same graph."""
     import io
 
     doc, arrays = to_files(graph)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    return {"qgraph.json": json.dumps(doc, indent=1, sort_keys=True).encode(), "qgraph.npz": buf.getvalue()}
+    return {"qgraph.json": json.dumps(doc, indent=1, sort_keys=True).encode(),
+            "qgraph.npz": deterministic_zip(buf.getvalue())}
 
 
 def read_graph(directory: Path) -> QGraph:

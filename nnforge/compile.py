@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -248,30 +247,13 @@ def build_report(qmodel, design, options: dict, layer_info: list[dict], estimate
 
 # -- atomic output -----------------------------------------------------------------------------------
 
-def _deterministic_zip(data: bytes) -> bytes:
-    """Rewrite a zip (numpy's .npz) with fixed timestamps, so the same arrays give the same bytes.
-
-    Deflated (level 1): the int64 weight codes of a large model shrink several-fold, fast."""
-    src = zipfile.ZipFile(io.BytesIO(data))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
-        for item in sorted(src.infolist(), key=lambda i: i.filename):
-            info = zipfile.ZipInfo(item.filename, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            dst.writestr(info, src.read(item.filename), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
-    return buf.getvalue()
-
-
 def _model_files(qmodel) -> dict[str, bytes]:
-    """The files ``nnforge.save`` writes, with the .npz made deterministic."""
+    """The files ``nnforge.save`` writes (byte-deterministic: compiler/qgraph_io.py)."""
     from nnforge.quantized import save
 
     with tempfile.TemporaryDirectory(prefix="nnforge-model-") as tmp:
         save(qmodel, Path(tmp) / "m")
         files = {p.name: p.read_bytes() for p in sorted((Path(tmp) / "m").iterdir())}
-    for name, data in files.items():
-        if name.endswith(".npz"):
-            files[name] = _deterministic_zip(data)
     return files
 
 

@@ -126,6 +126,7 @@ def test_run_wrong_shape_and_dtype(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.filterwarnings("ignore:img.npz. reshaped input")
 def test_same_size_samples_are_reshaped_with_a_warning(tmp_path):
     """8x8 images for the 64-wide MLP: reshaped (same values), with a warning; a wrong size is
     still an error naming both shapes."""
@@ -134,8 +135,6 @@ def test_same_size_samples_are_reshaped_with_a_warning(tmp_path):
     np.savez(tmp_path / "img.npz", x=images)
     r = invoke("run", mlp, "--input", str(tmp_path / "img.npz"), "-o", str(tmp_path / "y.npz"))
     assert r.exit_code == 0, r.output
-    import pytest
-
     import nnforge
     from nnforge.data import load_inputs
 
