@@ -595,10 +595,10 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
             bar.update(tasks[phase], completed=done, total=total)
 
         project = compile_model(qmodel, backend_name, out_dir, options, force, golden, progress=step)
-    _print_compile_summary(model_path, project, out_dir)
+    _print_compile_summary(model_path, project, out_dir, Path(data_path or calib_path).name)
 
 
-def _print_compile_summary(model_path: str, project, out_dir: str) -> None:
+def _print_compile_summary(model_path: str, project, out_dir: str, golden_file: str) -> None:
     report = project.report
     say = lambda text: out_console.print(text, highlight=False, markup=False, soft_wrap=True)
     ops: dict[str, int] = {}
@@ -619,9 +619,11 @@ def _print_compile_summary(model_path: str, project, out_dir: str) -> None:
             f"DSP {fmt(t.get('dsp'))}, BRAM18 {fmt(t.get('bram18'))}, LUT {fmt(t.get('lut'))}, FF {fmt(t.get('ff'))}")
     else:
         say("estimates: none (the backend has no cost model yet)")
-    say(f"golden vectors: {report['golden']['samples']} samples ({report['golden']['source']})")
-    say(f"wrote {len(report['files'])} files to {out_dir} (report.md, README.md); "
-        f"check with `make -C {out_dir} csim` or `nnforge verify {out_dir}`")
+    say(f"golden vectors: {report['golden']['samples']} samples ({report['golden']['source']}, {golden_file})")
+    docs = [f for f in ("README.md", "report.md") if f in report["files"]]
+    say(f"wrote {len(report['files'])} files to {out_dir}" + (f" (see {' and '.join(docs)})" if docs else "")
+        + (f"; check with `make -C {out_dir} csim` or `nnforge verify {out_dir}`" if "Makefile" in report["files"]
+           else f"; check with `nnforge verify {out_dir}`"))
 
 
 @main.command("verify")
