@@ -438,25 +438,11 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
 
 
 def _save_compressed(qmodel, out: Path, force: bool, extra: dict[str, bytes]) -> None:
-    """``nnforge.save`` plus ``extra`` files, atomically: all staged in a temporary sibling, then one rename."""
-    import shutil
+    """``nnforge.save`` plus ``extra`` files, atomically (one temporary sibling, then a rename)."""
+    from nnforge.compiler.qgraph_io import save_dir
+    from nnforge.quantized import saved_files
 
-    from nnforge.quantized import save
-
-    if out.exists() and not force:
-        raise InputError(f"output directory {str(out)!r} already exists; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        target = staging / "model"
-        save(qmodel, target)
-        for name, data in extra.items():
-            (target / name).write_bytes(data)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(target, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    save_dir(out, {**saved_files(qmodel), **extra}, force)
 
 
 def _int_list(value: str, name: str) -> list[int]:

@@ -247,16 +247,6 @@ def build_report(qmodel, design, options: dict, layer_info: list[dict], estimate
 
 # -- atomic output -----------------------------------------------------------------------------------
 
-def _model_files(qmodel) -> dict[str, bytes]:
-    """The files ``nnforge.save`` writes (byte-deterministic: compiler/qgraph_io.py)."""
-    from nnforge.quantized import save
-
-    with tempfile.TemporaryDirectory(prefix="nnforge-model-") as tmp:
-        save(qmodel, Path(tmp) / "m")
-        files = {p.name: p.read_bytes() for p in sorted((Path(tmp) / "m").iterdir())}
-    return files
-
-
 def _check_relpath(rel: str) -> Path:
     p = Path(rel)
     if p.is_absolute() or ".." in p.parts or not rel:
@@ -345,7 +335,9 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
     writer = _project_writer(be.name)
     if writer is not None:  # testbench, tool scripts, Makefile, README, report.md
         files.update(writer(design, opts, files, golden, report))
-    for name, data in _model_files(qmodel).items():  # so verify can rebuild the reference
+    from nnforge.quantized import saved_files
+
+    for name, data in saved_files(qmodel).items():  # so verify can rebuild the reference
         files[f"{MODEL_DIR}/{name}"] = data
     report["files"] = sorted(files) + ["report.json"]
     files["report.json"] = json.dumps(report, indent=1, sort_keys=False) + "\n"

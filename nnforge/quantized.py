@@ -213,8 +213,9 @@ def _traced_inputs(model: Model, layers: list[FloatLayer], calib: list[np.ndarra
     return {k: np.concatenate(v) for k, v in chunks.items()}
 
 
-def save(qmodel: QuantizedModel, out: str | Path, force: bool = False) -> None:
-    """Save a quantized model to directory ``out`` (see compiler/qgraph_io.py for the layout)."""
+def saved_files(qmodel: QuantizedModel) -> dict[str, bytes]:
+    """The files ``save`` writes, by name (layout: compiler/qgraph_io.py); byte-identical for the
+    same model, so projects that embed them are deterministic too."""
     import json
 
     from nnforge.compiler import qgraph_io
@@ -227,7 +228,14 @@ def save(qmodel: QuantizedModel, out: str | Path, force: bool = False) -> None:
          "decisions": list(qmodel.graph.decisions),
          "input_shapes": {s.name: list(s.shape) for s in qmodel.float_model.inputs}}, indent=1, sort_keys=True
     ).encode()
-    qgraph_io.save_dir(Path(out), files, force)
+    return files
+
+
+def save(qmodel: QuantizedModel, out: str | Path, force: bool = False) -> None:
+    """Save a quantized model to directory ``out`` (see compiler/qgraph_io.py for the layout)."""
+    from nnforge.compiler import qgraph_io
+
+    qgraph_io.save_dir(Path(out), saved_files(qmodel), force)
 
 
 def load_quantized(directory: str | Path) -> QuantizedModel:
