@@ -51,6 +51,7 @@ FIELDS: list[tuple[str, int, bool]] = [
     ("n_a", 8, False), ("n_b", 8, False), ("count", 16, False),
     ("lo", 32, True),
     ("hi", 32, True),
+    ("lut_offset", 32, True),
 ]
 
 
