@@ -178,3 +178,62 @@ def cycles(instr: Instr, a: ArrayShape) -> int:
         per_word = {ELT_ADD: 2, ELT_MUL: 2, ELT_REQUANT: 1, ELT_CLIP: 1, ELT_LUT: a.cols}[g("sub")]
         return FETCH_CYCLES + g("out_h") * g("out_w") * g("n_words") * per_word + ELTWISE_DRAIN
     raise ValueError(f"unknown opcode {op}")
+
+
+# -- memory words ------------------------------------------------------------------------------------
+# A memory word is C lanes of ``width`` bits, lane 0 in the low bits; ``$readmemh`` files hold one
+# word a line, as hex.  PMEM lanes are {shift[5:0], mult[15:0], bias[ACC_W-1:0]}.
+
+MULT_W = 16
+SHIFT_W = 6
+
+
+def pack_lanes(values, width: int) -> list[int]:
+    """``values[n, C]`` (signed or unsigned codes) -> n words of C lanes of ``width`` bits."""
+    mask = (1 << width) - 1
+    words = []
+    for row in values:
+        w = 0
+        for lane, v in enumerate(row):
+            w |= (int(v) & mask) << (lane * width)
+        words.append(w)
+    return words
+
+
+def unpack_lanes(words, cols: int, width: int, signed: bool) -> list[list[int]]:
+    mask = (1 << width) - 1
+    out = []
+    for w in words:
+        lanes = [(int(w) >> (l * width)) & mask for l in range(cols)]
+        if signed:
+            lanes = [v - (1 << width) if v >> (width - 1) else v for v in lanes]
+        out.append(lanes)
+    return out
+
+
+def pmem_lane_bits(acc_w: int) -> int:
+    return acc_w + MULT_W + SHIFT_W
+
+
+def pack_pmem(bias, mult, shift, acc_w: int) -> list[int]:
+    """``bias/mult/shift[n, C]`` -> n PMEM words."""
+    lane_bits = pmem_lane_bits(acc_w)
+    words = []
+    for b_row, m_row, s_row in zip(bias, mult, shift):
+        w = 0
+        for lane, (b, m, s) in enumerate(zip(b_row, m_row, s_row)):
+            if not 0 <= int(m) < (1 << MULT_W) or not 0 <= int(s) < (1 << SHIFT_W):
+                raise ValueError(f"PMEM lane needs 0 <= mult < 2^{MULT_W} and 0 <= shift < 2^{SHIFT_W}, not {m}, {s}")
+            lo, hi = -(1 << (acc_w - 1)), (1 << (acc_w - 1)) - 1
+            if not lo <= int(b) <= hi:
+                raise ValueError(f"PMEM bias {b} does not fit {acc_w} bits")
+            lane_v = (int(b) & ((1 << acc_w) - 1)) | (int(m) << acc_w) | (int(s) << (acc_w + MULT_W))
+            w |= lane_v << (lane * lane_bits)
+        words.append(w)
+    return words
+
+
+def hex_words(words, width_bits: int) -> str:
+    """A ``$readmemh`` file: one word a line, zero-padded to the memory's width."""
+    digits = (width_bits + 3) // 4
+    return "".join(f"{w:0{digits}x}\n" for w in words)
