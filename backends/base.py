@@ -6,10 +6,16 @@ A backend is a small class::
         name = "mine"
         description = "one line for `nnforge backends`"
         ops = {"dense", "conv2d", "reshape"}          # the QGraph ops it takes
+        options = {"lanes": Option(8, "MACs per cycle", minimum=1)}
 
-        def codegen(self, design, options) -> dict[str, str | bytes]: ...   # the project files
-        def simulate(self, project, inputs) -> dict[str, np.ndarray]: ...  # optional
-        def estimate(self, design, options) -> list[LayerEstimate]: ...    # optional
+        def codegen(self, design, options) -> dict[str, str | bytes]: ...   # required: the sources
+        def simulate(self, project, inputs, trace=True) -> Simulation: ...   # optional
+
+``nnforge.compile.compile_model`` calls, in this order: the generic option parse (``Option``:
+types, unknown keys, choices, ranges) -> ``check_options`` -> partition -> ``check_design`` ->
+``codegen`` -> ``estimate`` -> ``layer_info`` -> golden vectors -> ``project_files`` -> one
+atomic write.  ``nnforge.verify`` and ``Project.predict/run_codes/trace`` call ``simulate`` on
+the written project and compare its tensors with the numpy reference.
 
 The core does everything else: it lowers the quantized model to the integer Relax module,
 partitions it with the patterns of ``ops`` (``backends/patterns.py``) through
@@ -32,6 +38,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnforge.compiler.errors import InputError
 from nnforge.compiler.qgraph import QGraph, QNode
 
 
@@ -88,13 +95,59 @@ class LayerEstimate:
     notes: str = ""
 
 
+@dataclass(frozen=True)
+class Option:
+    """One backend option, as ``nnforge backends`` lists it and ``--option KEY=VALUE`` sets it.
+
+    The type of ``default`` is the option's type: a string from the command line is converted
+    to it (``bool``: 0/1/true/false; ``int``; ``float``, finite only).  ``choices`` lists the
+    allowed values; ``minimum``/``maximum`` bound a number, inclusive.  ``per_layer`` allows,
+    from Python, ``{layer name: value, "default": value}`` as well (each value checked alike;
+    the backend checks that the names are layers, in ``check_design``).
+    """
+
+    default: Any
+    help: str
+    choices: tuple | None = None  # allowed values
+    minimum: float | None = None  # numeric range, inclusive
+    maximum: float | None = None
+    per_layer: bool = False
+
+
+@dataclass
+class Simulation:
+    """What ``Backend.simulate`` returns for a batch of input codes.
+
+    ``tensors``: tensor name -> codes ``[n, *sample_shape]`` for every node output the hardware
+    exposes, at least the graph outputs (names as in ``design.graph``, like ``reference.run``).
+    ``layers``: node name -> measured figures, e.g. ``{"measured_cycles": 1234, "utilization":
+    0.41}`` (per sample, identical for every sample); ``nnforge verify`` reports them.
+    """
+
+    tensors: dict[str, np.ndarray]
+    layers: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
 class Backend(abc.ABC):
     """The abstract surface of a backend (see the module docstring)."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     ops: ClassVar[frozenset[str] | set[str]] = frozenset()
-    options: ClassVar[dict[str, Any]] = {}  # option name -> default; unknown options are errors
+    # option name -> Option (or, from older third-party backends, a plain default value);
+    # unknown options are errors
+    options: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def option_specs(cls) -> dict[str, Option]:
+        """``options`` with every plain default value wrapped in an ``Option``."""
+        return {k: v if isinstance(v, Option) else Option(v, "") for k, v in (cls.options or {}).items()}
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Option name -> default value."""
+        return {k: spec.default for k, spec in cls.option_specs().items()}
 
     @property
     def codegen_name(self) -> str:
@@ -105,14 +158,40 @@ class Backend(abc.ABC):
         """Why ``node`` stays on the host; override to be more specific."""
         return f"the {self.name} backend has no kernel for '{node.op}'"
 
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Cross-field checks after the generic parse (which did types, unknown keys, choices and
+        ranges); the options to use.  Raise ``InputError`` naming the option."""
+        return options
+
+    def check_design(self, design: Design, options: dict[str, Any]) -> None:
+        """Checks that need the partitioned model (capacity, per-layer option names); raise
+        ``InputError`` naming the layer."""
+
     @abc.abstractmethod
     def codegen(self, design: Design, options: dict[str, Any]) -> dict[str, str | bytes]:
-        """The generated project: relative path -> file content.  Must be deterministic."""
-
-    def simulate(self, project: Path, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the generated project on input codes; every compared tensor by name."""
-        raise NotImplementedError(f"the {self.name} backend cannot simulate")
+        """The generated sources: relative path -> file content.  Must be deterministic."""
 
     def estimate(self, design: Design, options: dict[str, Any]) -> list[LayerEstimate]:
         """Per-kernel cost estimates (empty when the backend has no model)."""
         return []
+
+    def layer_info(self, design: Design, options: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per kernel, for report.json's kernel rows: ``name``, ``op``, ``storage``,
+        ``weight_bytes``, ``macs``, and backend extras (e.g. ``predicted_cycles``)."""
+        return []
+
+    def project_files(self, design: Design, options: dict[str, Any], sources: dict[str, str | bytes],
+                      golden: Any, report: dict) -> dict[str, str | bytes]:
+        """Files around the sources: testbench, tool scripts, Makefile, README, report.md.
+
+        ``sources`` is everything written so far (codegen's files and the golden vectors),
+        ``golden`` the ``backends.golden.Golden`` vectors, ``report`` the report.json content."""
+        return {}
+
+    def simulate(self, project: Path, inputs: list[np.ndarray], trace: bool = True) -> Simulation:
+        """Run the written project on input codes (one array ``[n, *shape]`` per graph input).
+
+        With ``trace``, every node output the hardware exposes; without, at least the graph
+        outputs.  A missing simulator (tool not installed) is an ``InputError`` that says so."""
+        raise InputError(f"the {self.name} backend cannot simulate a project: it does not implement "
+                         f"Backend.simulate")

@@ -12,7 +12,7 @@ Entry points are loaded on first use; one that fails to load is reported by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 from nnforge.compiler.errors import InputError
@@ -90,11 +90,15 @@ class BackendInfo:
     description: str
     ops: list[str]
     origin: str
+    options: dict[str, dict] = field(default_factory=dict)  # name -> default, help, choices, minimum, maximum
 
 
 def list_backends() -> list[BackendInfo]:
+    from .options import describe_options
+
     _ensure_loaded()
-    return [BackendInfo(n, c.description, sorted(c.ops), _origins[n]) for n, c in sorted(_registry.items())]
+    return [BackendInfo(n, c.description, sorted(c.ops), _origins[n], describe_options(c))
+            for n, c in sorted(_registry.items())]
 
 
 def broken_backends() -> dict[str, str]:

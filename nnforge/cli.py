@@ -523,7 +523,7 @@ def backends(as_json: bool) -> None:
     infos, broken = list_backends(), broken_backends()
     if as_json:
         click.echo(json.dumps({"backends": [vars(i) for i in infos],
-                               "broken": [{"name": n, "error": e} for n, e in sorted(broken.items())]}))
+                               "broken": [{"name": n, "error": e} for n, e in sorted(broken.items())]}, default=str))
         return
     table = Table(title="nnforge backends")
     for col in ("name", "description", "ops", "origin"):
@@ -533,6 +533,30 @@ def backends(as_json: bool) -> None:
     for name, error in sorted(broken.items()):
         table.add_row(name, f"[red]broken: {escape(error)}[/]", "", "failed to load")
     out_console.print(table)
+    for i in infos:
+        if not i.options:
+            continue
+        opts = Table(title=f"{i.name} options (--option KEY=VALUE)", header_style="bold")
+        for col in ("option", "default", "allowed", "help"):
+            opts.add_column(col, overflow="fold")
+        for key, o in i.options.items():
+            opts.add_row(key, escape(json.dumps(o["default"], default=str)), escape(_allowed(o)), escape(o["help"]))
+        out_console.print(opts)
+
+
+def _allowed(option: dict) -> str:
+    """An option's allowed values or range, in words."""
+    if option["choices"] is not None:
+        text = ", ".join(json.dumps(c, default=str) for c in option["choices"])
+    elif option["minimum"] is not None and option["maximum"] is not None:
+        text = f"{option['minimum']:g} to {option['maximum']:g}"
+    elif option["minimum"] is not None:
+        text = f">= {option['minimum']:g}"
+    elif option["maximum"] is not None:
+        text = f"<= {option['maximum']:g}"
+    else:
+        text = ""
+    return text + ("; or per layer" if option.get("per_layer") else "")
 
 
 @main.command("compile")
@@ -552,7 +576,7 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
                 option_values, data_path, out_dir, force, input_shapes):
     """Quantize and compile into a hardware project: sources, testbench, tool scripts, report."""
     from nnforge.backends import get_backend
-    from nnforge.compile import compile_model, parse_option_strings, parse_options
+    from nnforge.compile import compile_model, parse_option_strings, resolve_options
     from nnforge.compiler.quant_config import parse_config
     from nnforge.data import load_inputs
     from nnforge.quantized import quantize as run_quantize
@@ -560,10 +584,7 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
     if Path(out_dir).exists() and not force:
         raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
     options = parse_option_strings(option_values)
-    backend = get_backend(backend_name)  # bad backend or option: fail before any work
-    checked = parse_options(backend, options)
-    if hasattr(backend, "check_options"):
-        backend.check_options(checked)
+    resolve_options(get_backend(backend_name), options)  # bad backend or option: fail before any work
     config = parse_config(_quant_spec(bits, config_path))
     comp = _compress_spec(prune, prune_config, share, refine, structured)
     model = _load(model_path, input_shapes)
@@ -608,8 +629,37 @@ def _print_compile_summary(model_path: str, project, out_dir: str, golden_file: 
     say(f"golden vectors: {report['golden']['samples']} samples ({report['golden']['source']}, {golden_file})")
     docs = [f for f in ("README.md", "report.md") if f in report["files"]]
     say(f"wrote {len(report['files'])} files to {out_dir}" + (f" (see {' and '.join(docs)})" if docs else "")
-        + (f"; check with `make -C {out_dir} csim` or `nnforge verify {out_dir}`" if "Makefile" in report["files"]
-           else f"; check with `nnforge verify {out_dir}`"))
+        + f"; check with `nnforge verify {out_dir}`")
+
+
+def _print_verify(report) -> None:
+    """The per-layer table (cycle columns only where the backend has the figures) and the summary."""
+    say = lambda text: out_console.print(text, highlight=False, markup=False, soft_wrap=True)
+    fmt = lambda v: "-" if v is None else f"{v:,}"
+    cols = [("layer", None), ("op", None), ("codes", lambda l: f"{l.codes:,}"),
+            ("mismatches", lambda l: f"{l.mismatches:,}")]
+    extra = [("MACs", "macs", fmt), ("predicted\ncycles", "predicted_cycles", fmt),
+             ("measured\ncycles", "measured_cycles", fmt),
+             ("utilization", "utilization", lambda v: "-" if v is None else f"{v:.1%}")]
+    for title, key, f in extra:
+        if any(getattr(l, key) is not None for l in report.layers):
+            cols.append((title, lambda l, key=key, f=f: f(getattr(l, key))))
+    table = Table(header_style="bold")
+    for title, _ in cols:
+        table.add_column(title, justify="left" if title in ("layer", "op") else "right", overflow="fold")
+    for layer in report.layers:
+        table.add_row(escape(layer.name), layer.op, *(f(layer) for _, f in cols[2:]))
+    out_console.print(table)
+    for name in report.not_compared:
+        say(f"not compared (the {report.backend} simulation does not expose it): {name}")
+    say(f"backend: {report.backend}   samples: {report.samples} ({report.source})   "
+        f"tensors compared: {report.compared_tensors}   mismatches: {report.mismatches}")
+    if report.accuracy is not None:
+        say(f"accuracy through the generated hardware: {_fmt_acc(report.accuracy)}   "
+            f"TVM integer build: {_fmt_acc(report.quant_accuracy)}")
+    for note in report.notes:
+        say(note)
+    say("PASS: bit-exact" if report.passed else f"FAIL: the {report.backend} simulation differs from the reference")
 
 
 @main.command("verify")
@@ -619,35 +669,19 @@ def _print_compile_summary(model_path: str, project, out_dir: str, golden_file: 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 def verify_cmd(project_dir, data_path, as_json, batch_size):
-    """C simulation (g++): every layer's output against the numpy reference, on every input."""
+    """Simulate the project (hls: g++ C simulation): every layer's output against the numpy reference."""
     from nnforge.compile import open_project, verify as run_verify
     from nnforge.data import load_inputs
 
     project = open_project(project_dir)
     data, labels = (load_inputs(data_path, project.qmodel.float_model.inputs) if data_path else (None, None))
     with _progress() as bar:
-        task = bar.add_task("C simulation", total=None)
+        task = bar.add_task(f"{project.backend_name} simulation", total=None)
         report = run_verify(project, None if data is None else data, labels, batch_size,
                             progress=lambda d, n: bar.update(task, completed=d, total=n))
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:
-        table = Table(header_style="bold")
-        for col in ("layer", "op", "codes", "mismatches"):
-            table.add_column(col, justify="right" if col in ("codes", "mismatches") else "left", overflow="fold")
-        for layer in report.layers:
-            table.add_row(escape(layer.name), layer.op, f"{layer.codes:,}", f"{layer.mismatches:,}")
-        out_console.print(table)
-        say = lambda text: out_console.print(text, highlight=False, markup=False, soft_wrap=True)
-        for name in report.not_compared:
-            say(f"not compared (not computed by the generated C): {name}")
-        say(f"samples: {report.samples} ({report.source})   tensors compared: {report.compared_tensors}   "
-            f"mismatches: {report.mismatches}")
-        if report.csim_accuracy is not None:
-            say(f"accuracy through the C: {_fmt_acc(report.csim_accuracy)}   "
-                f"TVM integer build: {_fmt_acc(report.quant_accuracy)}")
-        for note in report.notes:
-            say(note)
-        say("PASS: bit-exact" if report.passed else "FAIL: the generated C differs from the reference")
+        _print_verify(report)
     if report.mismatches:
         sys.exit(1)

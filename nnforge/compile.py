@@ -1,168 +1,64 @@
-"""Compile a quantized model into a hardware project, reopen it, and run it through the C.
+"""Compile a quantized model into a hardware project, reopen it, and run it through the hardware.
 
     qmodel = nnforge.quantize(model, [x_calib], "w8a8")
     project = nnforge.compile_model(qmodel, "hls", "out/digits", golden_inputs=[x_test])
-    probs = project.predict(x_test)["logits"]          # through the generated C (g++)
+    probs = project.predict(x_test)["logits"]          # through the backend's simulation
     report = nnforge.verify("out/digits", x_test, y_test)
     assert report.mismatches == 0
 
-``compile_model`` runs one straight pipeline, and writes nothing until the end:
+``compile_model`` runs one straight pipeline for every backend, and writes nothing until the end:
 
-1. partition the integer graph for the backend (``backends/partition.py``);
-2. codegen: the backend's sources (for ``hls``: ``src/`` and ``csim.json``);
-3. estimates: the backend's analytic per-layer costs (may be empty);
-4. golden vectors: up to 32 samples through the numpy reference (the spec);
-5. project files: testbench, tool scripts, Makefile, README, report.json/.md
-   (``backends/<name>/project.py``), plus the quantized model under ``model/`` so that
-   ``verify`` can rebuild the reference;
-6. write everything into a temporary sibling of OUTDIR and rename it into place, so an
+1. options: the generic parse of the backend's ``Option`` table, then ``check_options``;
+2. partition the integer graph for the backend (``backends/partition.py``), then ``check_design``;
+3. codegen: the backend's sources;
+4. estimates and layer info: analytic per-layer costs and per-kernel facts (may be empty);
+5. golden vectors: up to 32 samples through the numpy reference (the spec), as
+   ``tb/inputs.dat`` and ``tb/golden.dat`` (``backends/golden.py``);
+6. project files: the backend's testbench, tool scripts, Makefile, README (``project_files``),
+   report.json, and the quantized model under ``model/`` so that ``verify`` can rebuild the
+   reference;
+7. write everything into a temporary sibling of OUTDIR and rename it into place, so an
    interrupted compile leaves nothing behind and ``force`` replaces OUTDIR only once the new
    project is complete.
 
-Every generated file is deterministic: no timestamps, no absolute paths.
+``open_project`` reopens a project; ``Project.run_codes``/``trace``/``predict`` and ``verify``
+run it through ``Backend.simulate`` of the backend named in its report.json.  Every generated
+file is deterministic: no timestamps, no absolute paths.
 """
 
 from __future__ import annotations
 
-import importlib
-import io
+import inspect
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nnforge.backends.base import Simulation
+from nnforge.backends.golden import (GOLDEN_SAMPLES, INPUTS_FILE, OUTPUTS_FILE, Golden, golden_files, golden_vectors,
+                                     read_codes, sample_shape, split_codes, write_codes)
+from nnforge.backends.macs import layer_macs
+from nnforge.backends.options import parse_option_strings, parse_options, resolve_options
+from nnforge.backends.registry import BackendError
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.qgraph import QGraph
 
 # progress(phase, done, total): one phase at a time, in pipeline order
 CompileProgress = Callable[[str, int, int], None] | None
 
-GOLDEN_SAMPLES = 32
 MODEL_DIR = "model"
-# backend name -> "module:function" that lays out the project files around the sources
-_PROJECT_WRITERS = {"hls": "nnforge.backends.hls.project:project_files"}
 
 
 def _nnforge_version() -> str:
     from nnforge import __version__
 
     return __version__
-
-
-# -- options -----------------------------------------------------------------------------------------
-
-def parse_options(backend, given: dict[str, Any] | None) -> dict[str, Any]:
-    """The backend's defaults updated with ``given``; unknown keys and mistyped values are errors.
-
-    String values (from ``--option KEY=VALUE``) are converted to the type of the default.
-    """
-    defaults = dict(getattr(backend, "options", {}) or {})
-    out = dict(defaults)
-    for key, value in (given or {}).items():
-        if key not in defaults:
-            valid = ", ".join(sorted(defaults)) or "(none)"
-            raise InputError(f"option key must be one of {valid} for the {backend.name} backend, not {key!r}")
-        default = defaults[key]
-        if isinstance(value, str) and not isinstance(default, str):
-            try:
-                if isinstance(default, bool):
-                    if value.lower() not in ("0", "1", "true", "false"):
-                        raise ValueError
-                    value = value.lower() in ("1", "true")
-                elif isinstance(default, int):
-                    value = int(value)
-                elif isinstance(default, float):
-                    value = float(value)
-            except ValueError:
-                raise InputError(f"option {key!r} must be a {type(default).__name__} like {default!r}, "
-                                 f"not {value!r}") from None
-        out[key] = value
-    return out
-
-
-def parse_option_strings(values: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``["reuse_factor=4", "io=axis"]`` -> ``{"reuse_factor": "4", "io": "axis"}``."""
-    out: dict[str, str] = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--option must look like KEY=VALUE, not {value!r}")
-        out[key.strip()] = val.strip()
-    return out
-
-
-# -- golden vectors ----------------------------------------------------------------------------------
-
-@dataclass
-class Golden:
-    """Input codes and the reference's output codes for the testbench."""
-
-    inputs: list[np.ndarray]  # one array per graph input, [n, *sample_shape], int64
-    outputs: list[np.ndarray]  # one array per graph output
-    source: str
-
-    @property
-    def samples(self) -> int:
-        return int(self.inputs[0].shape[0])
-
-
-def sample_shape(graph: QGraph, name: str) -> tuple[int, ...]:
-    shape = graph.tensors[name].shape
-    rest = shape[1:]
-    if not all(isinstance(d, int) for d in rest):
-        raise InputError(f"tensor {name!r} must have a fixed shape apart from the batch dimension, not {list(shape)}")
-    return tuple(int(d) for d in rest)
-
-
-def golden_vectors(qmodel, golden_inputs: list[np.ndarray] | None, samples: int = GOLDEN_SAMPLES) -> Golden:
-    """Up to ``samples`` inputs (float, quantized here) and the numpy reference's outputs.
-
-    Without inputs, deterministic random codes over each input type's range stand in.
-    """
-    from nnforge.compiler import reference
-
-    graph = qmodel.graph
-    if golden_inputs is not None:
-        n = min(samples, len(golden_inputs[0]))
-        fixed = qmodel.float_model.inputs[0].shape[0]
-        if isinstance(fixed, int) and n % fixed:  # a fixed batch dimension takes whole batches only
-            n = fixed if len(golden_inputs[0]) >= fixed else n
-        codes = qmodel.quantize_inputs([np.asarray(a)[:n] for a in golden_inputs])
-        source = f"the first {n} samples of the given data"
-    else:
-        rng = np.random.default_rng(0)
-        fixed = qmodel.float_model.inputs[0].shape[0]
-        n = fixed if isinstance(fixed, int) else samples
-        codes = [rng.integers(t.qtype.lo, t.qtype.hi + 1, size=(n,) + sample_shape(graph, t.name))
-                 for t in graph.inputs]
-        source = f"{n} random input codes (seed 0; no data given)"
-    codes = [np.asarray(c, dtype=np.int64) for c in codes]
-    ref = reference.run(graph, codes)
-    return Golden(codes, [ref[o].astype(np.int64) for o in graph.outputs], source)
-
-
-def write_codes(arrays: list[np.ndarray]) -> str:
-    """One line per sample: the flattened codes of every array, space-separated."""
-    n = arrays[0].shape[0]
-    flat = np.concatenate([a.reshape(n, -1) for a in arrays], axis=1).astype(np.int64)
-    buf = io.StringIO()
-    np.savetxt(buf, flat, fmt="%d", delimiter=" ")
-    return buf.getvalue()
-
-
-def read_codes(text: str, width: int) -> np.ndarray:
-    flat = np.loadtxt(io.StringIO(text), dtype=np.int64, ndmin=2)
-    if flat.size == 0:
-        return np.zeros((0, width), np.int64)
-    if flat.shape[1] != width:
-        raise InputError(f"golden vector lines must hold {width} codes each, not {flat.shape[1]}")
-    return flat
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -187,7 +83,8 @@ def _jsonable(v):
 
 
 def build_report(qmodel, design, options: dict, layer_info: list[dict], estimates: list, golden: Golden) -> dict:
-    """report.json: kernels (op, shapes, storage, weight bytes, estimates), host items, totals."""
+    """report.json: kernels (op, shapes, storage, weight bytes, MACs, estimates, the backend's
+    layer info), host items, totals."""
     graph = design.graph
     est = {e.name: e for e in estimates}
     info = {d["name"]: d for d in layer_info}
@@ -204,6 +101,7 @@ def build_report(qmodel, design, options: dict, layer_info: list[dict], estimate
         row.update(_jsonable(extra))
         row.setdefault("storage", None)
         row.setdefault("weight_bytes", 0)
+        row.setdefault("macs", layer_macs(graph, node))
         e = est.get(node.name)
         row["estimate"] = None if e is None else {f: getattr(e, f) for f in _EST_FIELDS} | {"notes": e.notes}
         kernels.append(row)
@@ -241,7 +139,8 @@ def build_report(qmodel, design, options: dict, layer_info: list[dict], estimate
         "host": [asdict(h) for h in design.host],
         "storage_forms": dict(sorted(storage.items())),
         "totals": totals,
-        "golden": {"samples": golden.samples, "source": golden.source},
+        "golden": {"samples": golden.samples, "source": golden.source, "inputs": INPUTS_FILE,
+                   "outputs": OUTPUTS_FILE},
     }
 
 
@@ -288,14 +187,6 @@ def write_project(out: Path, files: dict[str, str | bytes], force: bool) -> None
 
 # -- compile -----------------------------------------------------------------------------------------
 
-def _project_writer(backend_name: str):
-    spec = _PROJECT_WRITERS.get(backend_name)
-    if spec is None:
-        return None
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_project",
                   options: dict[str, Any] | None = None, force: bool = False,
                   golden_inputs: list[np.ndarray] | None = None, progress: CompileProgress = None) -> "Project":
@@ -307,36 +198,33 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
     """
     from nnforge.backends import get_backend
     from nnforge.backends.partition import partition
+    from nnforge.quantized import saved_files
 
     out = Path(out_dir)
     if out.exists() and not force:  # refuse before any work
         raise InputError(f"output directory {str(out)!r} already exists; pass --force to replace it")
     be = get_backend(backend)
-    opts = parse_options(be, options)
-    if hasattr(be, "check_options"):  # the backend's own validation (value ranges, identifiers)
-        opts = be.check_options(opts)
+    opts = resolve_options(be, options)  # Option table (types, keys, choices, ranges), then check_options
     step = progress or (lambda phase, done, total: None)
 
     step("partition", 0, 1)
     design = partition(qmodel.graph, be)  # the BYOC split: kernels and host items
+    be.check_design(design, opts)  # capacity, per-layer option names
     step("partition", 1, 1)
     step("codegen", 0, 1)
     files: dict[str, str | bytes] = dict(be.codegen(design, opts))  # the backend's sources
     step("codegen", 1, 1)
     step("estimates", 0, 1)
     estimates = list(be.estimate(design, opts) or [])  # analytic costs (empty without a model)
-    layer_info = list(be.layer_info(design)) if hasattr(be, "layer_info") else []
+    layer_info = list(be.layer_info(design, opts) or [])  # per kernel: storage, MACs, backend extras
     step("estimates", 1, 1)
     step("golden vectors", 0, 1)
     golden = golden_vectors(qmodel, golden_inputs)  # the numpy reference on up to 32 samples
+    files.update(golden_files(golden))  # tb/inputs.dat, tb/golden.dat
     step("golden vectors", 1, 1)
     step("project files", 0, 1)
     report = build_report(qmodel, design, opts, layer_info, estimates, golden)
-    writer = _project_writer(be.name)
-    if writer is not None:  # testbench, tool scripts, Makefile, README, report.md
-        files.update(writer(design, opts, files, golden, report))
-    from nnforge.quantized import saved_files
-
+    files.update(be.project_files(design, opts, dict(files), golden, report) or {})  # testbench, scripts, docs
     for name, data in saved_files(qmodel).items():  # so verify can rebuild the reference
         files[f"{MODEL_DIR}/{name}"] = data
     report["files"] = sorted(files) + ["report.json"]
@@ -348,10 +236,22 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
     return open_project(out)
 
 
-# -- reopening a project and running the C -----------------------------------------------------------
+# -- reopening a project and running it --------------------------------------------------------------
+
+def _takes_trace(simulate) -> bool:
+    """Whether a backend's ``simulate`` has the ``trace`` parameter (older ones do not)."""
+    try:
+        params = inspect.signature(simulate).parameters
+    except (TypeError, ValueError):
+        return True
+    return "trace" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
 
 class Project:
-    """A compiled project directory: its report, its C-sim manifest, and the C behind it."""
+    """A compiled project directory: its report, the quantized model behind it, and its backend.
+
+    ``run_codes``, ``trace`` and ``predict`` run the project through ``Backend.simulate`` of
+    the backend named in report.json (``hls``: the generated C under g++)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -359,17 +259,24 @@ class Project:
             raise InputError(f"{str(self.path)!r} must be a project directory written by `nnforge compile` "
                              f"(it has no report.json)")
         self.report: dict = json.loads((self.path / "report.json").read_text())
-        manifest = self.path / "csim.json"
-        self.manifest: dict = json.loads(manifest.read_text()) if manifest.is_file() else {}
         self._qmodel = None
-        self._sim = None
+        self._backend = None
 
     def __repr__(self) -> str:
         return f"Project({str(self.path)!r}, backend={self.report.get('backend')!r})"
 
     @property
-    def top(self) -> str:
-        return self.manifest.get("top") or self.report["options"]["top"]
+    def backend_name(self) -> str:
+        return self.report["backend"]
+
+    @property
+    def backend(self):
+        """The backend that wrote the project (one instance per Project: it may cache builds)."""
+        if self._backend is None:
+            from nnforge.backends import get_backend
+
+            self._backend = get_backend(self.backend_name)
+        return self._backend
 
     @property
     def qmodel(self):
@@ -384,70 +291,91 @@ class Project:
     def graph(self) -> QGraph:
         return self.qmodel.graph
 
-    def build(self) -> Path:
-        """g++ the sources into a shared library (cached by their content); its path."""
-        if self._sim is None:
-            from nnforge.hw_sim import csim
+    def _inputs(self, codes) -> list[np.ndarray]:
+        arrays = list(codes) if isinstance(codes, (list, tuple)) else [codes]
+        want = len(self.graph.inputs)
+        if len(arrays) != want:
+            raise InputError(f"the model takes {want} input array(s), not {len(arrays)}")
+        arrays = [np.ascontiguousarray(a, dtype=np.int64) for a in arrays]
+        for a, t in zip(arrays, self.graph.inputs):
+            shape = sample_shape(self.graph, t.name)
+            if a.ndim < 1 or a.shape[1:] != shape or len(a) != len(arrays[0]):
+                raise InputError(f"input codes for {t.name!r} must be [n, {', '.join(map(str, shape))}] "
+                                 f"(n alike for every input), not {list(a.shape)}")
+        return arrays
 
-            if not self.manifest:
-                raise InputError(f"project {str(self.path)!r} has no csim.json; its backend cannot run C simulation")
-            m = self.manifest
-            so = csim.build(self.path / "src", self.top)
-            self._sim = csim.CSim(so, self.top, int(m["in_size"]), int(m["out_size"]), int(m["trace_size"]))
-        return Path(self._sim.so_path)
-
-    def _csim(self):
-        self.build()
-        return self._sim
-
-    def _codes(self, codes) -> np.ndarray:
-        if isinstance(codes, (list, tuple)):
-            if len(codes) != 1:
-                raise InputError(f"the generated top takes one input, not {len(codes)}")
-            codes = codes[0]
-        return np.ascontiguousarray(codes, dtype=np.int64)
+    def simulate(self, codes, trace: bool = True) -> Simulation:
+        """The backend's simulation of input codes (one ``[n, *shape]`` array, or one per input),
+        each known tensor as ``[n, *shape]``; ``trace=False`` asks for the graph outputs only."""
+        inputs = self._inputs(codes)
+        be = self.backend
+        result = (be.simulate(self.path, inputs, trace=trace) if _takes_trace(be.simulate)
+                  else be.simulate(self.path, inputs))
+        if isinstance(result, Mapping) and not isinstance(result, Simulation):  # older backends: tensors only
+            result = Simulation(dict(result))
+        if not isinstance(result, Simulation):
+            raise BackendError(f"the {self.backend_name} backend's simulate must return a Simulation, "
+                               f"not {type(result).__name__}")
+        n = len(inputs[0])
+        tensors = {}
+        for name, arr in result.tensors.items():
+            arr = np.asarray(arr)
+            if name in self.graph.tensors:
+                shape = (n,) + sample_shape(self.graph, name)
+                if arr.size != int(np.prod(shape, dtype=np.int64)):
+                    raise BackendError(f"the {self.backend_name} backend's simulate must return tensor {name!r} "
+                                       f"as {list(shape)} codes, not shape {list(arr.shape)}")
+                arr = arr.reshape(shape)
+            tensors[name] = arr
+        missing = [o for o in self.graph.outputs if o not in tensors]
+        if missing:
+            raise BackendError(f"the {self.backend_name} backend's simulate must return the graph outputs, "
+                               f"not without {', '.join(map(repr, missing))}")
+        return Simulation(tensors, dict(result.layers), list(result.notes))
 
     def run_codes(self, codes) -> np.ndarray:
-        """Output codes of the generated C for input codes ``[n, *input_shape]``."""
-        codes = self._codes(codes)
-        out = np.asarray(self._csim().run(codes))
-        shape = sample_shape(self.graph, self.graph.outputs[0])
-        return out.reshape((codes.shape[0],) + shape)
+        """Output codes (the first graph output) for input codes ``[n, *input_shape]``."""
+        return self.simulate(codes, trace=False).tensors[self.graph.outputs[0]]
 
     def trace(self, codes) -> dict[str, np.ndarray]:
-        """Every node output the generated C computes, by tensor name, ``[n, *shape]``."""
-        codes = self._codes(codes)
-        raw = self._csim().trace(codes)
-        by_node = {n.name: n.output for n in self.graph.nodes}
-        out = {}
-        for name, arr in raw.items():
-            tensor = by_node.get(name, name)
-            out[tensor] = np.asarray(arr).reshape((codes.shape[0],) + sample_shape(self.graph, tensor))
-        return out
+        """Every node output the hardware exposes, by tensor name, ``[n, *shape]``."""
+        return self.simulate(codes, trace=True).tensors
 
     def predict(self, arrays, batch_size: int = 256) -> dict[str, np.ndarray]:
-        """Float outputs through the generated C: quantize inputs, run, dequantize (+ host softmax)."""
+        """Float outputs through the hardware: quantize inputs, run, dequantize (+ host softmax)."""
         from nnforge.compiler.qgraph import apply_host_ops
 
         qmodel = self.qmodel
         if isinstance(arrays, np.ndarray):
             arrays = [arrays]
-        codes = qmodel.quantize_inputs(list(arrays))[0]
-        chunks = [self.run_codes(codes[s:s + batch_size]) for s in range(0, len(codes), batch_size)]
+        codes = qmodel.quantize_inputs(list(arrays))
+        n = len(codes[0])
+        chunks = [self.run_codes([c[s:s + batch_size] for c in codes]) for s in range(0, n, batch_size)]
         out_codes = np.concatenate(chunks) if chunks else np.zeros((0,), np.int64)
         name = self.graph.outputs[0]
         real = self.graph.dequantize(name, out_codes)
         real = apply_host_ops(self.graph.host_ops, real)  # float ops after the integer outputs
         return {qmodel.float_model.output_names[0]: real.astype(np.float32)}
 
-    def golden(self) -> tuple[np.ndarray, np.ndarray]:
-        """The testbench's input codes ``[n, *input_shape]`` and golden output codes."""
+    def golden_codes(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The golden vectors: input codes (one array per graph input) and the reference's output
+        codes (one per graph output), each ``[n, *shape]``."""
         g = self.graph
-        in_shape = sample_shape(g, g.inputs[0].name)
-        out_shape = sample_shape(g, g.outputs[0])
-        x = read_codes((self.path / "tb" / "inputs.dat").read_text(), int(np.prod(in_shape)))
-        y = read_codes((self.path / "tb" / "golden.dat").read_text(), int(np.prod(out_shape)))
-        return x.reshape((-1,) + in_shape), y.reshape((-1,) + out_shape)
+        shapes_in = [sample_shape(g, t.name) for t in g.inputs]
+        shapes_out = [sample_shape(g, o) for o in g.outputs]
+        width = lambda shapes: sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
+        for rel in (INPUTS_FILE, OUTPUTS_FILE):
+            if not (self.path / rel).is_file():
+                raise InputError(f"project {str(self.path)!r} must hold its golden vectors in {rel}; pass data instead")
+        x = read_codes((self.path / INPUTS_FILE).read_text(), width(shapes_in))
+        y = read_codes((self.path / OUTPUTS_FILE).read_text(), width(shapes_out))
+        return split_codes(x, shapes_in), split_codes(y, shapes_out)
+
+    def golden(self) -> tuple[np.ndarray, np.ndarray]:
+        """The testbench's input codes ``[n, *input_shape]`` and golden output codes (first input
+        and output)."""
+        x, y = self.golden_codes()
+        return x[0], y[0]
 
 
 def open_project(path: str | Path) -> Project:
@@ -459,10 +387,16 @@ def open_project(path: str | Path) -> Project:
 
 @dataclass
 class LayerMismatch:
+    """One compared layer: differing codes, and the cycle figures where the backend has them."""
+
     name: str
     op: str
     mismatches: int
     codes: int  # codes compared
+    predicted_cycles: int | None = None  # report.json (layer info, else the estimate's latency)
+    measured_cycles: int | None = None  # the simulation, per sample
+    macs: int | None = None  # per sample, report.json
+    utilization: float | None = None  # the simulation (e.g. macs / (measured_cycles * rows * cols))
 
 
 @dataclass
@@ -471,43 +405,62 @@ class VerifyReport:
     mismatches: int  # differing codes over every compared tensor
     compared_tensors: int
     source: str
-    csim_accuracy: float | None = None
-    quant_accuracy: float | None = None
+    backend: str = ""
+    accuracy: float | None = None  # top-1 through the generated hardware (with labels)
+    quant_accuracy: float | None = None  # top-1 of the TVM integer build (the two must agree)
     output_mismatches: int = 0
     layers: list[LayerMismatch] = field(default_factory=list)
-    not_compared: list[str] = field(default_factory=list)  # node outputs the C does not expose
+    not_compared: list[str] = field(default_factory=list)  # node outputs the simulation does not expose
     notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return self.mismatches == 0
 
+    @property
+    def csim_accuracy(self) -> float | None:
+        """``accuracy`` under its hls name (through the C simulation)."""
+        return self.accuracy
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"csim_accuracy": self.accuracy}
 
 
-def _tvm_accuracy(qmodel, codes: np.ndarray, labels: np.ndarray, batch_size: int, notes: list[str]) -> float | None:
+def _tvm_accuracy(qmodel, inputs: list[np.ndarray], labels: np.ndarray, batch_size: int,
+                  notes: list[str]) -> float | None:
     """Top-1 accuracy of the TVM integer build on the same codes (argmax of the output codes, as simulate)."""
     from nnforge.quantized import batch_size_for
 
     bs = batch_size_for(qmodel.float_model, batch_size)
-    if isinstance(qmodel.float_model.inputs[0].shape[0], int) and len(codes) % bs:
+    n = len(inputs[0])
+    if isinstance(qmodel.float_model.inputs[0].shape[0], int) and n % bs:
         notes.append(f"quant_accuracy not computed: the model's batch dimension is fixed at {bs}, "
-                     f"which does not divide {len(codes)} samples")
+                     f"which does not divide {n} samples")
         return None
-    codes = codes.astype(qmodel.graph.inputs[0].qtype.storage)
-    preds = [qmodel._call("main", [codes[s:s + bs]])[0].reshape(len(codes[s:s + bs]), -1).argmax(1)
-             for s in range(0, len(codes), bs)]
-    return float(np.mean(np.concatenate(preds) == labels))
+    inputs = [a.astype(t.qtype.storage) for a, t in zip(inputs, qmodel.graph.inputs)]
+    preds = [qmodel._call("main", [a[s:s + bs] for a in inputs])[0].reshape(min(bs, n - s), -1).argmax(1)
+             for s in range(0, n, bs)]
+    return float(np.mean(np.concatenate(preds) == labels)) if preds else None
+
+
+def _kernel_figures(row: dict | None) -> tuple[int | None, int | None]:
+    """(predicted cycles, MACs) of a report.json kernel row."""
+    if row is None:
+        return None, None
+    predicted = row.get("predicted_cycles")
+    if predicted is None and row.get("estimate"):
+        predicted = row["estimate"].get("latency_cycles")
+    return predicted, row.get("macs")
 
 
 def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None = None, batch_size: int = 256,
            progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-    """Run the generated C on every input and compare every node output with the numpy reference.
+    """Run the project's simulation on every input and compare every node output it exposes with
+    the numpy reference (``reference.run`` on the same codes).
 
     Without data, the project's golden vectors (tb/inputs.dat) are the inputs.  With labels,
-    ``csim_accuracy`` is the top-1 accuracy through the C and ``quant_accuracy`` the one of the
-    TVM integer build of the same model (they must agree).
+    ``accuracy`` is the top-1 accuracy through the hardware and ``quant_accuracy`` the one of
+    the TVM integer build of the same model (they must agree).
     """
     from nnforge.compiler import reference
 
@@ -515,51 +468,65 @@ def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None 
     qmodel = project.qmodel
     graph = qmodel.graph
     if data_x is None:
-        codes, _ = project.golden()
-        source = "golden vectors (tb/inputs.dat)"
+        inputs, _ = project.golden_codes()
+        source = f"golden vectors ({INPUTS_FILE})"
         labels = None
     else:
         arrays = [data_x] if isinstance(data_x, np.ndarray) else list(data_x)
-        codes = qmodel.quantize_inputs(arrays)[0].astype(np.int64)
+        inputs = [c.astype(np.int64) for c in qmodel.quantize_inputs(arrays)]
         source = "given data"
-    n = len(codes)
+    n = len(inputs[0])
     by_output = {nd.output: nd for nd in graph.nodes}
     counts = {nd.output: 0 for nd in graph.nodes}
     sizes = {nd.output: 0 for nd in graph.nodes}
     seen: set[str] = set()
-    out_name = graph.outputs[0]
+    measured: dict[str, dict] = {}
+    notes: list[str] = []
     out_mismatch = 0
     preds = []
-    project.build()
     for start in range(0, n, batch_size):
-        batch = codes[start:start + batch_size]
-        ours = project.trace(batch)
-        ref = reference.run(graph, [batch])
-        for name, arr in ours.items():
-            if name not in counts:
+        batch = [a[start:start + batch_size] for a in inputs]
+        sim = project.simulate(batch, trace=True)
+        ref = reference.run(graph, batch)
+        for name, arr in sim.tensors.items():
+            if name not in counts:  # graph inputs, or names the graph does not have
                 continue
             seen.add(name)
             counts[name] += int(np.count_nonzero(arr.astype(np.int64) != ref[name]))
             sizes[name] += int(ref[name].size)
-        out = ours[out_name] if out_name in ours else project.run_codes(batch)
-        out_mismatch += int(np.count_nonzero(out.astype(np.int64) != ref[out_name]))
-        if out_name not in ours:
-            counts[out_name] += out_mismatch
-            seen.add(out_name)
-        preds.append(out.reshape(len(batch), -1).argmax(1))
+        for name in graph.outputs:
+            out_mismatch += int(np.count_nonzero(sim.tensors[name].astype(np.int64) != ref[name]))
+        preds.append(sim.tensors[graph.outputs[0]].reshape(len(batch[0]), -1).argmax(1))
+        for layer, figures in sim.layers.items():
+            first = measured.setdefault(layer, dict(figures))
+            if any(first.get(k) != v for k, v in figures.items()):
+                notes.append(f"layer {layer!r}: measured figures differ between batches ({first} and {figures}); "
+                             f"the first are reported")
+        notes.extend(note for note in sim.notes if note not in notes)
         if progress:
             progress(min(start + batch_size, n), n)
-    layers = [LayerMismatch(by_output[t].name, by_output[t].op, counts[t], sizes[t]) for t in counts if t in seen]
+    rows = {r["name"]: r for r in project.report.get("kernels", [])}
+    layers = []
+    for t in counts:
+        if t not in seen:
+            continue
+        node = by_output[t]
+        predicted, macs = _kernel_figures(rows.get(node.name))
+        m = measured.get(node.name, {})
+        layers.append(LayerMismatch(node.name, node.op, counts[t], sizes[t], predicted, m.get("measured_cycles"),
+                                    macs, m.get("utilization")))
     report = VerifyReport(samples=n, mismatches=sum(l.mismatches for l in layers), compared_tensors=len(layers),
-                          source=source, output_mismatches=out_mismatch, layers=layers,
-                          not_compared=[by_output[t].name for t in counts if t not in seen])
+                          source=source, backend=project.backend_name, output_mismatches=out_mismatch,
+                          layers=layers, not_compared=[by_output[t].name for t in counts if t not in seen],
+                          notes=notes)
     if labels is not None:
         labels = np.asarray(labels)
         pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
-        report.csim_accuracy = float(np.mean(pred == labels))
-        report.quant_accuracy = _tvm_accuracy(qmodel, codes, labels, batch_size, report.notes)
+        report.accuracy = float(np.mean(pred == labels))
+        report.quant_accuracy = _tvm_accuracy(qmodel, inputs, labels, batch_size, report.notes)
     return report
 
 
 __all__ = ["compile_model", "open_project", "verify", "Project", "VerifyReport", "LayerMismatch",
-           "parse_options", "parse_option_strings"]
+           "parse_options", "parse_option_strings", "resolve_options", "Golden", "GOLDEN_SAMPLES",
+           "golden_vectors", "write_codes", "read_codes", "sample_shape"]

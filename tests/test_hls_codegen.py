@@ -133,7 +133,7 @@ def test_hand_built_graph_random_and_extreme_inputs(tmp_path):
     for step in ("nnf::wrap(", "nnf::clamp(", "a_fc1", "nnf_acc<64> a_fc1"):  # WRAP, clamps, int64 accumulator
         assert step in src, step
     # simulate() (the backend API) agrees, keyed by tensor name
-    got = BACKEND.simulate(tmp_path, [codes[:8]])
+    got = BACKEND.simulate(tmp_path, [codes[:8]]).tensors
     want = reference.run(graph, [codes[:8]])
     assert all(np.array_equal(got[n], want[n]) for n in graph.node_outputs())
     with pytest.raises(InputError, match="input codes must lie in"):

@@ -3,12 +3,12 @@
 ``codegen`` writes ``src/`` (the top function, one header per kernel family, one constants
 header per layer, ``nnf_int.h`` and ``nnf_kernels.h``) and ``csim.json``; see ``codegen.py``
 for the steps and ``kernels.py`` / ``weights.py`` for the numbers and the weight storage forms.
-``simulate`` compiles the sources with g++ (``nnforge.hw_sim.csim``) and runs them on codes.
+``project_files`` adds the testbench, tool scripts, Makefile and README (``project.py``).
+``simulate`` compiles the sources with g++ and runs them on codes (``simulation.py``).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import numpy as np
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.qgraph import QNode
 
-from ..base import Backend, Design, LayerEstimate
+from ..base import Backend, Design, LayerEstimate, Option, Simulation
 from ..naming import RESERVED
 
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
@@ -32,8 +32,17 @@ class HLSBackend(Backend):
     description = "Vitis HLS C++ (ap_int, DATAFLOW) with a g++ C simulation bit-exact with the reference"
     ops = frozenset({"conv2d", "dense", "max_pool2d", "avg_pool2d", "global_avg_pool", "add", "concat", "lut",
                      "requant", "clip", "reshape", "transpose", "pad", "mul"})
-    options = {"top": "nnforge_top", "reuse_factor": 1, "io": "array", "part": "xcu250-figd2104-2L-e",
-               "clock_ns": 5.0}
+    options = {
+        "top": Option("nnforge_top", "name of the top function (a C identifier)"),
+        "reuse_factor": Option(1, "each multiplier is shared by this many MACs: 1 unrolls the inner product fully",
+                               minimum=1, per_layer=True),
+        "io": Option("array", "top-level ports: array (ap_memory) or axis (AXI-Stream)", choices=("array", "axis")),
+        "part": Option("xcu250-figd2104-2L-e", "the FPGA part, in script.tcl and hls_config.cfg"),
+        "clock_ns": Option(5.0, "target clock period in ns (positive)"),
+    }
+
+    def __init__(self) -> None:
+        self._sims: dict[str, Any] = {}  # project path -> its compiled C (simulation.ProjectSim)
 
     def check_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
         """The options with defaults filled in; unknown keys and bad values are InputErrors."""
@@ -42,7 +51,7 @@ class HLSBackend(Backend):
         if unknown:
             raise InputError(f"unknown hls option(s) {', '.join(map(repr, unknown))}; "
                              f"valid options: {', '.join(sorted(self.options))}")
-        opts = {**self.options, **options}
+        opts = {**self.option_defaults(), **options}
         top = opts["top"]
         if (not isinstance(top, str) or not _IDENT.fullmatch(top) or top in RESERVED or top.lower() in RESERVED
                 or top in _TAKEN or top.lower() == "nnf" or top.lower().startswith("nnf_") or "__" in top):
@@ -62,16 +71,20 @@ class HLSBackend(Backend):
             raise InputError(f"option 'clock_ns' must be a positive number of nanoseconds, not {clock!r}")
         return opts
 
-    def check_layer_options(self, design: Design, options: dict[str, Any] | None) -> dict[str, Any]:
-        """``check_options``, plus: per-layer keys must name layers of this design."""
-        opts = self.check_options(options)
-        rf = opts["reuse_factor"]
+    def check_design(self, design: Design, options: dict[str, Any] | None) -> None:
+        """Per-layer option keys must name layers of this design."""
+        rf = {**self.option_defaults(), **(options or {})}["reuse_factor"]
         if isinstance(rf, dict):
             names = [n.name for n in design.graph.nodes]
             unknown = sorted(set(rf) - set(names) - {"default"})
             if unknown:
                 raise InputError(f"option 'reuse_factor' names no layer of this model: {', '.join(map(repr, unknown))}; "
                                  f"layers: {', '.join(map(repr, names))} (or 'default')")
+
+    def check_layer_options(self, design: Design, options: dict[str, Any] | None) -> dict[str, Any]:
+        """``check_options`` and ``check_design``: codegen and estimate also take unchecked options."""
+        opts = self.check_options(options)
+        self.check_design(design, opts)
         return opts
 
     def host_reason(self, node: QNode) -> str:
@@ -85,9 +98,9 @@ class HLSBackend(Backend):
         files, _ = generate(design, self.check_layer_options(design, options))
         return dict(files)
 
-    def layer_info(self, design: Design) -> list[dict[str, Any]]:
+    def layer_info(self, design: Design, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Per kernel: name, ident, op, storage form (``form``/``storage``: dense, codebook, sparse or
-        None), weight bytes, shapes."""
+        None), weight bytes, MACs, shapes."""
         from .codegen import layer_info
 
         return layer_info(design)
@@ -98,27 +111,22 @@ class HLSBackend(Backend):
         storage = {row["name"]: row["form"] for row in self.layer_info(design) if row["form"]}
         return estimate(design, self.check_layer_options(design, options), storage=storage)
 
-    def simulate(self, project: Path, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Every node's output codes through the generated C, by tensor name (like ``reference.run``)."""
-        from nnforge.hw_sim import csim
+    def project_files(self, design: Design, options: dict[str, Any], sources: dict[str, str | bytes], golden,
+                      report: dict) -> dict[str, str | bytes]:
+        """Testbench, script.tcl, hls_config.cfg, Makefile, README.md and report.md (``project.py``)."""
+        from .project import project_files
 
-        project = Path(project)
-        manifest_path = project / "csim.json"
-        if not manifest_path.is_file():
-            raise InputError(f"{str(project)!r} must be an hls project with a csim.json")
-        m = json.loads(manifest_path.read_text())
-        if len(inputs) != 1:
-            raise InputError(f"the generated top takes one input, not {len(inputs)}")
-        codes = np.asarray(inputs[0])
-        lo, hi = m["input"]["lo"], m["input"]["hi"]
-        if codes.size and (codes.min() < lo or codes.max() > hi):
-            raise InputError(f"input codes must lie in [{lo}, {hi}] ({m['input']['type']}), "
-                             f"not [{codes.min()}, {codes.max()}]")
-        so = csim.build(project / "src", m["top"])
-        sim = csim.CSim(so, m["top"], m["in_size"], m["out_size"], m["trace_size"],
-                        nodes=[(n["name"], n["shape"]) for n in m["nodes"]])
-        by_name = sim.trace(codes)
-        return {n["output"]: by_name[n["name"]] for n in m["nodes"]}
+        return project_files(design, options, sources, golden, report)
+
+    def simulate(self, project: Path, inputs: list[np.ndarray], trace: bool = True) -> Simulation:
+        """The output codes of every node (``trace``) or of the graph output, through the generated C
+        compiled with g++ (built once per source content; one library per project and backend object)."""
+        from .simulation import ProjectSim
+
+        key = str(Path(project).resolve())
+        if key not in self._sims:
+            self._sims[key] = ProjectSim(project)
+        return self._sims[key].simulate(inputs, trace)
 
 
 __all__ = ["HLSBackend"]

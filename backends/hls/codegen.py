@@ -27,6 +27,7 @@ from nnforge.compiler.errors import InputError
 from nnforge.compiler.qgraph import QGraph
 
 from ..base import Design
+from ..macs import layer_macs
 from ..naming import identifiers
 from . import kernels as K
 
@@ -286,7 +287,7 @@ def generate(design: Design, options: dict[str, Any]) -> tuple[dict[str, str], l
 
 def layer_info(design: Design, ctx: K.Context | None = None, specs: dict | None = None,
                headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """One row per kernel: name, ident, op, storage form and bytes, shapes (for the report)."""
+    """One row per kernel: name, ident, op, storage form and bytes, MACs, shapes (for the report)."""
     graph = design.graph
     if ctx is None:
         ctx = K.Context(graph, sample_shapes(graph), tensor_idents(design))
@@ -299,6 +300,7 @@ def layer_info(design: Design, ctx: K.Context | None = None, specs: dict | None 
             name=node.name, ident=kernel.ident, op=node.op,
             form=store.form if store else None, storage=store.form if store else None,
             weight_bytes=store.bytes if store else 0, dense_weight_bytes=(store.dense_bits + 7) // 8 if store else 0,
+            macs=layer_macs(graph, node),
             input_shapes=[list(ctx.shapes[i]) for i in node.inputs], output_shape=list(ctx.shapes[node.output]))
         if store:
             row.update(weight_shape=list(np.shape(node.attrs["weight"])), weight_bits=store.wbits, nnz=store.nnz,

@@ -3,8 +3,9 @@
 ``kernel_spec(ctx, node)`` dispatches on the op to one builder per kernel family (dense,
 conv2d, pool, eltwise, concat, lut, datamove).  A ``KernelSpec`` carries loop bounds, strides,
 requantization constants (the multiplier with a negative shift's left shift folded in, the right
-shift, the rounding half), saturation bounds and weight storage; the templates in
-``templates/hls/`` only lay them out.  The integer semantics are those of
+shift, the rounding half; the integers come from ``backends/requant.py``, shared with the other
+backends), saturation bounds and weight storage; the templates in ``templates/hls/`` only lay
+them out.  The integer semantics are those of
 ``compiler/reference.py`` (the spec): this module reads the same attrs the same way.
 """
 
@@ -21,10 +22,10 @@ from nnforge.compiler.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode
 from nnforge.compiler.reference import _ceil_extra
 
+from ..requant import INT64_MIN as _INT64_MIN
+from ..requant import Saturation, clip_bounds, requant_constants, saturate_spec, shift_constants
 from . import weights as wts
 from .weights import CArray, c_int
-
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 @dataclass(frozen=True)
@@ -101,54 +102,17 @@ def c_type(t: QType) -> str:
 
 # -- requantization and saturation ----------------------------------------------------------------------
 
-def saturate_spec(out: QType, overflow: str, lo, hi, node: QNode) -> Saturate:
-    """``numerics.saturate`` as C steps (SAT's two clamps composed into one: both are monotone)."""
-    given = lo is not None or hi is not None
-    c_lo = out.lo if lo is None else int(lo)
-    c_hi = out.hi if hi is None else int(hi)
-    if overflow == "SAT":
-        lo_s, hi_s = (np.clip(np.array([out.lo, out.hi], np.int64), c_lo, c_hi).tolist() if given
-                      else (out.lo, out.hi))
-        return Saturate(None, (c_int(lo_s), c_int(hi_s)))
-    if overflow == "WRAP":
-        if out.bits >= 64:
-            raise InputError(f"WRAP output of node {node.name!r} must be narrower than 64 bits, not {out.bits}")
-        wrap = (c_int((1 << out.bits) - 1), c_int(out.hi), c_int(1 << out.bits))
-        return Saturate(wrap, (c_int(c_lo), c_int(c_hi)) if given else None)
-    raise InputError(f"overflow of node {node.name!r} must be SAT or WRAP, not {overflow!r}")
-
-
-def shift_constants(mult, shift, rounding: str, node: QNode) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(M << max(-n, 0), min(max(n, 0), 63), half) with numpy's int64 semantics, as the reference.
-
-    ``(acc * M) << l == acc * (M << l)`` modulo 2^64; numpy gives 0 for shifts >= 64 and, for a
-    right shift >= 64, the sign (0 or -1), which ``>> 63`` also gives.
-    """
-    if rounding not in ("RND", "TRN"):
-        raise InputError(f"rounding of node {node.name!r} must be RND or TRN, not {rounding!r}")
-    m = np.asarray(mult, dtype=np.int64).reshape(-1)
-    n = np.asarray(shift, dtype=np.int64).reshape(-1)
-    m, n = np.broadcast_arrays(m, n)
-    right = np.maximum(n, 0)
-    left = np.maximum(-n, 0)
-    meff = m << left
-    if rounding == "RND":
-        half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0).astype(np.int64)
-    else:
-        half = np.zeros_like(right)
-    return meff, np.minimum(right, 63), half
+def c_saturate(sat: Saturation) -> Saturate:
+    """``requant.saturate_spec``'s integers as C literals."""
+    return Saturate(None if sat.wrap is None else tuple(c_int(v) for v in sat.wrap),
+                    None if sat.clamp is None else tuple(c_int(v) for v in sat.clamp))
 
 
 def requant_spec(attrs: dict, out: QType, node: QNode, ident: str, channels: int | None
                  ) -> tuple[Requant, list[CArray]]:
     """Per-channel constants become arrays when they differ between channels."""
-    meff, sh, half = shift_constants(attrs["multiplier"], attrs["shift"], attrs["rounding"], node)
-    if channels is None:
-        if meff.size != 1:
-            raise InputError(f"the multiplier of node {node.name!r} must be one number, not {meff.size}")
-    elif meff.size not in (1, channels):
-        raise InputError(f"the multiplier of node {node.name!r} must have 1 or {channels} entries, not {meff.size}")
-    sat = saturate_spec(out, attrs["overflow"], attrs["lo"], attrs["hi"], node)
+    meff, sh, half = requant_constants(attrs, node, channels)
+    sat = c_saturate(saturate_spec(out, attrs["overflow"], attrs["lo"], attrs["hi"], node))
     if all(np.unique(a).size == 1 for a in (meff, sh, half)):
         return Requant(False, c_int(meff[0]), str(int(sh[0])), c_int(half[0]), sat), []
     full = [np.broadcast_to(a, (channels,)) for a in (meff, sh, half)]
@@ -298,12 +262,12 @@ def eltwise(ctx: Context, node: QNode, ident: str) -> KernelSpec:
             meff.append(c_int(m_[0]))
             sh.append(str(int(s_[0])))
             half.append(c_int(h_[0]))
-        p.update(m=meff, sh=sh, hf=half, sat=saturate_spec(out_t, a["overflow"], a["lo"], a["hi"], node))
+        sat = saturate_spec(out_t, a["overflow"], a["lo"], a["hi"], node)
+        p.update(m=meff, sh=sh, hf=half, sat=c_saturate(sat))
     elif node.op in ("mul", "requant"):
         p["rq"], _ = requant_spec(a, out_t, node, ident, None)
     elif node.op == "clip":
-        lo = _INT64_MIN if a.get("lo") is None else int(a["lo"])
-        hi = _INT64_MAX if a.get("hi") is None else int(a["hi"])
+        lo, hi = clip_bounds(a.get("lo"), a.get("hi"))
         p["clamp"] = (c_int(lo), c_int(hi))
     ins, outs = _ports(ctx, node)
     return KernelSpec("eltwise", node.op, ident, f"k_{ident}", ins, outs, p)

@@ -1,14 +1,13 @@
 """The files of a generated HLS project around the kernel sources.
 
 ``project_files(design, options, sources, golden, report)`` returns, for the sources the
-``hls`` codegen wrote (``src/`` and ``csim.json``):
+``hls`` codegen wrote (``src/`` and ``csim.json``) and the golden vectors every project gets
+(``tb/inputs.dat``, ``tb/golden.dat``: ``backends/golden.py``):
 
 =====================  ==================================================================
 ``tb/<top>_tb.cpp``     testbench: reads ``tb/inputs.dat``, runs the top, compares every
                         output code with ``tb/golden.dat``; prints PASS/FAIL, exit status =
                         failing samples
-``tb/inputs.dat``       golden input codes, one sample per line
-``tb/golden.dat``       the numpy reference's output codes for them
 ``script.tcl``          Vitis HLS (``vitis_hls -f script.tcl``): csim, csynth, optional cosim
                         and export
 ``hls_config.cfg``      the same for the unified flow (``v++ -c --mode hls --config ...``)
@@ -98,8 +97,6 @@ def _fmt_clock(clock: float) -> str:
 def project_files(design, options: dict[str, Any], sources: dict[str, str | bytes], golden, report: dict
                   ) -> dict[str, str]:
     """testbench, golden vectors, script.tcl, hls_config.cfg, Makefile, README.md, report.md."""
-    from nnforge.compile import write_codes
-
     check_options(options)
     top = options["top"]
     src = _paths(p for p in sources if p.startswith("src/"))
@@ -136,8 +133,6 @@ def project_files(design, options: dict[str, Any], sources: dict[str, str | byte
     env = _env()
     files = {
         f"tb/{top}_tb.cpp": env.get_template("tb.cpp.j2").render(ctx),
-        "tb/inputs.dat": write_codes(golden.inputs),
-        "tb/golden.dat": write_codes(golden.outputs),
         "script.tcl": env.get_template("script.tcl.j2").render(ctx),
         "hls_config.cfg": env.get_template("hls_config.cfg.j2").render(ctx),
         "Makefile": env.get_template("Makefile.j2").render(ctx),

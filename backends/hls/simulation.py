@@ -1,0 +1,74 @@
+"""The hls backend's C simulation of a written project: ``csim.json``, g++, and the runs.
+
+``codegen`` writes ``csim.json`` next to ``src/``: the top's name, its sizes, the input and
+output types, and every node's name, output tensor, shape and trace offset.  ``build``
+compiles ``src/`` with g++ into a shared library cached by source content
+(``nnforge.hw_sim.csim``, under ``$XDG_CACHE_HOME/nnforge/csim``); ``ProjectSim`` runs it on
+input codes and names the traced buffers by tensor, as ``reference.run`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nnforge.compiler.errors import InputError
+
+from ..base import Simulation
+
+MANIFEST = "csim.json"
+
+
+def read_manifest(project: Path) -> dict:
+    """The project's ``csim.json``; an InputError when ``project`` is not an hls project."""
+    path = Path(project) / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{str(project)!r} must be an hls project with a {MANIFEST}")
+    return json.loads(path.read_text())
+
+
+def build(project: Path) -> Path:
+    """g++ the project's ``src/`` into a shared library (reused when the sources are unchanged);
+    its path."""
+    from nnforge.hw_sim import csim
+
+    return csim.build(Path(project) / "src", read_manifest(project)["top"])
+
+
+class ProjectSim:
+    """One project's compiled C: ``simulate(inputs, trace)`` as ``Backend.simulate`` returns it."""
+
+    def __init__(self, project: Path):
+        from nnforge.hw_sim import csim
+
+        self.project = Path(project)
+        self.manifest = m = read_manifest(project)
+        self.so_path = build(project)
+        self.csim = csim.CSim(self.so_path, m["top"], m["in_size"], m["out_size"], m["trace_size"],
+                              nodes=[(n["name"], n["shape"]) for n in m["nodes"]])
+
+    def _codes(self, inputs: list[np.ndarray]) -> np.ndarray:
+        m = self.manifest
+        if len(inputs) != 1:
+            raise InputError(f"the generated top takes one input, not {len(inputs)}")
+        codes = np.asarray(inputs[0])
+        lo, hi = m["input"]["lo"], m["input"]["hi"]
+        if codes.size and (codes.min() < lo or codes.max() > hi):
+            raise InputError(f"input codes must lie in [{lo}, {hi}] ({m['input']['type']}), "
+                             f"not [{codes.min()}, {codes.max()}]")
+        return np.ascontiguousarray(codes, dtype=np.int64)
+
+    def simulate(self, inputs: list[np.ndarray], trace: bool = True) -> Simulation:
+        """Every node's output codes by tensor name (``trace``), or the graph output alone."""
+        codes = self._codes(inputs)
+        out = self.manifest["output"]
+        if not trace:
+            y = self.csim.run(codes)
+            return Simulation({out["name"]: y.reshape((len(codes), *out["shape"]))})
+        by_name = self.csim.trace(codes)
+        return Simulation({n["output"]: by_name[n["name"]] for n in self.manifest["nodes"]})
+
+
+__all__ = ["MANIFEST", "ProjectSim", "build", "read_manifest"]
