@@ -23,6 +23,7 @@ import nnforge
 from nnforge.backends import BackendError, broken_backends, get_backend, list_backends, registry
 from nnforge.backends.partition import partition
 from nnforge.cli import main as cli
+from nnforge.compile import parse_options
 from nnforge.compiler import reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_entry_point_backend_end_to_end(installed, tmp_path, monkeypatch):
     import run_demo  # the tutorial's own driver: compile_model, simulate, compare
 
     monkeypatch.chdir(tmp_path)
-    assert run_demo.main("cref_digits") == 0  # bit-exact on all 450 test images
+    assert run_demo.main("cref_digits") == 0  # bit-exact on all 450 test images, through nnforge.verify
 
     # the same, step by step, against an independent oracle
     model = nnforge.load(ROOT / "examples" / "digits_mlp.onnx")
@@ -100,15 +101,21 @@ def test_entry_point_backend_end_to_end(installed, tmp_path, monkeypatch):
         (prj / rel).parent.mkdir(parents=True, exist_ok=True)
         (prj / rel).write_text(text)
     codes = q.graph.quantize_inputs([x])
-    got = backend.simulate(prj, codes)
+    got = backend.simulate(prj, codes).tensors
     want = reference.run(q.graph, codes)
     assert list(got) == [n.output for n in q.graph.nodes]
     for name, arr in got.items():
         np.testing.assert_array_equal(arr, want[name])
     # 64x128, 128x64, 64x10 dense layers: K*N MACs + N requantizations each
-    assert [e.latency_cycles for e in backend.estimate(design, {})] == [64 * 128 + 128, 128 * 64 + 64, 64 * 10 + 10]
+    one = parse_options(backend, {})
+    assert one == {"macs_per_cycle": 1}
+    assert [e.latency_cycles for e in backend.estimate(design, one)] == [64 * 128 + 128, 128 * 64 + 64, 64 * 10 + 10]
     report = json.loads((tmp_path / "cref_digits" / "report.json").read_text())
-    assert report["backend"] == "cref"
+    assert report["backend"] == "cref" and report["options"] == {"macs_per_cycle": 4}
+    # run_demo's macs_per_cycle=4: ceil(K*N / 4) + N, and the MACs the facade fills in
+    assert [k["estimate"]["latency_cycles"] for k in report["kernels"]] == [2048 + 128, 2048 + 64, 160 + 10]
+    assert [k["macs"] for k in report["kernels"]] == [64 * 128, 128 * 64, 64 * 10]
+    assert "tb/inputs.dat" in report["files"] and "tb/golden.dat" in report["files"]
 
 
 def test_broken_entry_point_is_reported_and_harmless(installed):
@@ -122,6 +129,9 @@ def test_broken_entry_point_is_reported_and_harmless(installed):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert "cref" in [b["name"] for b in doc["backends"]]
+    cref = next(b for b in doc["backends"] if b["name"] == "cref")
+    assert cref["options"]["macs_per_cycle"] | {"help": ""} == {"default": 1, "help": "", "choices": None,
+                                                                "minimum": 1, "maximum": 64, "per_layer": False}
     assert any(b["name"] == "broken_plugin" and "ModuleNotFoundError" in b["error"] for b in doc["broken"])
     table = CliRunner().invoke(cli, ["backends"], terminal_width=200)
     assert table.exit_code == 0 and "cref" in table.output and "broken_plugin" in table.output

@@ -11,7 +11,8 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from nnforge.backends import Backend, Design, Kernel, LayerEstimate
+from nnforge.backends import Backend, Design, Kernel, LayerEstimate, Option, Simulation
+from nnforge.backends.requant import effective_clamp, requant_constants
 from nnforge.compiler.errors import InputError
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
@@ -29,15 +30,12 @@ def dense_spec(kernel: Kernel, design: Design) -> dict:
     if a["overflow"] != "SAT":
         raise InputError(f"overflow of layer {node.name!r} must be SAT for the cref backend, not {a['overflow']!r}")
     k, n = a["weight"].shape
-    shift = np.broadcast_to(a["shift"], (n,)).astype(np.int64)
-    right, left = np.maximum(shift, 0), np.maximum(-shift, 0)
-    half = np.where((right > 0) & (a["rounding"] == "RND"), np.left_shift(1, np.maximum(right - 1, 0)), 0)
+    mul, shift, half = (np.broadcast_to(c, (n,)) for c in requant_constants(a, node, n))  # no negative shifts
+    lo, hi = effective_clamp(out, a["lo"], a["hi"])  # the type's range and a fused ReLU, as one clamp
     return {
         "ident": kernel.ident, "k": int(k), "n": int(n),
         "weight": _csv(a["weight"]), "bias": _csv(a["bias"]),
-        "mul": _csv(np.broadcast_to(a["multiplier"], (n,)).astype(np.int64) << left),  # (acc*M) << l == acc*(M << l)
-        "half": _csv(half), "shift": _csv(right),
-        "lo": out.lo if a["lo"] is None else int(a["lo"]), "hi": out.hi if a["hi"] is None else int(a["hi"]),
+        "mul": _csv(mul), "half": _csv(half), "shift": _csv(shift), "lo": lo, "hi": hi,
     }
 
 
@@ -45,6 +43,8 @@ class CRefBackend(Backend):
     name = "cref"
     description = "plain C, one function per dense layer (the docs/backends.md tutorial)"
     ops = {"dense"}
+    options = {"macs_per_cycle": Option(1, "multiply-accumulates the core issues per cycle (for estimate)",
+                                        minimum=1, maximum=64)}
 
     def codegen(self, design: Design, options: dict) -> dict[str, str]:
         layers = [dense_spec(k, design) for k in design.kernels]
@@ -56,7 +56,7 @@ class CRefBackend(Backend):
         return {"src/cref.c": TEMPLATES.get_template("cref.c.j2").render(layers=layers),
                 "cref.json": json.dumps(manifest, indent=1) + "\n"}
 
-    def simulate(self, project: Path, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def simulate(self, project: Path, inputs: list[np.ndarray], trace: bool = True) -> Simulation:
         project = Path(project)
         manifest = json.loads((project / "cref.json").read_text())
         lib = build(project)
@@ -70,14 +70,14 @@ class CRefBackend(Backend):
             y = np.empty((len(x), k["n"]), dtype=np.int64)
             getattr(lib, k["ident"])(ctypes.c_int64(len(x)), x.ctypes.data_as(ptr), y.ctypes.data_as(ptr))
             values[k["output"]] = y
-        return {k["output"]: values[k["output"]] for k in manifest["kernels"]}
+        return Simulation({k["output"]: values[k["output"]] for k in manifest["kernels"]})  # every layer
 
     def estimate(self, design: Design, options: dict) -> list[LayerEstimate]:
-        # a single-issue core: one multiply-accumulate per cycle, then one requantization per output
+        # an in-order core: macs_per_cycle multiply-accumulates a cycle, then one requantization per output
         out = []
         for kernel in design.kernels:
             k, n = kernel.node.attrs["weight"].shape
-            cycles = int(k * n + n)
+            cycles = int(-(-k * n // options["macs_per_cycle"]) + n)
             out.append(LayerEstimate(kernel.node.name, kernel.op, cycles, cycles, notes=f"macs={k * n}"))
         return out
 
