@@ -32,9 +32,9 @@ def _kind(default: Any) -> str:
     return f"a {type(default).__name__}"
 
 
-def _typed(key: str, value: Any, default: Any) -> Any:
+def _typed(label: str, value: Any, default: Any) -> Any:
     """``value`` as the type of ``default`` (strings converted; other values checked)."""
-    bad = InputError(f"option {key!r} must be {_kind(default)} like {default!r}, not {value!r}")
+    bad = InputError(f"option {label} must be {_kind(default)} like {default!r}, not {value!r}")
     if default is None:  # no type to hold it to
         return value
     if isinstance(value, str) and not isinstance(default, str):
@@ -75,16 +75,17 @@ def _range(spec: Option) -> str:
     return f">= {lo:g}" if lo is not None else f"<= {hi:g}"
 
 
-def _scalar(key: str, value: Any, spec: Option) -> Any:
-    value = _typed(key, value, spec.default)
+def _scalar(key: str, value: Any, spec: Option, layer: str | None = None) -> Any:
+    label = repr(key) + ("" if layer is None else f" for layer {layer!r}")
+    value = _typed(label, value, spec.default)
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if number and not math.isfinite(value):
-        raise InputError(f"option {key!r} must be a finite number, not {value!r}")
+        raise InputError(f"option {label} must be a finite number, not {value!r}")
     if spec.choices is not None and value not in spec.choices:
-        raise InputError(f"option {key!r} must be one of {', '.join(map(repr, spec.choices))}, not {value!r}")
+        raise InputError(f"option {label} must be one of {', '.join(map(repr, spec.choices))}, not {value!r}")
     if number and ((spec.minimum is not None and value < spec.minimum)
                    or (spec.maximum is not None and value > spec.maximum)):
-        raise InputError(f"option {key!r} must be {_range(spec)}, not {value!r}")
+        raise InputError(f"option {label} must be {_range(spec)}, not {value!r}")
     return value
 
 
@@ -92,7 +93,7 @@ def parse_value(key: str, value: Any, spec: Option) -> Any:
     """One option's value, converted and checked; a per-layer option also takes
     ``{layer: value, "default": value}``, each value checked alike."""
     if isinstance(value, dict) and spec.per_layer:
-        return {k: _scalar(f"{key}[{k!r}]", v, spec) for k, v in value.items()}
+        return {k: _scalar(key, v, spec, layer=k) for k, v in value.items()}
     return _scalar(key, value, spec)
 
 

@@ -633,23 +633,24 @@ def _print_compile_summary(model_path: str, project, out_dir: str, golden_file: 
 
 
 def _print_verify(report) -> None:
-    """The per-layer table (cycle columns only where the backend has the figures) and the summary."""
+    """Per layer: the mismatches, then the cycle figures where the backend has them; the summary."""
     say = lambda text: out_console.print(text, highlight=False, markup=False, soft_wrap=True)
-    fmt = lambda v: "-" if v is None else f"{v:,}"
-    cols = [("layer", None), ("op", None), ("codes", lambda l: f"{l.codes:,}"),
-            ("mismatches", lambda l: f"{l.mismatches:,}")]
-    extra = [("MACs", "macs", fmt), ("predicted\ncycles", "predicted_cycles", fmt),
-             ("measured\ncycles", "measured_cycles", fmt),
-             ("utilization", "utilization", lambda v: "-" if v is None else f"{v:.1%}")]
-    for title, key, f in extra:
-        if any(getattr(l, key) is not None for l in report.layers):
-            cols.append((title, lambda l, key=key, f=f: f(getattr(l, key))))
     table = Table(header_style="bold")
-    for title, _ in cols:
-        table.add_column(title, justify="left" if title in ("layer", "op") else "right", overflow="fold")
+    for col in ("layer", "op", "codes", "mismatches"):
+        table.add_column(col, justify="right" if col in ("codes", "mismatches") else "left", overflow="fold")
     for layer in report.layers:
-        table.add_row(escape(layer.name), layer.op, *(f(layer) for _, f in cols[2:]))
+        table.add_row(escape(layer.name), layer.op, f"{layer.codes:,}", f"{layer.mismatches:,}")
     out_console.print(table)
+    figures = ("predicted_cycles", "measured_cycles", "utilization")
+    if any(getattr(l, f) is not None for l in report.layers for f in figures):
+        fmt = lambda v: "-" if v is None else f"{v:,}"
+        cycles = Table(header_style="bold")
+        for col in ("layer", "MACs", "predicted cycles", "measured cycles", "utilization"):
+            cycles.add_column(col, justify="left" if col == "layer" else "right", overflow="fold")
+        for l in report.layers:
+            cycles.add_row(escape(l.name), fmt(l.macs), fmt(l.predicted_cycles), fmt(l.measured_cycles),
+                           "-" if l.utilization is None else f"{l.utilization:.1%}")
+        out_console.print(cycles)
     for name in report.not_compared:
         say(f"not compared (the {report.backend} simulation does not expose it): {name}")
     say(f"backend: {report.backend}   samples: {report.samples} ({report.source})   "
