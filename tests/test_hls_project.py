@@ -2,7 +2,7 @@
 
 Oracles: the numpy reference (``nnforge.compiler.reference``) for every code, and
 ``nnforge.simulate`` (the TVM integer build) for accuracy.  Each compiled project is built
-with g++ once per module (``Project.build`` caches the library by source content).
+with g++ once per module (``backends/hls/simulation.py`` caches the library by source content).
 """
 
 from __future__ import annotations
