@@ -20,7 +20,7 @@ from nnforge.compiler.errors import InputError
 from .base import Backend
 
 ENTRY_POINT_GROUP = "nnforge.backends"
-_BUILTIN = {"hls": "nnforge.backends.hls:HLSBackend"}
+_BUILTIN = {"hls": "nnforge.backends.hls:HLSBackend", "systolic": "nnforge.backends.systolic:SystolicBackend"}
 
 _registry: dict[str, type[Backend]] = {}
 _origins: dict[str, str] = {}

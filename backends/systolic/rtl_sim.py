@@ -1,0 +1,139 @@
+"""Run a written systolic project: its RTL under cocotb, or its images through the functional model.
+
+Both take input codes, pack them into stream words with the manifest's layouts, run, and unpack
+the output words and (with ``trace``) every layer's trace region at its SYNC into tensors by
+name.  Layers the host runs after the array (``manifest["host"]``) are then computed with the
+numpy reference on the unpacked outputs.  Per-layer ``measured_cycles`` are the differences of
+consecutive SYNC stamps; ``utilization = macs / (measured_cycles * rows * cols)``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nnforge.compiler.errors import InputError
+
+from ..base import Simulation
+from . import isa, isa_sim
+from .manifest import pack_inputs, unpack_words
+
+TB_MODULE = "tb_program"
+
+
+def _manifest(project: Path) -> dict:
+    from . import read_manifest
+
+    return read_manifest(project)
+
+
+def _tensors(m: dict, outputs: np.ndarray, traces: dict[int, np.ndarray] | None) -> dict[str, np.ndarray]:
+    bits = m["in_bits"]
+    out = {doc["name"]: unpack_words(doc["layout"], outputs, bits) for doc in m["outputs"]}
+    for layer in m["layers"] if traces is not None else []:
+        words = traces.get(layer["id"])
+        if words is not None:
+            out[layer["output"]] = unpack_words(layer["layout"], words, bits)
+    return out
+
+
+def _host_tail(project: Path, m: dict, tensors: dict[str, np.ndarray], inputs: list[np.ndarray]) -> None:
+    """The trailing layers the host runs (the numpy reference, one op each), in graph order."""
+    if not m["host"]:
+        return
+    from nnforge.compiler import reference
+    from nnforge.compiler.qgraph_io import read_graph
+
+    graph = read_graph(project / "model")
+    values = dict(tensors)
+    values.update({t.name: np.asarray(a, np.int64) for t, a in zip(graph.inputs, inputs)})
+    names = {h["name"] for h in m["host"]}
+    for node in graph.nodes:
+        if node.name in names:
+            out_type = graph.tensors[node.output].qtype
+            values[node.output] = np.asarray(reference.OPS[node.op](node, [values[i] for i in node.inputs], out_type),
+                                             dtype=np.int64)
+            tensors[node.output] = values[node.output]
+
+
+def _layers(m: dict, stamps) -> dict[str, dict]:
+    stamps = [int(s) for s in stamps]
+    if len(stamps) != m["n_sync"]:
+        raise InputError(f"the simulation must stamp {m['n_sync']} SYNCs, not {len(stamps)}")
+    out = {}
+    for layer in m["layers"]:
+        cycles = stamps[layer["id"]] - stamps[layer["id"] - 1]
+        util = layer["macs"] / (cycles * m["rows"] * m["cols"]) if cycles > 0 else None
+        out[layer["name"]] = {"measured_cycles": cycles, "utilization": util}
+    return out
+
+
+def _result(project: Path, m: dict, inputs, outputs, traces, stamps, notes: list[str]) -> Simulation:
+    tensors = _tensors(m, outputs, traces)
+    _host_tail(project, m, tensors, inputs)
+    return Simulation(tensors, _layers(m, stamps), notes)
+
+
+def simulate_model(project: Path, inputs: list[np.ndarray], trace: bool = True) -> Simulation:
+    """The functional model (``isa_sim``) on the project's own memory images."""
+    m = _manifest(project)
+    words = pack_inputs(m, inputs)
+    mem = {name: isa_sim.read_words((project / doc["file"]).read_text())[:doc["used"]]
+           for name, doc in m["memories"].items()}
+    program = [isa.decode(w) for w in mem["prog"]]
+    p = m["parameters"]
+    machine = isa_sim.Machine(p["ROWS"], p["COLS"], p["IN_W"], p["ACC_W"], p["IDX_W"], p["SPAD_DEPTH"],
+                              p["WMEM_DEPTH"], p["IMEM_DEPTH"], p["PMEM_DEPTH"], p["PROG_DEPTH"])
+    regions = m["trace_regions"] if trace else None
+    r = isa_sim.run(machine, program, mem["wmem"], mem["imem"], mem["pmem"], words, regions)
+    return _result(project, m, inputs, r.outputs, r.traces if trace else None, r.stamps,
+                   ["functional model (isa_sim), not the RTL"])
+
+
+def simulate(project: Path, inputs: list[np.ndarray], trace: bool = True) -> Simulation:
+    """The project's RTL (``hw_sim/rtl.py``: Verilator under cocotb) on input codes."""
+    try:
+        from nnforge.hw_sim import rtl
+    except ImportError as err:
+        raise InputError(f"the systolic RTL simulation needs nnforge.hw_sim.rtl, which failed to import: {err}") from None
+    missing = rtl.simulator_missing()
+    if missing:
+        raise InputError(f"the systolic RTL simulation needs a Verilog simulator: {missing}")
+    m = _manifest(project)
+    words = pack_inputs(m, inputs)
+    build_dir = rtl.build(m["parameters"])
+    tb_dir = project / "tb" if (project / "tb" / f"{TB_MODULE}.py").is_file() else _package_tb()
+    with tempfile.TemporaryDirectory(prefix="nnf-systolic-") as tmp:
+        run_dir = Path(tmp)
+        for doc in m["memories"].values():
+            shutil.copyfile(project / doc["file"], run_dir / Path(doc["file"]).name)
+        np.save(run_dir / "inputs.npy", words)
+        config = {"inputs": "inputs.npy", "golden": None, "trace": bool(trace),
+                  "trace_regions": m["trace_regions"] if trace else {}, "results": "results.npz",
+                  "cols": m["cols"], "in_bits": m["in_bits"], "max_cycles": m["max_cycles"]}
+        (run_dir / "config.json").write_text(json.dumps(config))
+        rtl.run(build_dir, TB_MODULE, run_dir, {"NNF_TB_CONFIG": str(run_dir / "config.json")}, [str(tb_dir)])
+        results = run_dir / "results.npz"
+        if not results.is_file():
+            raise InputError(f"the RTL simulation of {str(project)!r} must write results.npz, and it did not "
+                             f"(see the cocotb log above)")
+        with np.load(results) as r:
+            outputs = r["outputs"]
+            stamps = r["stamps"]
+            traces = {int(k[len("trace_"):]): r[k] for k in r.files if k.startswith("trace_")} if trace else None
+    if len(stamps) and any(not np.array_equal(stamps[0], s) for s in stamps):
+        raise InputError("the RTL's SYNC stamps must be the same for every sample, and they differ")
+    return _result(project, m, inputs, outputs, traces, stamps[0] if len(stamps) else [], [])
+
+
+def _package_tb() -> Path:
+    import nnforge.hw_sim
+
+    return Path(nnforge.hw_sim.__file__).parent / "systolic"
+
+
+__all__ = ["simulate", "simulate_model"]

@@ -1,0 +1,30 @@
+"""The generated wrapper: only when the ``top`` option names a module other than the library's.
+
+``rtl/nnf_systolic_top.v`` is the accelerator for every model; with ``top`` left at its
+default the project instantiates it directly (parameters from ``systolic.json``).  Another
+``top`` gets ``rtl/<top>.v``: that name, the same ports, this model's parameters fixed.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .params import OPTIONS, Params
+
+
+def files(p: Params) -> dict[str, str]:
+    """``{}`` for the default top, else ``{"rtl/<top>.v": wrapper}``."""
+    if p.top == OPTIONS["top"].default:
+        return {}
+    from nnforge import __version__
+
+    from .project import _templates
+
+    m = p.machine
+    text = _templates().get_template("wrapper.v.j2").render(
+        top=p.top, version=__version__, params=p.verilog_parameters(), word_bits=m.cols * m.in_bits,
+        dbg_addr_bits=max(1, math.ceil(math.log2(m.spad_depth))))
+    return {f"rtl/{p.top}.v": text}
+
+
+__all__ = ["files"]
