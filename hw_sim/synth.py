@@ -87,7 +87,8 @@ class SynthResult:
     transistors: int | None = None  # generic: stat -tech cmos over the logic (memories excluded)
     transistors_complete: bool = True  # False when stat met cells it has no transistor count for
     sram_bits: int = 0  # generic: bits held in inferred memories ($mem_v2 macros)
-    memories: list[dict[str, Any]] = field(default_factory=list)
+    memories: list[dict[str, Any]] = field(default_factory=list)  # generic: every $mem_v2 cell
+    rams: list[dict[str, Any]] = field(default_factory=list)  # FPGA: every instance holding block or LUT RAM
     seconds: float = 0.0  # wall time of the run that made this result (not of a cache hit)
     cached: bool = False
     key: str = ""
@@ -287,6 +288,7 @@ def _parse(work: Path, design: Design, device: Device) -> SynthResult:
         parameters=design.parameter_dict(), tool=yowasp.version("yosys"),
         totals=resources(family, all_cells), cells=dict(sorted(all_cells.items())),
         instances=instances, modules=modules)
+    result.rams = _rams(family, top_raw, own, children)
     if family == "generic":
         result.transistors, result.transistors_complete = _transistors(
             stat["design"].get("estimated_num_transistors"))
@@ -296,6 +298,21 @@ def _parse(work: Path, design: Design, device: Device) -> SynthResult:
             others = {c for c in all_cells if not c.startswith("$_") and not c.startswith("$mem")}
             result.transistors_complete = not others
     return result
+
+
+def _rams(family: str, top: str, own: dict, children: dict) -> list[dict[str, Any]]:
+    """Instances whose own cells include block or LUT RAM: path, module, counts."""
+    out = []
+
+    def walk(m: str, path: str) -> None:
+        res = resources(family, own[m])
+        if path and (res["bram"] or res["lutram"]):
+            out.append({"path": path, "module": module_name(m), "bram": res["bram"], "lutram": res["lutram"]})
+        for inst, child in children[m]:
+            walk(child, f"{path}.{inst}" if path else inst)
+
+    walk(top, "")
+    return sorted(out, key=lambda r: r["path"])
 
 
 def _paramod_params(mod: dict) -> dict[str, Any]:

@@ -686,3 +686,26 @@ def verify_cmd(project_dir, data_path, as_json, batch_size):
         _print_verify(report)
     if report.mismatches:
         sys.exit(1)
+
+
+@main.command("synth")
+@click.argument("project_dir", metavar="OUTDIR")
+@click.option("--target", default=None, metavar="TARGET",
+              help="ecp5-25k, ecp5-45k, ecp5-85k, xc7 (synthesis only) or generic (the ASIC view: CMOS gates, "
+                   "transistors); default: the project's part option, else ecp5-85k.")
+@click.option("--pnr", is_flag=True, help="Place and route with nextpnr-ecp5: Fmax, utilization, critical path.")
+@click.option("--bitstream", is_flag=True, help="Write OUTDIR/synth/top.bit with ecppack (implies --pnr).")
+@click.option("--freq", default=None, metavar="MHZ", help="Clock target for place and route (default: the project's "
+                                                           "clock_mhz).")
+@click.option("--package", default=None, help="ECP5 package (default: the device's largest, for the most IOs).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def synth_cmd(project_dir, target, pnr, bitstream, freq, package, as_json):
+    """Synthesize a systolic project with yosys; add the figures to report.json/.md (docs/systolic.md)."""
+    from nnforge.hw_sim.synth_flow import run_synth
+    from nnforge.synth_view import print_run, run_json
+
+    run = run_synth(project_dir, target, pnr, bitstream, freq, package)
+    if as_json:
+        click.echo(json.dumps(run_json(run)))
+    else:
+        print_run(run, out_console)
