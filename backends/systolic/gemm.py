@@ -27,7 +27,7 @@ from nnforge.compiler.qgraph import QNode
 from . import isa
 from .layout import Shape, ceil_div, chw_of
 from .spec import (Context, Emitter, LayerSpec, Unsupported, check_width, expect_shape, instr, multiplier,
-                   out_fields)
+                   out_fields, spatial_input)
 
 
 def _k_plan(ch_of: np.ndarray, n_words: int, out_ch: int, ipg: int, opg: int, cols: int) -> tuple[int, int]:
@@ -173,12 +173,10 @@ def conv_like(ctx: Context, node: QNode, w: np.ndarray, geometry: dict, out_shap
 
 def conv2d(ctx: Context, node: QNode) -> LayerSpec:
     a = node.attrs
-    x = ctx.shapes[node.inputs[0]]
+    x = spatial_input(ctx, node)
     w = np.asarray(a["weight"], dtype=np.int64)
     o_ch, ipg, kh, kw = w.shape
     c, h, wd = x.chw
-    expect_shape(node, "input (a pixel-major [C, H, W] tensor; only flattens and channel-only reshapes are "
-                 "views)", x.shape, x.chw)
     g = int(a["groups"])
     if c != ipg * g or o_ch % g:
         raise Unsupported(f"conv2d layer {node.name!r}: its {c} input channels must be groups ({g}) x {ipg}, and "

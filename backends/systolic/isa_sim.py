@@ -81,12 +81,18 @@ def _lanes(words, cols: int, width: int) -> np.ndarray:
 
 
 def _pmem(words, m: Machine) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PMEM words -> (bias, mult, shift), each ``[len, C]``; bias sign-extended from ACC_W bits."""
-    raw = _lanes(words, m.cols, isa.pmem_lane_bits(m.acc_bits)) if len(words) else np.zeros((0, m.cols), np.int64)
-    bias = _ext(raw & ((1 << m.acc_bits) - 1), m.acc_bits, True)
-    mult = (raw >> m.acc_bits) & ((1 << isa.MULT_W) - 1)
-    shift = (raw >> (m.acc_bits + isa.MULT_W)) & ((1 << isa.SHIFT_W) - 1)
-    return bias, mult, shift
+    """PMEM words -> (bias, mult, shift), each ``[len, C]``; bias sign-extended from ACC_W bits.
+
+    A lane is ACC_W + 22 bits (more than int64 for ACC_W > 42), so fields are cut in Python ints."""
+    lane_bits = isa.pmem_lane_bits(m.acc_bits)
+    out = np.zeros((3, len(words), m.cols), dtype=np.int64)
+    for i, w in enumerate(words):
+        w = int(w)
+        for lane in range(m.cols):
+            v = (w >> (lane * lane_bits)) & ((1 << lane_bits) - 1)
+            out[:, i, lane] = (v & ((1 << m.acc_bits) - 1), (v >> m.acc_bits) & ((1 << isa.MULT_W) - 1),
+                               v >> (m.acc_bits + isa.MULT_W))
+    return _ext(out[0], m.acc_bits, True), out[1], out[2]
 
 
 class _State:
@@ -184,8 +190,11 @@ def _gemm(st: _State, ins: isa.Instr) -> None:
         out_addr = g("out_base") + pixels * g("out_ps") + n
         writes.append(out_addr)
         st.write(out_addr, _rq(acc, mult, shift, g))
+    written = np.concatenate(writes)
+    if np.unique(written).size != written.size:
+        raise SimError(f"GEMM of layer {ins.layer!r} writes one SPAD word twice (out_ps < n_words?)")
     # the array reads and writes concurrently: an output over its own input is a compiler bug
-    if reads and np.intersect1d(np.concatenate(reads), np.concatenate(writes)).size:
+    if reads and np.intersect1d(np.concatenate(reads), written).size:
         raise SimError(f"GEMM of layer {ins.layer!r} writes SPAD words it reads")
 
 

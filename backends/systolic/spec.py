@@ -140,6 +140,18 @@ def expect_shape(node: QNode, what: str, got, want) -> None:
         raise Unsupported(f"the {what} of layer {node.name!r} must be {tuple(want)}, not {tuple(got)}")
 
 
+def spatial_input(ctx: Context, node: QNode) -> Shape:
+    """The input of a layer that reads pixels (conv2d, pools, pad): its logical shape must be its
+    physical ``[C, H, W]`` (a reshape is only a view, so it cannot move channels into pixels)."""
+    x = ctx.shapes[node.inputs[0]]
+    if tuple(x.shape) != x.chw:
+        raise Unsupported(f"the input of layer {node.name!r} must be a pixel-major [C, H, W] tensor, not "
+                          f"{node.inputs[0]!r}, a reshape of a {x.chw} tensor to {tuple(x.shape)} (the array "
+                          f"reshapes only by flattening or by channel-only views)")
+    check_width(ctx, node, node.inputs[0], "input")
+    return x
+
+
 def instr(node: QNode, op: int, note: str = "", **fields: int) -> isa.Instr:
     """An instruction, with every field checked to fit now (an InputError naming the layer)."""
     ins = isa.Instr(op, {k: int(v) for k, v in fields.items()}, layer=node.name, note=note)
@@ -151,4 +163,4 @@ def instr(node: QNode, op: int, note: str = "", **fields: int) -> isa.Instr:
 
 
 __all__ = ["Context", "Emitter", "LayerSpec", "Unsupported", "check_width", "expect_shape", "instr", "multiplier",
-           "out_fields", "scalar_multiplier"]
+           "out_fields", "scalar_multiplier", "spatial_input"]

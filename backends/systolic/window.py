@@ -14,16 +14,8 @@ from nnforge.compiler.reference import _ceil_extra
 
 from . import isa
 from .layout import Shape
-from .spec import (Context, Emitter, LayerSpec, Unsupported, check_width, expect_shape, instr, out_fields,
-                   scalar_multiplier)
-
-
-def _spatial_input(ctx: Context, node: QNode) -> Shape:
-    x = ctx.shapes[node.inputs[0]]
-    expect_shape(node, "input (a pixel-major [C, H, W] tensor; only flattens and channel-only reshapes are "
-                 "views)", x.shape, x.chw)
-    check_width(ctx, node, node.inputs[0], "input")
-    return x
+from .spec import (Context, Emitter, LayerSpec, Unsupported, expect_shape, instr, out_fields, scalar_multiplier,
+                   spatial_input)
 
 
 def _window(ctx: Context, node: QNode, sub: int, x: Shape, geometry: dict, out_hw: tuple[int, int],
@@ -57,7 +49,7 @@ def _sum_bound(ctx: Context, node: QNode, taps: int) -> None:
 
 def max_pool2d(ctx: Context, node: QNode) -> LayerSpec:
     a = node.attrs
-    x = _spatial_input(ctx, node)
+    x = spatial_input(ctx, node)
     _, h, w = x.chw
     (kh, kw), (sh, sw) = a["pool_size"], a["strides"]
     dh, dw = a.get("dilation", (1, 1))
@@ -81,7 +73,7 @@ def max_pool2d(ctx: Context, node: QNode) -> LayerSpec:
 
 def avg_pool2d(ctx: Context, node: QNode) -> LayerSpec:
     a = node.attrs
-    x = _spatial_input(ctx, node)
+    x = spatial_input(ctx, node)
     _, h, w = x.chw
     (kh, kw), (sh, sw) = a["pool_size"], a["strides"]
     t, l, b, r = a["padding"]
@@ -95,7 +87,7 @@ def avg_pool2d(ctx: Context, node: QNode) -> LayerSpec:
 
 def global_avg_pool(ctx: Context, node: QNode) -> LayerSpec:
     a = node.attrs
-    x = _spatial_input(ctx, node)
+    x = spatial_input(ctx, node)
     _, h, w = x.chw
     _sum_bound(ctx, node, h * w)
     m, n = scalar_multiplier(node, a["multiplier"], a["shift"])
@@ -105,7 +97,7 @@ def global_avg_pool(ctx: Context, node: QNode) -> LayerSpec:
 
 def pad(ctx: Context, node: QNode) -> LayerSpec:
     pads = [int(v) for v in node.attrs["pads"]]
-    x = _spatial_input(ctx, node)
+    x = spatial_input(ctx, node)
     _, h, w = x.chw
     if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
         raise Unsupported(f"pad layer {node.name!r} must pad only height and width of an NCHW tensor by >= 0, "
