@@ -24,7 +24,7 @@ from .mapping import ACCELERATED_OPS, Plan, plan
 from .params import OPTIONS, Params, params
 
 HDL_DIR = Path(__file__).parent / "hdl"
-HDL_SUFFIXES = (".v", ".sv", ".vh", ".svh")
+HDL_SUFFIXES = (".v", ".sv", ".vh", ".svh", ".vlt")  # .vlt: the Verilator lint waiver
 MANIFEST = "systolic.json"
 DEFAULT_TOP = "nnf_systolic_top"
 

@@ -33,7 +33,9 @@ from .manifest import pack_inputs, unpack_words
 from .params import Params
 
 TB_SOURCE = "tb_program.py"
-BUILD_ARGS: list[str] = []  # extra Verilator arguments of the standalone runner
+# the standalone runner's Verilator arguments: those of hw_sim/rtl.py (lint is its own step, with the
+# library's one waiver in rtl/nnf_lint.vlt)
+BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 
 
 def _templates() -> jinja2.Environment:

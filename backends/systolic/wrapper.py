@@ -7,8 +7,6 @@ default the project instantiates it directly (parameters from ``systolic.json``)
 
 from __future__ import annotations
 
-import math
-
 from .params import OPTIONS, Params
 
 
@@ -23,7 +21,7 @@ def files(p: Params) -> dict[str, str]:
     m = p.machine
     text = _templates().get_template("wrapper.v.j2").render(
         top=p.top, version=__version__, params=p.verilog_parameters(), word_bits=m.cols * m.in_bits,
-        dbg_addr_bits=max(1, math.ceil(math.log2(m.spad_depth))))
+        dbg_addr_bits=32)  # the top's debug address is a 32-bit word address, like the instruction bases
     return {f"rtl/{p.top}.v": text}
 
 
