@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 import nnforge
+import nnforge.hw_sim
 from nnforge.backends.systolic import HDL_DIR, isa
 from nnforge.backends.systolic.manifest import unpack_words
 from nnforge.backends.systolic.project import TB_SOURCE
@@ -181,6 +182,9 @@ def _rtl_or_skip():
     missing = rtl.simulator_missing()
     if missing:
         pytest.skip(f"no Verilog simulator: {missing}")
+    tb = Path(nnforge.hw_sim.__file__).parent / "systolic" / TB_SOURCE
+    if not tb.is_file():
+        pytest.skip(f"the program testbench {tb.name} is not in nnforge.hw_sim.systolic")
     return rtl
 
 
