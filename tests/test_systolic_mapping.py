@@ -231,3 +231,15 @@ def test_in_bits_options_limit_the_widths_and_the_message_says_how_to_raise_it()
 def test_params_checks_rows_against_cols():
     with pytest.raises(InputError, match="option 'rows' must be at most cols=4"):
         params(options(rows=8, cols=4))
+
+
+def test_concat_on_another_axis_is_refused_when_it_is_not_trailing(rng):
+    nodes = [_conv("a", "x", 4, 3, 1, rng), _conv("b", "x", 4, 3, 1, rng),
+             QNode("concat", "cat", ["a", "b"], "cat", {"axis": 2}), _conv("c", "cat", 2, 4, 1, rng)]
+    g, _ = _graph(nodes, ["c"])
+    with pytest.raises(InputError, match=r"concat layer 'cat' must join along the channel axis 1, not axis 2 "
+                                         r"\(layer 'cat' cannot stay on the host: conv2d layer 'c' after it"):
+        BACKEND.check_design(design(g), options())
+    g2, codes2 = _graph(nodes[:3], ["cat"])  # trailing: the host concatenates the array's a and b
+    d, plan, _ = _run(g2, codes2)
+    assert [h.name for h in d.host] == ["cat"] and [s.name for s in plan.outputs] == ["a", "b"]
