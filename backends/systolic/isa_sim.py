@@ -11,7 +11,9 @@ Memory images are lists of words as ``isa.pack_lanes`` / ``isa.pack_pmem`` make 
 are a ``SimError``.  Hardware details the model keeps: codes are stored as their low ``IN_W``
 bits and extended by the reading instruction's signedness flag; the accumulator is ``ACC_W``
 bits (two's complement wrap); the saturate stage wraps (``wrap``) and then clamps to
-``[lo, hi]`` only (``lo``/``hi`` already carry the type's range).
+``[lo, hi]`` only (``lo``/``hi`` already carry the type's range); a codebook entry is lane 0's low
+``IN_W`` bits of its PMEM word, extended by ``w_signed``.  A SYNC's layer id is its ``count``
+field; ``Result.stamps`` holds the cycle count at each SYNC, that SYNC's own cycles included.
 """
 
 from __future__ import annotations
