@@ -115,11 +115,11 @@ def _host_split(design: Design, params: Params) -> tuple[list[LayerSpec], dict[s
                                  f"{node.name!r} after it needs the array)")
         elif node.name in partition_host:
             reason, root = partition_host[node.name], node.name
+        elif node.op not in ACCELERATED_OPS:
+            reason, root = f"the systolic array has no instruction for '{node.op}'", node.name
         else:
             try:
                 spec = views.concat(ctx, node, placed) if node.op == "concat" else SPECS[node.op](ctx, node)
-            except KeyError:
-                spec, reason, root = None, f"the systolic backend has no kernel for '{node.op}'", node.name
             except Unsupported as err:
                 spec, reason, root = None, str(err), node.name
             else:
