@@ -144,10 +144,13 @@ def inventory(p: dict[str, int]) -> list[Unit]:
     lane_pm = isa.pmem_lane_bits(acc_w)
     mult_w = isa.MULT_W + 1  # the unsigned 16-bit multiplier as a signed operand
     lo_w, hi_w = acc_w // 2, acc_w - acc_w // 2  # nnf_requant splits acc into two DSP-sized halves
+    aw = max(1, math.ceil(math.log2(p["SPAD_DEPTH"])))  # scratchpad address width
     return [
         Unit("array", f"{r}x{c} PEs, one {in_w + 1}x{in_w + 1} MAC each", (Mul(r * c, in_w + 1, in_w + 1),)),
         Unit("requant", f"{c} requantizers (shared by GEMM and the ALU), {lo_w + 1}x{mult_w} and "
                         f"{hi_w}x{mult_w} partial products each", (Mul(c, lo_w + 1, mult_w), Mul(c, hi_w, mult_w))),
+        Unit("agen", f"tap address generator (GEMM and WINDOW), two {aw}x{aw} index multiplies",
+             (Mul(2, aw, aw, False, False),)),
         Unit("spad", f"scratchpad {p['SPAD_DEPTH']} x {c * in_w} b", memories=(Memory("spad", p["SPAD_DEPTH"], c * in_w),)),
         Unit("wmem", f"weights {p['WMEM_DEPTH']} x {c * in_w} b", memories=(Memory("wmem", p["WMEM_DEPTH"], c * in_w),)),
         Unit("imem", f"indices {p['IMEM_DEPTH']} x {c * idx_w} b",

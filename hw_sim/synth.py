@@ -134,8 +134,9 @@ def yosys_script(design: Design, family: str, flatten: bool = False) -> str:
         # synth up to (not including) memory_map: memories stay $mem_v2 (SRAM macros); then fine-grained
         # cells, enables/sync resets as muxes (the cmos transistor table counts plain $_DFF_P_ only),
         # and CMOS gates.
+        # abc's default gate-mapping script (&dch, &nf) took 185 s on a 2x2 array for 0.3% fewer transistors
         lines += [f"synth -top {top}{' -flatten' if flatten else ''} -run :fine", "opt -fast -full", "techmap",
-                  "opt -fast", "dffunmap", "abc -g cmos", "opt_clean"]
+                  "opt -fast", "dffunmap", "abc -g cmos -script +strash;dc2;dretime;map", "opt_clean"]
     stat = "stat -tech cmos -json" if family == "generic" else "stat -json"
     lines += [f"tee -q -o stat.json {stat}", "write_json netlist.json", ""]
     return "\n".join(lines)

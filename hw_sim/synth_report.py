@@ -44,6 +44,8 @@ def compare(model: list[resource_model.UnitEstimate], synth) -> dict[str, Any]:
             row["measured_dsp"] = per_module.get("nnf_pe", 0)
         elif r.name == "requant":
             row["measured_dsp"] = per_module.get("nnf_requant", 0)
+        elif r.name == "agen":
+            row["measured_dsp"] = per_module.get("nnf_tap_agen", 0)
         if r.sram_bits:
             hits = [x for x in synth.rams if r.name in x["path"].lower()]
             if hits:
