@@ -133,10 +133,13 @@ def verilog_header() -> str:
 
 
 # -- the cycle model ---------------------------------------------------------------------------------
-# Every instruction takes FETCH_CYCLES (program read + decode), then its body, then a fixed drain
-# that empties its pipeline.  The controller waits exactly the drain given here (a counter, not
-# "until empty"), so the model is exact by construction.  The constants are the RTL's pipeline
-# depths; hdl/ states each one next to the unit it belongs to.
+# Every instruction takes FETCH_CYCLES (FETCH: the program memory is read; DECODE: the instruction
+# is on its output), then its unit's cycles: one start cycle, the body (one k-step, tap or word a
+# cycle), then a fixed drain.  The unit waits exactly the drain given here (a counter from its last
+# issue, not "until empty"), so the model is exact by construction; docs/systolic.md ("Cycle model")
+# derives each constant from the pipeline depths stated next to the units' ports in hdl/.  The
+# "drain" constants below include the start cycle.  The cycle counter stops while the controller is
+# stalled at a traced SYNC; INPUT/OUTPUT are exact when the streams do not stall.
 
 FETCH_CYCLES = 2
 
@@ -147,16 +150,23 @@ class ArrayShape:
     cols: int
 
 
-def gemm_drain(a: ArrayShape) -> int:
-    """Cycles after the last k-step is issued until the last output word is written."""
-    return REQUANT_LATENCY + a.rows + a.cols + GEMM_FIXED_LATENCY
-
-
-REQUANT_LATENCY = 4  # requant unit: multiply (2 stages), round-shift, saturate
-GEMM_FIXED_LATENCY = 4  # address gen + memory read + lane load + column output register
-WINDOW_DRAIN = REQUANT_LATENCY + 3
-ELTWISE_DRAIN = REQUANT_LATENCY + 4
+REQUANT_LATENCY = 7  # nnf_requant: operands, 2 partial products, product, shift, round (+pair), wrap, clamp
+TAP_LATENCY = 5  # nnf_tap_agen: bounds, ih*in_w, +iw, *in_ps, +base: issue -> scratchpad address
+# GEMM: issue -> operands at the array (tap address, memory read, row load: TAP_LATENCY + 2), plus the
+# start cycle and the final write; the flush wavefront then crosses the array (ROWS + COLS with the deskew)
+GEMM_FIXED_LATENCY = TAP_LATENCY + 2 + 2
+# WINDOW: start, the last tap's address (TAP_LATENCY), read, accumulate, requant, write
+WINDOW_DRAIN = 1 + TAP_LATENCY + 2 + REQUANT_LATENCY
+# ELTWISE: start, read, lane register, MUL's second pass through the multiplier (3), requant, write;
+# every sub-op waits this long (the others are done 3 cycles earlier)
+ELTWISE_DRAIN = 1 + 2 + 3 + REQUANT_LATENCY
+# INPUT: start, the last handshake's write; OUTPUT: start, the last word's read (on the stream)
 IO_DRAIN = 2
+
+
+def gemm_drain(a: ArrayShape) -> int:
+    """Cycles after the last k-step is issued until the instruction ends (its last word written)."""
+    return REQUANT_LATENCY + a.rows + a.cols + GEMM_FIXED_LATENCY
 
 
 def cycles(instr: Instr, a: ArrayShape) -> int:

@@ -1,0 +1,252 @@
+// nnf_gemm: the GEMM datapath around nnf_array: weight and parameter fetch, the codebook of
+// shared weights, the row loaders, the per-column requantization parameters and the write
+// sequencer.  The requantization units themselves (nnf_requant, shared with the ALU) and the
+// deskew sit in the top: col_acc/col_mult/col_shift go out, the deskewed words come back as
+// the scratchpad write data for spad_we/spad_waddr.
+//
+// Pipeline, relative to the issue cycle b of a k-step (nnf_gemm_seq):
+//   b+5   scratchpad read address (nnf_tap_agen), WMEM/IMEM address, PMEM address (k-step 0)
+//   b+6   memory data; the row loader takes its word (zeros for padding / missing pixels)
+//   b+7   row operand lane 0 and the k-step's weight word at the array (X = 7)
+//         (PMEM: the tile's {bias, M, n} word is staged at b+6 and the array takes the biases)
+//   then  row i, column j finishes at b+X+2+i+j (tile s-1's sums when tile s's first arrives),
+//         the column's requant unit (RQ_LAT cycles) and the deskew (COLS-1-j) align row i of
+//         every column at b+X+1+COLS+RQ_LAT+i, when it is written.
+// The requantization parameters of tile s-1 must stay at column j's requant input while tile
+// s starts, so M/n are staged twice (s_ms -> sp_ms -> sp_ms_d) and each column loads its own
+// lane when `first` passes its top.
+//
+// Drain (fixed, docs/systolic.md "Cycle model"): fin is high DRAIN_TAIL cycles after the flush
+// wavefront, in the cycle of the last write: DRAIN_TAIL = X + COLS + RQ_LAT + ROWS.
+module nnf_gemm #(
+    parameter integer ROWS = 4,
+    parameter integer COLS = 4,
+    parameter integer IN_W = 8,
+    parameter integer ACC_W = 32,
+    parameter integer IDX_W = 4,
+    parameter integer SPAD_AW = 12,
+    parameter integer WMEM_AW = 13,
+    parameter integer IMEM_AW = 12,
+    parameter integer PMEM_AW = 11,
+    parameter integer RQ_LAT = 7,
+    parameter integer TAG_W = 2
+) (
+    input  wire                  clk,
+    input  wire                  rst,
+    input  wire                  go,
+    // instruction fields
+    input  wire                  a_signed,
+    input  wire                  w_signed,
+    input  wire                  shared,
+    input  wire [2:0]            idx_bits,
+    input  wire [15:0]           out_h,
+    input  wire [15:0]           out_w,
+    input  wire [15:0]           out_ps,
+    input  wire [31:0]           out_base,
+    input  wire [15:0]           n_words,
+    input  wire [15:0]           k_words,
+    input  wire [15:0]           k_step,
+    input  wire [7:0]            kh,
+    input  wire [7:0]            kw,
+    input  wire [7:0]            sh,
+    input  wire [7:0]            sw,
+    input  wire [7:0]            dh,
+    input  wire [7:0]            dw,
+    input  wire [7:0]            pt,
+    input  wire [7:0]            pl,
+    input  wire [31:0]           w_base,
+    input  wire [31:0]           p_base,
+    // tap requests to nnf_tap_agen, and what comes back 5 cycles later
+    output wire                  t_v,
+    output wire                  t_pv,
+    output wire [25:0]           t_ihp,
+    output wire [25:0]           t_iwp,
+    output wire [15:0]           t_kdh,
+    output wire [15:0]           t_kdw,
+    output wire [15:0]           t_cw,
+    output wire [TAG_W-1:0]      t_row,
+    input  wire                  ag_v,
+    input  wire                  ag_inb,
+    input  wire [TAG_W-1:0]      ag_row,
+    input  wire [COLS*IN_W-1:0]  spad_rdata,
+    // static memories
+    output wire [WMEM_AW-1:0]    wmem_raddr,
+    input  wire [COLS*IN_W-1:0]  wmem_rdata,
+    output wire [IMEM_AW-1:0]    imem_raddr,
+    input  wire [COLS*IDX_W-1:0] imem_rdata,
+    output wire                  pmem_re,
+    output wire [PMEM_AW-1:0]    pmem_raddr,
+    input  wire [COLS*(ACC_W+22)-1:0] pmem_rdata,
+    // to the requant units (column j: lane j)
+    output wire [COLS*ACC_W-1:0] col_acc,
+    output wire [COLS*17-1:0]    col_mult,
+    output wire [COLS*6-1:0]     col_shift,
+    // scratchpad write (data: the deskewed requant outputs)
+    output wire                  spad_we,
+    output wire [SPAD_AW-1:0]    spad_waddr,
+    output wire                  active,
+    output wire                  fin
+);
+    localparam integer X = 7;                       // issue -> operands at the array
+    localparam integer TOKEN_DELAY = X + COLS + RQ_LAT;
+    localparam integer DRAIN_TAIL = X + COLS + RQ_LAT + ROWS;
+    localparam integer LB = ACC_W + 22;             // PMEM lane: {shift[5:0], mult[15:0], bias}
+    localparam integer NCB = 1 << IDX_W;
+    localparam [15:0] ROWS16 = ROWS[15:0];
+
+    // -- sequencer --------------------------------------------------------------------------
+    wire        cb_re, k0, flush;
+    wire [31:0] cb_addr, w_addr, p_addr;
+    wire [7:0]  cb_e;
+    nnf_gemm_seq #(.ROWS(ROWS), .COLS(COLS), .TAG_W(TAG_W)) u_seq (
+        .clk(clk), .rst(rst), .go(go),
+        .out_h(out_h), .out_w(out_w), .n_words(n_words), .k_words(k_words), .k_step(k_step),
+        .kh(kh), .kw(kw), .sh(sh), .sw(sw), .dh(dh), .dw(dw), .pt(pt), .pl(pl),
+        .w_base(w_base), .p_base(p_base), .shared(shared), .idx_bits(idx_bits),
+        .cb_re(cb_re), .cb_addr(cb_addr), .cb_e(cb_e),
+        .t_v(t_v), .t_pv(t_pv), .t_ihp(t_ihp), .t_iwp(t_iwp), .t_kdh(t_kdh), .t_kdw(t_kdw),
+        .t_cw(t_cw), .t_row(t_row),
+        .w_addr(w_addr), .k0(k0), .p_addr(p_addr), .flush(flush));
+
+    reg run;       // from go to fin
+    reg draining;  // after the flush wavefront
+    reg [15:0] dcnt;
+    assign fin = (flush & (DRAIN_TAIL == 0)) | (draining & ({16'd0, dcnt} == DRAIN_TAIL));
+    assign active = run;
+    always @(posedge clk) begin
+        if (rst) begin
+            run <= 1'b0; draining <= 1'b0; dcnt <= 16'd0;
+        end else begin
+            if (go) run <= 1'b1;
+            else if (fin) run <= 1'b0;
+            if (flush) begin
+                draining <= 1'b1; dcnt <= 16'd1;
+            end else if (draining) begin
+                dcnt <= dcnt + 16'd1;
+                if (fin) draining <= 1'b0;
+            end
+        end
+    end
+
+    // -- weights, parameters: 5 cycles to the memory address, as nnf_tap_agen ----------------
+    wire [31:0] w_addr_d;
+    wire [31:0] p_addr_d;
+    wire        k0_d5, k0_d6, k0_d7, token;
+    nnf_delay #(.WIDTH(32), .DEPTH(5)) u_wad (.clk(clk), .d(w_addr), .q(w_addr_d));
+    nnf_delay #(.WIDTH(32), .DEPTH(5)) u_pad (.clk(clk), .d(p_addr), .q(p_addr_d));
+    nnf_delay #(.WIDTH(1), .DEPTH(5)) u_k5 (.clk(clk), .d(k0), .q(k0_d5));
+    nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k6 (.clk(clk), .d(k0_d5), .q(k0_d6));
+    nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k7 (.clk(clk), .d(k0_d6), .q(k0_d7));
+    nnf_delay #(.WIDTH(1), .DEPTH(TOKEN_DELAY - X)) u_tok (.clk(clk), .d(k0_d7), .q(token));
+    assign wmem_raddr = w_addr_d[WMEM_AW-1:0];
+    assign imem_raddr = w_addr_d[IMEM_AW-1:0];
+    assign pmem_re = cb_re | k0_d5;
+    assign pmem_raddr = cb_re ? cb_addr[PMEM_AW-1:0] : p_addr_d[PMEM_AW-1:0];
+
+    // -- codebook (shared weights): entry e is lane 0's low IN_W bits of its PMEM word -------
+    reg [NCB*IN_W-1:0] cbook;
+    reg                cb_we;
+    reg [7:0]          cb_wi;
+    always @(posedge clk) begin
+        cb_we <= cb_re;
+        cb_wi <= cb_e;
+        if (cb_we && ({24'd0, cb_wi} < NCB)) cbook[cb_wi[IDX_W-1:0]*IN_W +: IN_W] <= pmem_rdata[IN_W-1:0];
+    end
+    wire [7:0]       idx_mask8 = (8'd1 << idx_bits) - 8'd1;
+    wire [IDX_W-1:0] idx_mask = idx_mask8[IDX_W-1:0];
+
+    // -- the weight word at the array's top (b+7) ---------------------------------------------
+    reg [COLS*IN_W-1:0] w_word;
+    genvar j;
+    generate
+        for (j = 0; j < COLS; j = j + 1) begin : g_lookup
+            wire [IDX_W-1:0] idx = imem_rdata[j*IDX_W +: IDX_W] & idx_mask;
+            always @(posedge clk)
+                w_word[j*IN_W +: IN_W] <= shared ? cbook[idx*IN_W +: IN_W] : wmem_rdata[j*IN_W +: IN_W];
+        end
+    endgenerate
+
+    // -- the tile's parameter word: biases for the array, M/n for the previous tile ----------
+    reg [COLS*ACC_W-1:0] s_bias;
+    reg [COLS*22-1:0]    s_ms, sp_ms, sp_ms_d;
+    wire [COLS*ACC_W-1:0] pm_bias;
+    wire [COLS*22-1:0]    pm_ms;
+    generate
+        for (j = 0; j < COLS; j = j + 1) begin : g_pm
+            assign pm_bias[j*ACC_W +: ACC_W] = pmem_rdata[j*LB +: ACC_W];
+            assign pm_ms[j*22 +: 22] = pmem_rdata[j*LB + ACC_W +: 22];
+        end
+    endgenerate
+    always @(posedge clk) begin
+        if (k0_d6) begin
+            s_bias <= pm_bias;
+            s_ms <= pm_ms;
+            sp_ms <= s_ms;
+        end
+        sp_ms_d <= sp_ms;
+    end
+
+    // -- row loaders: row i takes its word in phase i and shifts one lane a cycle ------------
+    wire                ld_v, ld_inb;
+    wire [TAG_W-1:0]    ld_row;
+    nnf_delay #(.WIDTH(TAG_W + 2), .DEPTH(1)) u_ld (.clk(clk), .d({ag_v & run, ag_inb, ag_row}),
+                                                   .q({ld_v, ld_inb, ld_row}));
+    wire [ROWS*IN_W-1:0] a_rows;
+    genvar i;
+    generate
+        for (i = 0; i < ROWS; i = i + 1) begin : g_row
+            reg [COLS*IN_W-1:0] sr;
+            always @(posedge clk) begin
+                if (ld_v && ({{(32 - TAG_W){1'b0}}, ld_row} == i))
+                    sr <= ld_inb ? spad_rdata : {COLS*IN_W{1'b0}};
+                else
+                    sr <= sr >> IN_W;
+            end
+            assign a_rows[i*IN_W +: IN_W] = sr[IN_W-1:0];
+        end
+    endgenerate
+
+    // -- the array ----------------------------------------------------------------------------
+    wire [COLS-1:0] col_first;
+    nnf_array #(.ROWS(ROWS), .COLS(COLS), .IN_W(IN_W), .ACC_W(ACC_W)) u_array (
+        .clk(clk), .a_signed(a_signed), .w_signed(w_signed), .a_rows(a_rows), .w_word(w_word),
+        .first(k0_d7), .bias_word(s_bias), .col_res(col_acc), .col_first(col_first));
+
+    generate
+        for (j = 0; j < COLS; j = j + 1) begin : g_ms
+            reg [21:0] ms;
+            always @(posedge clk) if (col_first[j]) ms <= sp_ms_d[j*22 +: 22];
+            assign col_mult[j*17 +: 17] = {1'b0, ms[15:0]};
+            assign col_shift[j*6 +: 6] = ms[21:16];
+        end
+    endgenerate
+
+    // -- write sequencer: ROWS words per tile, from the token before the first of them --------
+    reg        seen;               // the first token is the first tile's start (nothing to write)
+    reg [15:0] wr_cnt;             // rows left in the tile being written
+    reg [15:0] wr_oh, wr_ow;
+    reg [31:0] wr_addr, wr_nb;     // out_base + m*out_ps + n; out_base + n
+    wire        wr_wrap = ({1'b0, wr_ow} + 17'd1 == {1'b0, out_w});
+    wire [16:0] wr_nx_oh = wr_wrap ? {1'b0, wr_oh} + 17'd1 : {1'b0, wr_oh};
+    wire        wr_new_n = (wr_cnt == 16'd1) & (wr_nx_oh >= {1'b0, out_h});
+    always @(posedge clk) begin
+        if (go) begin
+            seen <= 1'b0; wr_cnt <= 16'd0; wr_oh <= 16'd0; wr_ow <= 16'd0;
+            wr_addr <= out_base; wr_nb <= out_base;
+        end else begin
+            if (token) seen <= 1'b1;
+            wr_cnt <= (token & seen) ? ROWS16 : (wr_cnt != 16'd0 ? wr_cnt - 16'd1 : 16'd0);
+            if (wr_cnt != 16'd0) begin
+                if (wr_new_n) begin
+                    wr_oh <= 16'd0; wr_ow <= 16'd0;
+                    wr_nb <= wr_nb + 32'd1; wr_addr <= wr_nb + 32'd1;
+                end else begin
+                    wr_oh <= wr_nx_oh[15:0]; wr_ow <= wr_wrap ? 16'd0 : wr_ow + 16'd1;
+                    wr_addr <= wr_addr + {16'd0, out_ps};
+                end
+            end
+        end
+    end
+    assign spad_we = run & (wr_cnt != 16'd0) & (wr_oh < out_h);
+    assign spad_waddr = wr_addr[SPAD_AW-1:0];
+endmodule

