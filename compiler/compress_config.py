@@ -23,14 +23,13 @@ that names it.  See docs/compression.md.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import shown
 from .quant_config import ConfigError, _did_you_mean, _unknown_keys
 
 __all__ = ["CompressConfig", "LayerCompress", "parse_prune_config", "REFINE_METHODS", "MIN_SHARE_BITS",
@@ -75,22 +74,22 @@ class CompressConfig:
             object.__setattr__(self, "quality", _check_quality(self.quality, "quality"))
         if self.sparsity is not None and self.quality is not None:
             raise ConfigError(f"sparsity and quality must not both be given (pruning is by one of them),"
-                              f" not sparsity={self.sparsity!r} and quality={self.quality!r}")
+                              f" not sparsity={shown(self.sparsity)} and quality={shown(self.quality)}")
         if self.share_bits is not None:
             object.__setattr__(self, "share_bits", _check_share(self.share_bits, "share_bits"))
         for name, check in (("layer_sparsity", _check_sparsity), ("layer_quality", _check_quality),
                             ("layer_share_bits", _check_share)):
             table = getattr(self, name)
             if not isinstance(table, Mapping):
-                raise ConfigError(f"{name} must be a table of layer name -> value, not {table!r}")
+                raise ConfigError(f"{name} must be a table of layer name -> value, not {shown(table)}")
             object.__setattr__(self, name, {str(k): check(v, f'{name}."{k}"') for k, v in table.items()})
         both = sorted(set(self.layer_sparsity) & set(self.layer_quality))
         if both:
-            raise ConfigError(f"layer {both[0]!r} must have either layer_sparsity or layer_quality, not both")
+            raise ConfigError(f"layer {shown(both[0])} must have either layer_sparsity or layer_quality, not both")
         if not isinstance(self.structured, bool):
-            raise ConfigError(f"structured must be true or false, not {self.structured!r}")
+            raise ConfigError(f"structured must be true or false, not {shown(self.structured)}")
         if self.refine not in REFINE_METHODS:
-            raise ConfigError(f"refine must be one of {', '.join(map(repr, REFINE_METHODS))}, not {self.refine!r}")
+            raise ConfigError(f"refine must be one of {', '.join(map(repr, REFINE_METHODS))}, not {shown(self.refine)}")
 
     def for_layer(self, name: str) -> LayerCompress:
         """The settings of layer ``name``: its own entries first, then the global ones."""
@@ -121,10 +120,10 @@ class CompressConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompressConfig:
         if not isinstance(data, Mapping):
-            raise ConfigError(f"the top level of a compression config must be a table, not {data!r}")
+            raise ConfigError(f"the top level of a compression config must be a table, not {shown(data)}")
         for key in data:
             if key not in KEYS:
-                raise ConfigError(f"compression config key must be one of {', '.join(KEYS)}, not {key!r}"
+                raise ConfigError(f"compression config key must be one of {', '.join(KEYS)}, not {shown(key)}"
                                   + _did_you_mean(key, KEYS))
         return cls(**dict(data))
 
@@ -155,30 +154,15 @@ def parse_prune_config(spec: None | str | Path | Mapping[str, Any] | CompressCon
     if isinstance(spec, Mapping):
         return CompressConfig.from_dict(spec)
     if isinstance(spec, (str, Path)):
-        path = Path(spec)
-        suffix = path.suffix.lower()
-        if suffix not in (".yaml", ".yml", ".json", ".toml"):
-            raise ConfigError(f"prune config file suffix must be one of .yaml, .yml, .json, .toml, not {path.suffix!r}"
-                              f" ({str(path)!r})")
-        if not path.is_file():
-            raise ConfigError(f"prune config file must be an existing file, not {str(path)!r}")
-        text = path.read_text(encoding="utf-8")
-        try:
-            if suffix == ".json":
-                data = json.loads(text)
-            elif suffix == ".toml":
-                data = tomllib.loads(text)
-            else:
-                import yaml
+        from . import config_files
 
-                data = yaml.safe_load(text)
-        except Exception as e:  # noqa: BLE001 - each loader has its own decode error
-            raise ConfigError(f"prune config file {str(path)!r} must be valid {suffix[1:].upper()}: {e}") from None
+        path = Path(spec)
+        data = config_files.load(path, "prune config file")  # size, encoding, YAML aliases bounded
         try:
             return CompressConfig.from_dict({} if data is None else data)
         except ConfigError as e:
             raise ConfigError(f"{path.name}: {e}") from None
-    raise ConfigError(f"compression config must be None, a dict, a file path or a CompressConfig, not {spec!r}")
+    raise ConfigError(f"compression config must be None, a dict, a file path or a CompressConfig, not {shown(spec)}")
 
 
 def _number(value: Any) -> bool:
@@ -187,19 +171,19 @@ def _number(value: Any) -> bool:
 
 def _check_sparsity(value: Any, name: str) -> float:
     if not _number(value) or not 0 <= value < 1:
-        raise ConfigError(f"{name} must be a number in [0, 1), not {value!r}")
+        raise ConfigError(f"{name} must be a number in [0, 1), not {shown(value)}")
     return float(value)
 
 
 def _check_quality(value: Any, name: str) -> float:
     if not _number(value) or value < 0:
         raise ConfigError(f"{name} must be a non-negative number (threshold = quality x std of the layer's"
-                          f" weights), not {value!r}")
+                          f" weights), not {shown(value)}")
     return float(value)
 
 
 def _check_share(value: Any, name: str) -> int:
     if type(value) is not int or not MIN_SHARE_BITS <= value <= MAX_SHARE_BITS:
         raise ConfigError(f"{name} must be an integer from {MIN_SHARE_BITS} to {MAX_SHARE_BITS}"
-                          f" (2^k shared weights), not {value!r}")
+                          f" (2^k shared weights), not {shown(value)}")
     return value

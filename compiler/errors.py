@@ -21,3 +21,24 @@ class ModelError(NNForgeError):
 
 class InputError(NNForgeError):
     """Input data (shapes, dtypes, keys, values) does not fit the model."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, bounded: long strings, big containers, deep nesting
+    and huge integers are cut (``reprlib``), so a hostile value never makes a message expensive.
+
+    Messages name user values with ``shown(v)`` instead of ``{v!r}``."""
+    import reprlib
+
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an integer of {value.bit_length()} bits>"  # str() of a huge int is slow, then refused
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 6
+    r.maxlevel = 3
+    r.maxlong = 60
+    try:
+        text = r.repr(value)
+    except Exception:  # noqa: BLE001 - a value whose own __repr__ fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 4 * limit else text[: 4 * limit] + "...'"

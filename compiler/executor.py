@@ -115,6 +115,8 @@ def check_inputs(specs: list[TensorSpec], arrays: list[np.ndarray]) -> list[np.n
             raise InputError(
                 f"input {spec.name!r} must have shape {_fmt(spec.shape)}, not {_fmt(arr.shape)}"
             )
+        if arr.ndim and len(arr) == 0:  # nothing to run: every later stage would fail on it
+            raise InputError(f"input {spec.name!r} must hold at least one sample, not 0 (shape {_fmt(arr.shape)})")
         out.append(arr)
     return out
 

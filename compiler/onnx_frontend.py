@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import ModelError
+from .limits import check_shape
 from .ops import MIN_OPSET, SUPPORTED_OPS
 
 BATCH = "batch"  # name of the symbolic batch dimension
@@ -39,27 +40,78 @@ class TensorSpec:
 
 
 def read_model(source: str | Path | onnx.ModelProto) -> onnx.ModelProto:
-    """Read an ONNX model from a path (or pass a ModelProto through), with clear errors."""
+    """Read an ONNX model from a path (or pass a ModelProto through), with clear errors.
+
+    External data (tensors stored next to the model) must be relative paths to regular files
+    inside the model's folder, and each reference must lie within its file."""
     if isinstance(source, onnx.ModelProto):
         return source
     path = Path(source)
     if not path.exists():
         raise ModelError(f"model file must exist, not {str(path)!r} (no such file)")
-    if not path.is_file():
+    if path.is_dir():
         raise ModelError(f"model path must be an ONNX file, not the directory {str(path)!r}")
+    if not path.is_file():
+        raise ModelError(f"model path must be a regular ONNX file, not {str(path)!r} (a device, FIFO or socket)")
     try:
-        model = onnx.load(str(path))
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise ModelError(f"model file {str(path)!r} must be readable, not {err.strerror or err}") from None
+    try:
+        model = onnx.load_model_from_string(data)
     except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as err:
         raise ModelError(
             f"{str(path)!r} must be an ONNX model (a ModelProto protobuf), but it could not "
-            f"be parsed: {err}"
+            f"be parsed: {' '.join(str(err).split())[:200]}"
         ) from None
-    if model.ir_version == 0 or not model.HasField("graph") or len(model.graph.node) == 0:
+    if model.ir_version == 0 and not model.HasField("graph"):
         raise ModelError(
-            f"{str(path)!r} must be an ONNX model with a graph of nodes, but it parsed as an "
-            "empty ModelProto (is it really an .onnx file?)"
+            f"{str(path)!r} must be an ONNX model, but it parsed as an empty ModelProto "
+            "(no IR version, no graph: is it really an .onnx file?)"
         )
+    if len(model.graph.node) == 0:
+        raise ModelError(f"the graph of {str(path)!r} must have at least one node, not 0")
+    _load_external_data(model, path)
     return model
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Check every external-data reference, then read the data into the model."""
+    from onnx import external_data_helper as ext
+
+    tensors = [t for t in ext._get_all_tensors(model) if ext.uses_external_data(t)]
+    if not tensors:
+        return
+    base = path.resolve().parent
+    for t in tensors:
+        info = {e.key: e.value for e in t.external_data}
+        location = info.get("location", "")
+        where = f"external data of tensor {t.name!r} in {str(path)!r}"
+        if not location:
+            raise ModelError(f"{where} must name a file (its 'location'), not nothing")
+        rel = Path(location)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ModelError(f"{where} must be a relative path inside the model's folder, not {location!r}")
+        target = (base / rel).resolve()
+        if not target.is_relative_to(base):
+            raise ModelError(f"{where} must stay inside the model's folder, not {location!r} (a link outside it)")
+        if not target.is_file():
+            raise ModelError(f"{where} must be an existing file next to the model, not {location!r} "
+                             f"({'a directory' if target.is_dir() else 'no such file'})")
+        try:
+            offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+        except ValueError:
+            raise ModelError(f"{where} must have integer offset and length, not {info}") from None
+        size = target.stat().st_size
+        if offset < 0 or offset > size or (length >= 0 and offset + length > size):
+            raise ModelError(f"{where} must lie within {location!r} ({size} bytes), not offset {offset} "
+                             f"length {length}")
+    try:
+        ext.load_external_data_for_model(model, str(base))
+    except (OSError, ValueError, onnx.checker.ValidationError) as err:
+        raise ModelError(f"the external data of {str(path)!r} must be readable: "
+                         f"{' '.join(str(err).split())[:200]}") from None
 
 
 def model_opset(model: onnx.ModelProto) -> int:
@@ -166,13 +218,16 @@ def resolve_inputs(
             raise ModelError(f"input {vi.name!r} must be a tensor, not {vi.type.WhichOneof('value')}")
         dims = vi.type.tensor_type.shape.dim
         if vi.name in overrides:
-            shape = tuple(overrides[vi.name])
+            shape = tuple(BATCH if isinstance(d, str) else d for d in overrides[vi.name])
             if vi.type.tensor_type.HasField("shape") and len(shape) != len(dims):
                 raise ModelError(
                     f"--input-shape for {vi.name!r} must have rank {len(dims)}, "
                     f"not {len(shape)} ({','.join(map(str, shape))})"
                 )
             for i, (given, dim) in enumerate(zip(shape, dims)):
+                if isinstance(given, str) and i > 0:
+                    raise ModelError(f"--input-shape for {vi.name!r}: only dimension 0 (the batch) may be N, "
+                                     f"not dimension {i}")
                 if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != given and i > 0:
                     raise ModelError(
                         f"--input-shape for {vi.name!r}: dimension {i} must be {dim.dim_value} "
@@ -188,21 +243,29 @@ def resolve_inputs(
             for i, dim in enumerate(dims):
                 if dim.HasField("dim_value") and dim.dim_value > 0:
                     shape_list.append(dim.dim_value)
+                elif dim.HasField("dim_value"):  # a fixed size of 0 (or less) is not dynamic, it is empty
+                    raise ModelError(f"input {vi.name!r} dimension {i} must be a positive size, not {dim.dim_value}")
                 elif i == 0:
                     shape_list.append(BATCH)
                 else:
-                    label = dim.dim_param or "?"
+                    label = dim.dim_param or "unnamed"
                     raise ModelError(
                         f"input {vi.name!r} dimension {i} must be a fixed size, not the dynamic "
                         f"{label!r}; only the batch dimension (0) may stay symbolic. Fix it with "
-                        f"--input-shape {vi.name}=" + ",".join(
-                            "N" if j == 0 else (str(d.dim_value) if d.dim_value > 0 else "?")
-                            for j, d in enumerate(dims)
-                        )
+                        f"--input-shape {shape_hint(vi.name, dims)}, each <dI> a positive size"
                     )
             shape = tuple(shape_list)
+        check_shape(f"input {vi.name!r}", shape)  # a tiny file must not declare unbounded tensors
         specs.append(TensorSpec(vi.name, shape, _elem_dtype(vi)))
     return specs
+
+
+def shape_hint(name: str, dims) -> str:
+    """``NAME=N,64,<d2>``: the ``--input-shape`` value to give, N for the batch and a placeholder
+    for each unknown dimension (the parser takes N for dimension 0)."""
+    parts = ["N"] + [str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else f"<d{j}>"
+                     for j, d in enumerate(dims) if j > 0]
+    return f"{name}=" + ",".join(parts)
 
 
 def with_input_shapes(model: onnx.ModelProto, specs: list[TensorSpec]) -> onnx.ModelProto:
@@ -236,6 +299,42 @@ def warn_nonfinite(model: onnx.ModelProto) -> list[str]:
     return bad
 
 
+# ops whose output size depends on their input values, not only on the input shapes
+_VALUE_SIZED = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot", "Gather",
+                "Col2Im", "CenterCropPad"}
+
+
+def _output_shapes(node: onnx.NodeProto, values: dict[str, np.ndarray], opset) -> list[tuple | None]:
+    """The shapes ONNX shape inference gives ``node``'s outputs for these constant inputs (None
+    where it cannot tell); small inputs are given as values, so shape arguments are known."""
+    ins = [i for i in dict.fromkeys(node.input) if i]
+    inits, infos = [], []
+    for name in ins:
+        v = values[name]
+        if v.size <= 4096:
+            inits.append(numpy_helper.from_array(np.asarray(v), name))
+        infos.append(onnx.helper.make_tensor_value_info(
+            name, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)))
+    outs = [o for o in node.output if o]
+    try:
+        single = onnx.helper.make_model(
+            onnx.helper.make_graph([node], "size", infos, [onnx.helper.make_empty_tensor_value_info(o) for o in outs],
+                                   inits), opset_imports=opset)
+        inferred = onnx.shape_inference.infer_shapes(single, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference of a hostile node may fail any way: size unknown
+        return [None] * len(outs)
+    found = {vi.name: vi for vi in list(inferred.graph.output) + list(inferred.graph.value_info)}
+    shapes: list[tuple | None] = []
+    for o in outs:
+        vi = found.get(o)
+        tt = vi.type.tensor_type if vi is not None and vi.type.HasField("tensor_type") else None
+        if tt is None or not tt.HasField("shape") or not all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes.append(None)
+        else:
+            shapes.append(tuple(int(d.dim_value) for d in tt.shape.dim))
+    return shapes
+
+
 def fold_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     """Evaluate nodes whose inputs are all constants and store their outputs as initializers.
 
@@ -262,6 +361,16 @@ def fold_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
             and (bool(ins) or node.op_type == "Constant")
             and all(i in values for i in ins)
         )
+        if foldable:
+            # the output's size before computing it: a tiny file must not make folding allocate
+            # unbounded memory (ConstantOfShape([1e5, 1e5]) is 37 GiB)
+            sizes = _output_shapes(node, values, opset)
+            for out_name, shape in zip([o for o in node.output if o], sizes):
+                if shape is not None:
+                    check_shape(f"constant {out_name!r} ({node.op_type} node "
+                                f"{node.name or out_name!r})", shape)
+                elif node.op_type in _VALUE_SIZED:
+                    foldable = False  # unknown size: leave it to the import, whose shapes are checked
         if foldable and node.op_type == "ConstantOfShape":
             foldable = int(np.prod(values[ins[0]])) <= _MAX_FOLD_ELEMENTS
         if not foldable:

@@ -33,21 +33,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import re
-import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import NNForgeError
+from .config_files import ConfigError
+from .errors import shown
 
 __all__ = ["ConfigError", "LayerQuant", "QuantConfig", "parse_config", "SHORTHAND_FORMS"]
-
-
-class ConfigError(NNForgeError):
-    """A quantization/compression config key, value or layer name is invalid."""
 
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -111,9 +106,9 @@ class QuantConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.default, LayerQuant):
-            raise ConfigError(f"default must be a LayerQuant, not {self.default!r}")
+            raise ConfigError(f"default must be a LayerQuant, not {shown(self.default)}")
         if not isinstance(self.auto, bool):
-            raise ConfigError(f"auto must be true or false, not {self.auto!r}")
+            raise ConfigError(f"auto must be true or false, not {shown(self.auto)}")
         object.__setattr__(self, "op_types", _check_overrides(self.op_types, "op_types"))
         object.__setattr__(self, "layers", _check_overrides(self.layers, "layers"))
 
@@ -181,9 +176,9 @@ def parse_config(spec: None | str | Path | Mapping[str, Any] | QuantConfig) -> Q
             return _from_file(Path(spec))
         raise ConfigError(f"quantization config must be a shorthand ({', '.join(SHORTHAND_FORMS)};"
                           f" generally [auto-]wNaM[-pow2] with N, M in {MIN_BITS}..{MAX_BITS})"
-                          f" or an existing {'/'.join(CONFIG_SUFFIXES)} file, not {spec!r}")
+                          f" or an existing {'/'.join(CONFIG_SUFFIXES)} file, not {shown(spec)}")
     raise ConfigError("quantization config must be None, a shorthand string, a file path, a dict"
-                      f" or a QuantConfig, not {spec!r}")
+                      f" or a QuantConfig, not {shown(spec)}")
 
 
 def _parse_shorthand(text: str) -> QuantConfig | None:
@@ -195,7 +190,7 @@ def _parse_shorthand(text: str) -> QuantConfig | None:
     pow2 = bool(m["pow2"] or m["apow2"])
     for what, bits in (("weight bits", weight_bits), ("activation bits", act_bits)):
         if not MIN_BITS <= int(bits) <= MAX_BITS:
-            raise ConfigError(f"{what} in shorthand {text!r} must be from {MIN_BITS} to {MAX_BITS},"
+            raise ConfigError(f"{what} in shorthand {shown(text)} must be from {MIN_BITS} to {MAX_BITS},"
                               f" not {int(bits)}")
     default = LayerQuant(weight_bits=int(weight_bits), act_bits=int(act_bits),
                          scale_mode="pow2" if pow2 else "float")
@@ -203,19 +198,9 @@ def _parse_shorthand(text: str) -> QuantConfig | None:
 
 
 def _from_file(path: Path) -> QuantConfig:
-    suffix = path.suffix.lower()
-    if suffix not in CONFIG_SUFFIXES:
-        raise ConfigError(f"config file suffix must be one of {', '.join(CONFIG_SUFFIXES)},"
-                          f" not {path.suffix!r} ({str(path)!r})")
-    if not path.is_file():
-        raise ConfigError(f"config file must be an existing file, not {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
-    load, decode_error = _LOADERS[suffix]()
-    try:
-        data = load(text)
-    except decode_error as e:
-        kind = suffix[1:].upper().replace("YML", "YAML")
-        raise ConfigError(f"config file {str(path)!r} must be valid {kind}: {e}") from None
+    from . import config_files
+
+    data = config_files.load(path, "config file")  # size, encoding, YAML aliases bounded
     if data is None:  # an empty YAML file: all defaults
         data = {}
     try:
@@ -224,27 +209,9 @@ def _from_file(path: Path) -> QuantConfig:
         raise ConfigError(f"{path.name}: {e}") from None
 
 
-def _yaml_loader() -> tuple[Callable[[str], Any], type[Exception]]:
-    try:
-        import yaml
-    except ImportError:
-        raise ConfigError("a YAML config needs PyYAML installed (pip install pyyaml),"
-                          " or write the config as TOML or JSON") from None
-    return yaml.safe_load, yaml.YAMLError
-
-
-# suffix -> () -> (load text, its decode error); PyYAML is imported only when needed.
-_LOADERS: dict[str, Callable[[], tuple[Callable[[str], Any], type[Exception]]]] = {
-    ".toml": lambda: (tomllib.loads, tomllib.TOMLDecodeError),
-    ".json": lambda: (json.loads, json.JSONDecodeError),
-    ".yaml": _yaml_loader,
-    ".yml": _yaml_loader,
-}
-
-
 def _from_dict(data: Mapping[str, Any]) -> QuantConfig:
     if not isinstance(data, Mapping):
-        raise ConfigError(f"the top level of a config must be a table, not {data!r}")
+        raise ConfigError(f"the top level of a config must be a table, not {shown(data)}")
     for key in data:
         _check_key(key, TOP_LEVEL_KEYS, "top-level key")
     default = _check_table(data.get("default", {}), "default")
@@ -253,15 +220,15 @@ def _from_dict(data: Mapping[str, Any]) -> QuantConfig:
         bits = data["bits"]
         m = re.fullmatch(r"w(\d+)a(\d+)", bits) if isinstance(bits, str) else None
         if m is None:
-            raise ConfigError(f"bits must be a string wNaM such as 'w4a8', not {bits!r}")
+            raise ConfigError(f"bits must be a string wNaM such as 'w4a8', not {shown(bits)}")
         for key in widths:
             if key in default:
                 raise ConfigError(f"default.{key} must be left out when bits is given,"
-                                  f" not {default[key]!r} (bits = {bits!r})")
+                                  f" not {shown(default[key])} (bits = {shown(bits)})")
         widths = {"weight_bits": int(m[1]), "act_bits": int(m[2])}
         for key, value in widths.items():
             if not MIN_BITS <= value <= MAX_BITS:
-                raise ConfigError(f"{key} in bits = {bits!r} must be from {MIN_BITS} to {MAX_BITS},"
+                raise ConfigError(f"{key} in bits = {shown(bits)} must be from {MIN_BITS} to {MAX_BITS},"
                                   f" not {value}")
     _check_fields(default, where="default")
     return QuantConfig(default=LayerQuant(**(widths | dict(default))),
@@ -275,7 +242,7 @@ def _check_overrides(overrides: Any, where: str) -> dict[str, dict[str, Any]]:
     result = {}
     for key, fields in _check_table(overrides, where).items():
         if not isinstance(key, str):
-            raise ConfigError(f"{where} keys must be strings, not {key!r}")
+            raise ConfigError(f"{where} keys must be strings, not {shown(key)}")
         path = f"{where}.{key}" if _BARE_KEY.fullmatch(key) else f'{where}."{key}"'
         result[key] = _check_fields(_check_table(fields, path), where=path)
     return result
@@ -292,36 +259,36 @@ def _check_fields(values: Mapping[str, Any], where: str) -> dict[str, Any]:
         if key in ("weight_bits", "act_bits"):
             if type(value) is not int or not MIN_BITS <= value <= MAX_BITS:
                 raise ConfigError(f"{name} must be an integer from {MIN_BITS} to {MAX_BITS},"
-                                  f" not {value!r}")
+                                  f" not {shown(value)}")
         elif key == "act_signed":
             if value is not None and not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true, false or null (decided by the"
-                                  f" quantizer), not {value!r}")
+                                  f" quantizer), not {shown(value)}")
         elif key in ("weight_signed", "per_channel", "bias_correction"):
             if not isinstance(value, bool):
-                raise ConfigError(f"{name} must be true or false, not {value!r}")
+                raise ConfigError(f"{name} must be true or false, not {shown(value)}")
         elif key == "percentile":
             if type(value) not in (int, float) or not 50 < value <= 100:
-                raise ConfigError(f"{name} must be a number in (50, 100], not {value!r}")
+                raise ConfigError(f"{name} must be a number in (50, 100], not {shown(value)}")
             checked[key] = float(value)
         else:
             choices = {"scale_mode": SCALE_MODES, "rounding": ROUNDINGS,
                        "overflow": OVERFLOWS, "calibration": CALIBRATIONS}[key]
             if value not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))},"
-                                  f" not {value!r}")
+                                  f" not {shown(value)}")
     return checked
 
 
 def _check_table(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a table, not {value!r}")
+        raise ConfigError(f"{where} must be a table, not {shown(value)}")
     return dict(value)
 
 
 def _check_key(key: Any, valid: tuple[str, ...], what: str) -> None:
     if key not in valid:
-        raise ConfigError(f"{what} must be one of {', '.join(valid)}, not {key!r}"
+        raise ConfigError(f"{what} must be one of {', '.join(valid)}, not {shown(key)}"
                           + _did_you_mean(key, valid))
 
 
@@ -333,16 +300,16 @@ def _unknown_keys(overrides: Mapping[str, Any], section: str, valid: list[str], 
     if show is not None and len(valid) > show:
         listed += f", ... ({len(valid) - show} more)"
     noun = what.split(" ", 1)[1]
-    return [f"{section} key must be {what} in the model, not {key!r}"
+    return [f"{section} key must be {what} in the model, not {shown(key)}"
             + _did_you_mean(key, valid) + f"; the model's {noun}s: {listed}"
             for key in overrides if key not in known]
 
 
 def _did_you_mean(key: Any, valid: Iterable[str]) -> str:
     valid = list(valid)
-    close = difflib.get_close_matches(str(key), valid, n=3)
+    close = difflib.get_close_matches(str(key)[:100], valid, n=3)
     # equally close names in the order the caller gave them (model order), not reverse-sorted
-    ratio = {v: difflib.SequenceMatcher(None, str(key), v).ratio() for v in close}
+    ratio = {v: difflib.SequenceMatcher(None, str(key)[:100], v).ratio() for v in close}
     close.sort(key=lambda v: (-ratio[v], valid.index(v)))
     return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 

@@ -144,6 +144,21 @@ def import_onnx(
     return mod, importer.onnx_names
 
 
+def check_tensor_sizes(mod: tvm.IRModule, onnx_names: dict[str, str]) -> None:
+    """ModelError (``limits.check_shape``) for the first tensor of ``main`` with more values than
+    the cap, before any pass folds or allocates it."""
+    from .limits import check_shape
+    from .relax_utils import static_shape
+
+    func = mod["main"]
+    for block in func.body.blocks:
+        for b in block.bindings:
+            shape = static_shape(b.var)
+            if shape is not None:
+                name = onnx_names.get(b.var.name, b.var.name)
+                check_shape(f"tensor {name!r}", shape)
+
+
 def known_converter(op_type: str) -> bool:
     """Whether TVM's ONNX importer has a converter for ``op_type``."""
     return op_type in _tvm_onnx._get_convert_map() or op_type == "Constant"

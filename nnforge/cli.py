@@ -20,25 +20,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
-from nnforge.compiler.errors import InputError, NNForgeError
+from nnforge.compiler.errors import InputError, NNForgeError, shown
 
 err_console = Console(stderr=True)
 out_console = Console()
 
 
-def _parse_input_shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
+def _parse_input_shapes(values: tuple[str, ...]) -> dict[str, tuple[int | str, ...]]:
+    """``NAME=1,3,32,32`` (or ``NAME=N,3,32,32``: N keeps the batch dimension symbolic)."""
+    shapes: dict[str, tuple[int | str, ...]] = {}
     for value in values:
         name, sep, dims = value.rpartition("=")
         try:
             if not sep or not name:
                 raise ValueError
-            shapes[name] = tuple(int(d) for d in dims.split(","))
-            if any(d <= 0 for d in shapes[name]):
+            parts = [d.strip() for d in dims.split(",")]
+            shapes[name] = tuple("batch" if i == 0 and d in ("N", "n") else int(d) for i, d in enumerate(parts))
+            if any(isinstance(d, int) and not 0 < d < 2**62 for d in shapes[name]):
                 raise ValueError
         except ValueError:
             raise click.BadParameter(
-                f"must look like NAME=1,3,32,32 with positive sizes, not {value!r}",
+                f"must look like NAME=1,3,32,32 (or NAME=N,3,32,32) with positive sizes, not {shown(value)}",
                 param_hint="--input-shape",
             ) from None
     return shapes
@@ -54,7 +56,8 @@ input_shape_option = click.option(
 
 
 class _Group(click.Group):
-    """Turns NNForgeError into a clean message and exit status 2."""
+    """Turns NNForgeError into a clean message and exit status 2, and Ctrl-C into one line and
+    exit status 130 (128 + SIGINT, as shells report it)."""
 
     def invoke(self, ctx):
         try:
@@ -64,15 +67,28 @@ class _Group(click.Group):
                 raise
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            if ctx.params.get("debug"):
+                raise
+            err_console.print("interrupted (Ctrl-C)", highlight=False, soft_wrap=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group)
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.option("--max-elements", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Most values one tensor of a model may hold (default 2^28 = 268,435,456).")
 @click.version_option(package_name="nnforge")
-def main(debug: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, debug: bool, max_elements: int | None) -> None:
     """nnforge: compile trained neural networks into bit-exact hardware sources."""
+    from nnforge.compiler import limits
+
     warnings.simplefilter("default" if debug else "ignore", DeprecationWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    if max_elements is not None:
+        token = limits.set_cap(max_elements)
+        ctx.call_on_close(lambda: limits.reset_cap(token))
 
 
 def _load(model_path: str, input_shapes: tuple[str, ...]):

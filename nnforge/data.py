@@ -1,4 +1,4 @@
-"""Reading model inputs and labels from ``.npz`` / ``.npy`` files.
+"""Reading model inputs and labels from ``.npz`` / ``.npy`` files: the one loader every command uses.
 
 Formats (also in the README):
 
@@ -6,8 +6,18 @@ Formats (also in the README):
 * ``.npz``: key ``x`` for a single-input model, or one key per model input name; an
   optional ``y`` holds integer class labels, one per sample.
 
+``load_inputs`` reads every member it uses eagerly, inside its own error handling (``np.load``
+of an ``.npz`` is lazy: a corrupt or pickled member would otherwise fail later, anywhere), and
+checks, naming the file and key, what it found and what it expected:
+
+* inputs: a real floating dtype (float16/32/64, converted to the model's dtype), at least one
+  dimension, at least one sample, the model's shape apart from the batch dimension, finite
+  values, the same number of samples in every input;
+* labels ``y``: one dimension, one label per sample, integral non-negative values (an integer
+  dtype, or floats that are whole numbers).
+
 Samples of another rank but the same number of values as the input (8x8 images for a
-64-wide MLP) are reshaped, with a warning.
+64-wide MLP) are reshaped, with a warning.  Pickled members are refused.
 """
 
 from __future__ import annotations
@@ -21,51 +31,106 @@ import numpy as np
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.onnx_frontend import TensorSpec
 
+LABELS = "y"
 
-def load_inputs(path: str | Path, specs: list[TensorSpec]) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """The arrays for each model input (in order) and the labels, if the file has ``y``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"data file must exist, not {str(path)!r} (no such file)")
+
+def _fmt(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _read_all(path: Path, specs: list[TensorSpec]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays of ``path`` that the model uses, read now, by key; the keys chosen for the inputs."""
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as err:
-        raise InputError(f"{str(path)!r} must be a .npy or .npz file written by numpy: {err}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise InputError(f"data file {str(path)!r} must be a .npy or .npz file written by numpy, "
+                         f"not unreadable ({_reason(err)})") from None
     if isinstance(loaded, np.ndarray):
         if len(specs) != 1:
-            raise InputError(
-                f"a .npy file holds one array, but the model takes {len(specs)} inputs "
-                f"({', '.join(s.name for s in specs)}); use an .npz with one key per input"
-            )
-        arrays, labels = [loaded], None
-    else:
-        with loaded:
-            keys = list(loaded.keys())
-            names = [s.name for s in specs]
-            if all(n in keys for n in names):
-                arrays = [loaded[n] for n in names]
-            elif len(specs) == 1 and "x" in keys:
-                arrays = [loaded["x"]]
-            else:
-                expected = "'x'" + (f" or {names[0]!r}" if len(names) == 1 else "")
-                if len(names) > 1:
-                    expected = ", ".join(repr(n) for n in names)
-                raise InputError(
-                    f"{str(path)!r} must have the key(s) {expected}, not {keys}"
-                )
-            labels = loaded["y"] if "y" in keys else None
-    for spec, arr in zip(specs, arrays):
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-            raise InputError(f"input {spec.name!r} in {str(path)!r} must be finite, not NaN/Inf ({bad} values)")
-    arrays = [_fit(arr, spec, path) for spec, arr in zip(specs, arrays)]
-    if labels is not None:
-        if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(arrays[0]):
-            raise InputError(
-                f"labels 'y' in {str(path)!r} must be a 1-D integer array with one label per "
-                f"sample ({len(arrays[0])}), not {labels.dtype} of shape {list(labels.shape)}"
-            )
+            raise InputError(f"data file {str(path)!r} must be an .npz with one key per input "
+                             f"({', '.join(repr(s.name) for s in specs)}), not a .npy (one array)")
+        return {"": loaded}, [""]  # "": the .npy's one array
+    if not hasattr(loaded, "files"):
+        raise InputError(f"data file {str(path)!r} must hold arrays (.npy or .npz), not a pickle")
+    with loaded:
+        keys = list(loaded.files)
+        names = [s.name for s in specs]
+        if all(n in keys for n in names):
+            chosen = names
+        elif len(specs) == 1 and "x" in keys:
+            chosen = ["x"]
+        else:
+            expected = ", ".join(repr(n) for n in names) if len(names) > 1 else f"'x' or {names[0]!r}"
+            found = ", ".join(repr(k) for k in keys[:8]) + (", ..." if len(keys) > 8 else "") or "none"
+            raise InputError(f"data file {str(path)!r} must have the key(s) {expected}, not only {found}")
+        out = {}
+        for key in chosen + ([LABELS] if LABELS in keys else []):
+            try:
+                out[key] = loaded[key]  # members are read lazily: read each one here
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, SyntaxError) as err:
+                raise InputError(f"key {key!r} of data file {str(path)!r} must be a numpy array without pickled "
+                                 f"objects, not unreadable ({_reason(err)})") from None
+            except Exception as err:  # noqa: BLE001 - numpy's header parser raises many types
+                raise InputError(f"key {key!r} of data file {str(path)!r} must be a well-formed numpy array, "
+                                 f"not unreadable ({type(err).__name__})") from None
+    return out, chosen
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "pickle" in text.lower():
+        return "it holds pickled objects, which nnforge never loads"
+    return text[:160]
+
+
+def load_inputs(path: str | Path, specs: list[TensorSpec]) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The arrays for each model input (in order) and the labels, if the file has ``y``; every
+    check in the module docstring is done here, so later stages get well-formed data."""
+    path = Path(path)
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else ("not a regular file" if path.exists() else "no such file")
+        raise InputError(f"data file must be an existing .npy or .npz file, not {str(path)!r} ({what})")
+    members, chosen = _read_all(path, specs)
+    arrays = [_check_input(members[key], key, spec, path) for key, spec in zip(chosen, specs)]
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        counts = ", ".join(f"{k!r} {len(a)}" for k, a in zip(chosen, arrays))
+        raise InputError(f"every input in data file {str(path)!r} must have the same number of samples, not {counts}")
+    labels = _check_labels(members[LABELS], n, path) if LABELS in members else None
     return arrays, labels
+
+
+def _check_input(arr: np.ndarray, key: str, spec: TensorSpec, path: Path) -> np.ndarray:
+    where = f"key {key!r} of data file {str(path)!r}" if key else f"the array in data file {str(path)!r}"
+    if arr.dtype.kind != "f" or arr.dtype.fields is not None:
+        raise InputError(f"{where} must be a float array (the model's input {spec.name!r} is {spec.dtype}), "
+                         f"not {arr.dtype}")
+    if arr.ndim == 0:
+        raise InputError(f"{where} must be an array of samples {_fmt(spec.shape)} (batch first), not a 0-d scalar")
+    if len(arr) == 0:
+        raise InputError(f"{where} must hold at least one sample, not 0 (shape {_fmt(arr.shape)})")
+    arr = _fit(arr, spec, path)
+    want = spec.shape[1:]
+    if arr.ndim != len(spec.shape) or any(isinstance(d, int) and d != a for d, a in zip(want, arr.shape[1:])):
+        raise InputError(f"{where} must have shape {_fmt(spec.shape)} for input {spec.name!r}, not {_fmt(arr.shape)}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise InputError(f"{where} must be finite, not NaN/Inf ({bad} values)")
+    return arr.astype(spec.dtype, copy=False) if spec.dtype.startswith("float") else arr
+
+
+def _check_labels(labels: np.ndarray, n: int, path: Path) -> np.ndarray:
+    where = f"labels {LABELS!r} in data file {str(path)!r}"
+    integral = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and labels.ndim == 1
+                                             and bool(np.all(np.isfinite(labels)))
+                                             and bool(np.all(labels == np.round(labels))))
+    if labels.dtype.fields is not None or labels.ndim != 1 or not integral or len(labels) != n:
+        raise InputError(f"{where} must be a 1-D array of integer class labels, one per sample ({n}), "
+                         f"not {labels.dtype} of shape {_fmt(labels.shape)}"
+                         + ("" if integral or labels.dtype.kind != "f" else " with fractional or non-finite values"))
+    if labels.size and labels.min() < 0:
+        raise InputError(f"{where} must be non-negative class indices, not {labels.min()}")
+    return labels.astype(np.int64, copy=False)
 
 
 def _fit(arr: np.ndarray, spec: TensorSpec, path: Path) -> np.ndarray:

@@ -109,6 +109,7 @@ class Model:
 def load(
     source: str | Path | onnx.ModelProto,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
+    max_elements: int | None = None,
 ) -> Model:
     """Read, validate and import an ONNX model, then run the cleanup pipeline.
 
@@ -116,7 +117,16 @@ def load(
         source: a path to an ``.onnx`` file, or an ``onnx.ModelProto``.
         input_shapes: fixed shapes by input name; only the batch dimension may be left
             symbolic without one.
+        max_elements: the most values one tensor may hold (declared, folded or imported);
+            default ``compiler.limits.DEFAULT_MAX_ELEMENTS`` (2^28).
     """
+    from nnforge.compiler import limits
+
+    with limits.element_cap(max_elements):
+        return _load(source, input_shapes)
+
+
+def _load(source, input_shapes) -> Model:
     from nnforge.compiler import relax_import
     from nnforge.compiler.passes import cleanup
 
@@ -137,6 +147,7 @@ def load(
                 f"TVM's ONNX importer could not import the model (opset "
                 f"{onnx_frontend.model_opset(proto)}): {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             ) from err
+    relax_import.check_tensor_sizes(mod, names)  # before cleanup folds (allocates) constants
     name = str(source) if not isinstance(source, onnx.ModelProto) else (proto.graph.name or "<ModelProto>")
     model = Model(proto, specs, cleanup(mod), name)
     model.onnx_names = names

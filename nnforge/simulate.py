@@ -105,6 +105,14 @@ def simulate(
     the float model on ``data``.  Per-layer SQNR over the first ``sqnr_samples`` samples
     (``None``: all of them); accuracy and agreement over all.  ``qmodel``: measure this
     quantized model of ``model`` instead of quantizing (its build is reused)."""
+    from nnforge.quantized import _batched_specs
+    from nnforge.compiler.errors import InputError
+    from nnforge.compiler.executor import check_inputs
+
+    data = check_inputs(_batched_specs(model), list(data))  # dtype, shape, samples: before any work
+    if labels is not None and (np.ndim(labels) != 1 or len(labels) != len(data[0])):
+        raise InputError(f"labels must be 1-D with one label per sample ({len(data[0])}), "
+                         f"not shape {list(np.shape(labels))}")
     if qmodel is not None:
         calib_note = "the given quantized model's"
     elif calib is None and stats is None:
