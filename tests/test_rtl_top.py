@@ -187,3 +187,152 @@ def test_gemm_conv3x3_pad(tmp_path):
     rng = np.random.default_rng(1)
     c = Conv(ch=6, h=5, w=4, n_out=7)
     check(HW, *conv_program(HW, c, rng), tmp_path)
+
+
+@pytest.mark.parametrize("case", [
+    Conv(ch=9, h=6, w=5, n_out=4, kh=3, kw=2, sh=2, sw=1, dh=1, dw=2, pt=2, pl=1, pb=0, pr=2, a_signed=False),
+    Conv(ch=4, h=5, w=5, n_out=4, depthwise=True, w_signed=False),
+    Conv(ch=5, h=4, w=4, n_out=6, kh=1, kw=1, pt=0, pl=0, pb=0, pr=0, shared=True),
+    Conv(ch=8, h=3, w=3, n_out=5, kh=3, kw=3, pt=0, pl=0, pb=0, pr=0),   # dense: the kernel covers the input
+], ids=["strided_dilated_unsigned", "depthwise", "shared_1x1", "dense"])
+def test_gemm_variants(case, tmp_path):
+    check(HW, *conv_program(HW, case, np.random.default_rng(2)), tmp_path)
+
+
+def test_gemm_square_array_wrap_relu(tmp_path):
+    """ROWS = COLS (the tightest tile timing), WRAP to 5 unsigned bits then a ReLU6-like clamp."""
+    t = QType(5, False)
+    f = out_fields(t, rnd=False, wrap=True, lo=0, hi=20)
+    c = Conv(ch=5, h=4, w=3, n_out=6, kh=2, kw=2, pt=1, pl=0, pb=0, pr=1)
+    check(HW_SQ, *conv_program(HW_SQ, c, np.random.default_rng(3), t=t, fields=f), tmp_path)
+
+
+# -- WINDOW ----------------------------------------------------------------------------------------
+
+def window_reference(x, sub: int, kh, kw, sh, sw, pt, pl, out_h, out_w):
+    """max (in-bounds taps only) or sum (padding 0) over each window, in int64."""
+    ch, h, w = x.shape
+    out = np.zeros((ch, out_h, out_w), dtype=np.int64)
+    for oh in range(out_h):
+        for ow in range(out_w):
+            taps = [x[:, ih, iw] for ih in range(oh * sh - pt, oh * sh - pt + kh)
+                    for iw in range(ow * sw - pl, ow * sw - pl + kw) if 0 <= ih < h and 0 <= iw < w]
+            if sub == isa.WIN_MAX:
+                out[:, oh, ow] = np.max(taps, axis=0)
+            else:
+                out[:, oh, ow] = np.sum(taps, axis=0) if taps else 0
+    return out
+
+
+def test_window_max_sum_copy_global(tmp_path):
+    """Max pool 3x3/2 pad 1, average pool 2x2/2 (sum * M >> n), global average pool, Pad (COPY)."""
+    hw = HW
+    C, bits = hw.cols, hw.in_bits
+    rng = np.random.default_rng(4)
+    ch, h, w = 6, 5, 6
+    nw = -(-ch // C)
+    x = codes(rng, (2, ch, h, w), bits, True)
+    xin = np.zeros((2, nw * C, h, w), dtype=np.int64)
+    xin[:, :ch] = x
+    inputs = np.stack([pixel_words(xs, C) for xs in xin])
+    t = QType(bits, True)
+    base = 4 + inputs.shape[1]
+    layers = [  # (sub, kh, kw, sh, sw, pt, pl, out_h, out_w, m_a, n_a, fields)
+        (isa.WIN_MAX, 3, 3, 2, 2, 1, 1, 3, 3, 1, 0, out_fields(t, lo=-3)),
+        (isa.WIN_SUM, 2, 2, 2, 2, 0, 0, 2, 3, 16384, 16, out_fields(t, rnd=True)),
+        (isa.WIN_SUM, h, w, 1, 1, 0, 0, 1, 1, 21845, 21, out_fields(QType(4, False), rnd=False)),
+        (isa.WIN_COPY, 1, 1, 1, 1, 1, 2, h + 2, w + 3, 1, 0, out_fields(t)),
+    ]
+    program = [Instr(isa.OP_INPUT, {"count": inputs.shape[1], "out_base": 4}), Instr(isa.OP_SYNC, {"count": 0})]
+    expected = [[] for _ in x]
+    out_regions = []
+    for layer, (sub, kh, kw, sh, sw, pt, pl, oh, ow, m_a, n_a, f) in enumerate(layers, start=1):
+        program.append(Instr(isa.OP_WINDOW, {"sub": sub, "in_base": 4, "in_h": h, "in_w": w, "in_ps": nw,
+                                             "out_base": base, "out_h": oh, "out_w": ow, "out_ps": nw,
+                                             "n_words": nw, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": 1,
+                                             "dw": 1, "pt": pt, "pl": pl, "m_a": m_a, "n_a": n_a, "a_signed": 1, **f}))
+        program.append(Instr(isa.OP_SYNC, {"count": layer}))
+        out_regions.append([base, oh * ow * nw])
+        tq = QType(f["out_bits"], bool(f["out_signed"]))
+        for s, xs in enumerate(xin):
+            v = window_reference(xs, isa.WIN_MAX if sub == isa.WIN_MAX else isa.WIN_SUM, kh, kw, sh, sw, pt, pl, oh, ow)
+            m, n = (1, 0) if sub != isa.WIN_SUM else (m_a, n_a)
+            expected[s].append(rq(v, m, n, tq, f).transpose(1, 2, 0).reshape(-1, C))
+        base += oh * ow * nw
+    total = base - out_regions[0][0]
+    program += [Instr(isa.OP_OUTPUT, {"count": total, "in_base": out_regions[0][0]}),
+                Instr(isa.OP_SYNC, {"count": len(layers) + 1}), Instr(isa.OP_END, {})]
+    expected = np.stack([np.concatenate(e) for e in expected])
+    res = check(hw, program, Images(), inputs, expected, tmp_path,
+                trace_regions={1: [out_regions[0]], 3: [out_regions[2], [4, 2]]})
+    assert set(res.traces) == {1, 3}
+
+
+# -- ELTWISE ---------------------------------------------------------------------------------------
+
+def test_eltwise_all_subops(tmp_path):
+    """ADD (two scales, b with a wider pixel stride), MUL, REQUANT, CLIP (ReLU), LUT, in one program."""
+    hw = HW
+    C, bits = hw.cols, hw.in_bits
+    rng = np.random.default_rng(5)
+    n_s, P, nw = 2, 5, 2          # samples, pixels, words per pixel
+    a = codes(rng, (n_s, P, nw, C), bits, True)
+    b = codes(rng, (n_s, P, nw, C), bits, False)
+    a[:, :, 1] = np.clip(a[:, :, 1], -32, 95)   # the LUT of word 1 covers codes -32..95
+    b_ps = nw + 1
+    b_words = np.zeros((n_s, P, b_ps, C), dtype=np.int64)
+    b_words[:, :, :nw] = b
+    a_base, b_base = 3, 3 + P * nw
+    inputs = np.concatenate([a.reshape(n_s, -1, C), b_words.reshape(n_s, -1, C)], axis=1)
+    out0 = a_base + inputs.shape[1] + 2
+    t = QType(bits, True)
+    lut = codes(rng, 1 << (bits - 1), bits, True)    # output code of every input code >= -32
+    pm = np.zeros((1 << (bits - 1), C), dtype=np.int64)
+    pm[:, 0] = lut
+    p_base = 7
+    images = Images(pmem=[0] * p_base + isa.pack_pmem(pm, np.zeros_like(pm), np.zeros_like(pm), hw.acc_bits))
+    common = {"in_base": a_base, "in_ps": nw, "b_base": b_base, "b_ps": b_ps, "out_h": 1, "out_w": P,
+              "out_ps": nw, "n_words": nw, "a_signed": 1, "b_signed": 0}
+    relu = out_fields(t, lo=0, hi=100)
+    ops = [(isa.ELT_ADD, {"m_a": 20000, "n_a": 15, "m_b": 9000, "n_b": 14, **out_fields(t)}),
+           (isa.ELT_MUL, {"m_a": 30000, "n_a": 20, **out_fields(t, rnd=False)}),
+           (isa.ELT_REQUANT, {"m_a": 3, "n_a": 1, **out_fields(QType(6, True), wrap=True)}),
+           (isa.ELT_CLIP, relu),
+           (isa.ELT_LUT, {"p_base": p_base, "lut_offset": -32, "in_base": a_base + 1, "in_ps": nw, "n_words": 1,
+                          "out_ps": 1, **out_fields(t)})]
+    program = [Instr(isa.OP_INPUT, {"count": inputs.shape[1], "out_base": a_base}), Instr(isa.OP_SYNC, {"count": 0})]
+    expected = []
+    for k, (sub, f) in enumerate(ops):
+        program += [Instr(isa.OP_ELTWISE, {"sub": sub, **common, **f, "out_base": out0 + k * P * nw}),
+                    Instr(isa.OP_SYNC, {"count": k + 1})]
+        tq = QType(f["out_bits"], bool(f["out_signed"]))
+        rnd = "RND" if f["rnd"] else "TRN"
+        if sub == isa.ELT_ADD:
+            y = saturate(round_shift(a * f["m_a"], f["n_a"], rnd) + round_shift(b * f["m_b"], f["n_b"], rnd), tq,
+                         "SAT", f["lo"], f["hi"])
+        elif sub == isa.ELT_MUL:
+            y = rq(a * b, f["m_a"], f["n_a"], tq, f)
+        elif sub == isa.ELT_REQUANT:
+            y = rq(a, f["m_a"], f["n_a"], tq, f)
+        elif sub == isa.ELT_CLIP:
+            y = rq(a, 1, 0, tq, f)
+        else:
+            y = lut[a[:, :, 1:] + 32]
+        expected.append(y.reshape(n_s, -1, C))
+    program += [Instr(isa.OP_OUTPUT, {"count": (len(ops) - 1) * P * nw + P, "in_base": out0}),
+                Instr(isa.OP_SYNC, {"count": len(ops) + 1}), Instr(isa.OP_END, {})]
+    check(hw, program, images, inputs, np.concatenate(expected, axis=1), tmp_path)
+
+
+# -- throughput --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hw", [HW, HW_SQ], ids=["2x4", "4x4"])
+def test_gemm_utilization_at_least_90_percent(hw, tmp_path):
+    """A GEMM with M, N, K = 4x the array: the k-steps stream without bubbles between tiles, so the
+    measured cycles of the instruction give >= 90% MAC utilization."""
+    R, C = hw.rows, hw.cols
+    c = Conv(ch=4 * C, h=2, w=2 * R, n_out=4 * C, kh=1, kw=1, pt=0, pl=0, pb=0, pr=0)
+    res = check(hw, *conv_program(hw, c, np.random.default_rng(6), n_samples=1), tmp_path)
+    gemm_cycles = int(res.stamps[0, 1] - res.stamps[0, 0]) - isa.FETCH_CYCLES  # minus the SYNC after it
+    macs = c.h * c.w * c.n_out * c.ch
+    assert macs / (gemm_cycles * R * C) >= 0.9, (macs, gemm_cycles)
