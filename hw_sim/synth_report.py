@@ -11,6 +11,7 @@ deterministic figures go into the project (no run times, no paths outside it).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from nnforge.hw_sim import resource_model
@@ -18,6 +19,32 @@ from nnforge.hw_sim.devices import UNITS
 
 MD_BEGIN = "<!-- nnforge synth: begin -->"
 MD_END = "<!-- nnforge synth: end -->"
+
+
+SHORT = {"ecp5": {"lut": "LUT4", "ff": "FF", "carry": "CCU2C", "dsp": "MULT18", "bram": "DP16KD", "lutram": "LUTRAM",
+                  "mux": "MUX"},
+         "xc7": {"lut": "LUT", "ff": "FF", "carry": "CARRY4", "dsp": "DSP48", "bram": "RAMB18", "lutram": "LUTRAM",
+                 "mux": "MUXF7/8"},
+         "generic": {"lut": "gates", "ff": "FF", "bram": "SRAMs"}}
+
+
+def grouped_instances(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Instances that differ only in their generate indices (g_col[3].u_rq) folded into one row:
+    ``instance`` with ``[*]``, ``count``, and the summed figures."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (re.sub(r"\[\d+\]", "[*]", r["instance"]), r["module"])
+        if key not in out:
+            out[key] = {**r, "instance": key[0], "count": 0}
+            for k, v in r.items():
+                if isinstance(v, int) and not isinstance(v, bool):
+                    out[key][k] = 0
+        g = out[key]
+        g["count"] += 1
+        for k, v in r.items():
+            if isinstance(v, int) and not isinstance(v, bool):
+                g[k] = (g[k] or 0) + v
+    return list(out.values())
 
 
 def error_pct(model: int, measured: int) -> float | None:
@@ -167,18 +194,17 @@ def markdown(synthesis: dict[str, dict[str, Any]]) -> str:
         u = e["units"]
         lines += [f"### {target}: {e['part']}", "", f"Tool: {e['tool']}.", ""]
         cats = ["lut", "ff", "carry", "dsp", "bram", "lutram", "mux"] if e["family"] != "generic" else ["lut", "ff", "bram"]
-        names = {k: (u.get(k) or k) for k in cats}
-        if e["family"] == "generic":
-            names.update(lut="gates", ff="FF", bram="SRAM macros")
-        lines.append("| instance | module | " + " | ".join(names[k] for k in cats) + " |")
-        lines.append("|---|---|" + "---:|" * len(cats))
-        for r in e["instances"]:
-            lines.append(f"| {r['instance']} | {r['module']} | " + " | ".join(_fmt(r[k]) for k in cats) + " |")
+        names = SHORT[e["family"]]
+        lines.append("| instance | module | n | " + " | ".join(names[k] for k in cats) + " |")
+        lines.append("|---|---|---:|" + "---:|" * len(cats))
+        for r in grouped_instances(e["instances"]):
+            lines.append(f"| {r['instance']} | {r['module']} | {r['count']} | " + " | ".join(_fmt(r[k]) for k in cats)
+                         + " |")
         tot = e["resources"]
-        lines.append("| **total** | | " + " | ".join(f"**{_fmt(tot[k])}**" for k in cats) + " |")
+        lines.append("| **total** | | | " + " | ".join(f"**{_fmt(tot[k])}**" for k in cats) + " |")
         if e.get("capacity"):
             cap = e["capacity"]
-            lines.append("| device | | " + " | ".join(_fmt(cap.get(k)) if k in cap else "" for k in cats) + " |")
+            lines.append("| device | | | " + " | ".join(_fmt(cap.get(k)) if k in cap else "" for k in cats) + " |")
         lines.append("")
         mv = e["model_vs_measured"]
         lines += ["| resource | analytic model | yosys | error |", "|---|---:|---:|---:|"]

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nnforge.hw_sim.synth_report import error_pct
+from nnforge.hw_sim.synth_report import SHORT, error_pct, grouped_instances
 
 
 def run_json(run) -> dict[str, Any]:
@@ -22,33 +22,37 @@ def _n(v) -> str:
 
 
 def print_run(run, console: Console) -> None:
+    if not console.is_terminal and console.width < 132:  # a pipe or a log: room for the resource columns
+        console = Console(width=132)
     e, s, d = run.entry, run.synth, run.device
     say = lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True)
     u = e["units"]
     generic = d.family == "generic"
     cats = ["lut", "ff", "bram"] if generic else ["lut", "ff", "carry", "dsp", "bram", "lutram", "mux"]
-    names = {"lut": "gates", "ff": "FF", "bram": "SRAM macros"} if generic else {k: u[k] if k in u else k for k in cats}
+    names = SHORT[d.family]
     table = Table(title=f"{escape(s.top)} on {escape(d.part)} (yosys, per instance)", header_style="bold",
                   show_footer=True)
-    table.add_column("instance", footer="total")
-    table.add_column("module")
+    table.add_column("instance", footer="total", overflow="fold")
+    table.add_column("module", overflow="fold")
+    table.add_column("n", justify="right")
     for k in cats:
         table.add_column(names.get(k, k), justify="right", footer=_n(s.totals[k]))
     if generic:
         table.add_column("transistors", justify="right", footer=_n(s.transistors))
-    for r in s.instances:
-        row = [escape(r["instance"]), escape(r["module"])] + [_n(r[k]) for k in cats]
+    for r in grouped_instances(s.instances):
+        row = [escape(r["instance"]), escape(r["module"]), str(r["count"])] + [_n(r[k]) for k in cats]
         if generic:
             row.append(_n(r.get("transistors")))
         table.add_row(*row)
     console.print(table)
     if not generic:
         cap = d.capacity()
-        say("device: " + ", ".join(f"{names[k]} {s.totals[k]:,}/{cap[k]:,} ({100 * s.totals[k] / cap[k]:.1f}%)"
+        say("device: " + ", ".join(f"{u[k]} {s.totals[k]:,}/{cap[k]:,} ({100 * s.totals[k] / cap[k]:.1f}%)"
                                    for k in ("lut", "ff", "dsp", "bram") if cap[k]))
         mt = Table(title="analytic model against yosys", header_style="bold")
-        for col in ("unit", "what", f"{u['dsp']} model", "yosys", f"{u['bram']} model", "yosys "):
-            mt.add_column(col, justify="left" if col in ("unit", "what") else "right")
+        for col in ("unit", "what", f"{names['dsp']} model", "yosys", f"{names['bram']} model", "yosys "):
+            mt.add_column(col, justify="left" if col in ("unit", "what") else "right",
+                          overflow="fold", ratio=3 if col == "what" else None)
         for r in e["model_vs_measured"]["units"]:
             mt.add_row(r["unit"], escape(r["what"]), _n(r["model_dsp"]), _n(r["measured_dsp"]), _n(r["model_bram"]),
                        _n(r["measured_bram"]))
