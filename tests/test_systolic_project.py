@@ -215,3 +215,24 @@ def test_rtl_cycles_are_the_cycle_model(rtl_run):
     m = json.loads((project.path / "systolic.json").read_text())
     measured = {l["name"]: sim.layers[l["name"]]["measured_cycles"] for l in m["layers"]}
     assert measured == {l["name"]: l["predicted_cycles"] for l in m["layers"]}
+
+
+@pytest.mark.slow
+def test_make_sim_runs_the_standalone_testbench(tmp_path):
+    import subprocess
+    import sys
+
+    _rtl_or_skip()
+    _, _, test = data("mlp_bn")  # small: a 2x4 array builds fast
+    root = tmp_path / "prj"
+    nnforge.compile_model(quantized("mlp_bn"), "systolic", root, options={"rows": 2, "cols": 4},
+                          golden_inputs=[test])
+    run = lambda: subprocess.run(["make", "-s", "sim", f"PYTHON={sys.executable}"], cwd=root, capture_output=True,
+                                 text=True, timeout=900)
+    ok = run()
+    assert ok.returncode == 0 and "tb_program: 1 of 1 passed" in ok.stdout, ok.stdout[-3000:] + ok.stderr[-3000:]
+    golden = np.load(root / "tb" / "golden.npy")
+    golden[5, 0, 3] ^= 1  # one lane of one sample's output wrong: the bench must say so
+    np.save(root / "tb" / "golden.npy", golden)
+    bad = run()
+    assert bad.returncode != 0 and "tb_program: 0 of 1 passed" in bad.stdout, bad.stdout[-3000:]
