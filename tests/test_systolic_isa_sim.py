@@ -175,13 +175,17 @@ def test_cycles_and_sync_stamps_hand_worked():
                                          out_ps=1, n_words=1))
     prog = _prog(gemm, win, lut, inputs=9, out_base=20, out_count=18)  # 9 pixels x 2 words
     r = isa_sim.run(M, prog, [0] * 200, [], [0] * 64, x)
-    # INPUT: 2 fetch + 9 words + 2 drain; SYNC 2;
-    # GEMM: 2 + 2 words x ceil(9 / 2) = 5 tiles x (3*3*1*4) = 72 k-steps + drain (4 + 2 + 4 + 4);
-    # WINDOW: 2 + 1 pixel x 1 word x 9 taps + 7; ELTWISE LUT: 2 + 9 pixels x 1 word x 4 lanes + 8;
-    # OUTPUT: 2 + 18 + 2; END 2
-    assert r.cycles == [13, 2, 2 + 2 * 5 * 36 + 14, 18, 46, 2, 22, 2]
+    # the loop counts by hand; the pipeline depths are the RTL's, named in isa.py
+    gemm_drain = isa.REQUANT_LATENCY + 2 + 4 + isa.GEMM_FIXED_LATENCY  # requant + rows + cols + fixed
+    want = [2 + 9 + isa.IO_DRAIN,  # INPUT: fetch, 9 words, drain
+            2,  # SYNC
+            2 + 2 * 5 * 36 + gemm_drain,  # GEMM: 2 words x ceil(9 pixels / 2 rows) tiles x (3*3*1 x 4 lanes) k-steps
+            2 + 1 * 1 * 9 + isa.WINDOW_DRAIN,  # WINDOW: 1 pixel x 1 word x 9 taps
+            2 + 9 * 1 * 4 + isa.ELTWISE_DRAIN,  # LUT: 9 pixels x 1 word x 4 lanes, one lane a cycle
+            2, 2 + 18 + isa.IO_DRAIN, 2]  # SYNC, OUTPUT 18 words, END
+    assert r.cycles == want
     assert r.cycles == [isa.cycles(i, M.shape) for i in prog]
-    assert r.sync_layers == [0, 1] and r.stamps == [15, 15 + 376 + 18 + 46 + 2]
+    assert r.sync_layers == [0, 1] and r.stamps == [sum(want[:2]), sum(want[:6])]
     assert r.total_cycles == sum(r.cycles)
 
 
