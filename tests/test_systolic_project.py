@@ -236,3 +236,22 @@ def test_make_sim_runs_the_standalone_testbench(tmp_path):
     np.save(root / "tb" / "golden.npy", golden)
     bad = run()
     assert bad.returncode != 0 and "tb_program: 0 of 1 passed" in bad.stdout, bad.stdout[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,share", [("dwsep", None), ("residual", None), ("fire", None), ("factorised", None),
+                                        ("mlp_bn", None), ("dwsep", 4), ("fire", 4)])
+def test_rtl_runs_the_zoo_bit_exactly(name, share, tmp_path):
+    """Concat in place, pad, add, mul, lookup tables, average and global pooling, depthwise convs and
+    shared weights through the RTL (the 8x8 build is cached: one build for every model)."""
+    _rtl_or_skip()
+    _, _, test = data(name)
+    q = quantized(name, "w8a8", share)
+    project = nnforge.compile_model(q, "systolic", tmp_path / "prj", golden_inputs=[test[:4]])
+    codes = q.quantize_inputs([test[:2]])
+    sim = project.simulate(codes, trace=True)
+    ref = reference.run(q.graph, codes)
+    for node in q.graph.nodes:
+        assert np.array_equal(sim.tensors[node.output], ref[node.output]), node.name
+    rows = {r["name"]: r for r in project.report["kernels"]}
+    assert all(sim.layers[n]["measured_cycles"] == rows[n]["predicted_cycles"] for n in sim.layers)
