@@ -9,7 +9,8 @@ layouts (``layout.pack`` / ``layout.unpack``), so ``simulate`` needs only this f
 Stream word order: the input stream is every graph input's words in graph order, each tensor
 ``pixel 0 word 0, pixel 0 word 1, ..., pixel 1 word 0, ...`` (``ps`` words a pixel, channel
 ``c`` of a segment in word ``c // C``, lane ``c % C``, lane 0 in the low bits); the output
-stream likewise, for every output tensor in the manifest's order.
+stream likewise, for every output tensor in the manifest's order.  Input lanes that hold no channel
+must be 0 (``pack_inputs`` writes 0 there): layers rely on zero padding lanes (``Shape.zero_pad``).
 """
 
 from __future__ import annotations
