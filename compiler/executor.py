@@ -19,7 +19,7 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
-from . import cpu_schedule
+from . import cache_entry, cpu_schedule
 from .errors import InputError
 from .onnx_frontend import TensorSpec
 
@@ -77,18 +77,27 @@ def build(
     # the module's structure is part of the key, so a changed frontend never reuses a stale build
     fingerprint = fingerprint + str(tvm_ffi.structural_hash(mod)).encode()
     path = cache_dir / f"{cache_key(fingerprint)}.so"
-    if path.exists():
+    # the digest is checked before dlopen: a truncated library would kill the process (SIGBUS)
+    if cache_entry.valid(path):
         try:
             return CompiledModule(tvm.runtime.load_module(str(path)), inputs, output_names)
-        except Exception:  # a truncated or foreign file: rebuild it  # noqa: BLE001
-            path.unlink(missing_ok=True)
+        except Exception:  # a foreign file with a matching digest: rebuild it  # noqa: BLE001
+            pass
+    if path.exists():
+        cache_entry.discard(path)
     executable = cpu_schedule.build(mod)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache_dir)
-    os.close(fd)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache_dir)
+        os.close(fd)
+    except OSError:  # no writable cache: run from a private copy
+        with tempfile.TemporaryDirectory() as private:
+            lib = Path(private) / "lib.so"
+            executable.export_library(str(lib))
+            return CompiledModule(tvm.runtime.load_module(str(lib)), inputs, output_names)
     try:
         executable.export_library(tmp)
-        os.replace(tmp, path)  # atomic: concurrent runs never see half a library
+        cache_entry.install(tmp, path)  # digest, then an atomic rename: never half a library
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -12,9 +12,6 @@ Layout of a saved quantized model directory (``nnforge quantize ... -o OUT``)::
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -91,22 +88,13 @@ def from_files(doc: dict, arrays) -> QGraph:
                   [HostOp(**h) for h in doc["host_ops"]])
 
 
-def save_dir(out: Path, files: dict[str, bytes], force: bool = False) -> None:
-    """Write ``files`` into directory ``out`` atomically: a temporary sibling, then a rename."""
-    out = Path(out)
-    if out.exists() and not force:
-        raise InputError(f"output directory {str(out)!r} already exists; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def save_dir(out: Path, files: dict[str, bytes], force: bool = False, inputs=()) -> None:
+    """Write ``files`` into directory ``out`` atomically, with a ``manifest.json``
+    (``output_tree.write_tree``: never over an existing ``out`` without ``force``, and with it
+    only over a directory nnforge wrote that holds none of ``inputs``)."""
+    from .output_tree import write_tree
+
+    write_tree(out, files, force, inputs=inputs)
 
 
 def deterministic_zip(data: bytes) -> bytes:
@@ -141,6 +129,21 @@ def read_graph(directory: Path) -> QGraph:
     for name in ("qgraph.json", "qgraph.npz"):
         if not (directory / name).is_file():
             raise InputError(f"{str(directory)!r} must be a saved quantized model directory with {name}")
-    doc = json.loads((directory / "qgraph.json").read_text())
-    with np.load(directory / "qgraph.npz", allow_pickle=False) as arrays:
-        return from_files(doc, {k: arrays[k] for k in arrays.files})
+    try:
+        doc = json.loads((directory / "qgraph.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{str(directory / 'qgraph.json')!r} must be the JSON nnforge saved, not unreadable "
+                         f"({' '.join(str(err).split())[:120]})") from None
+    try:
+        with np.load(directory / "qgraph.npz", allow_pickle=False) as arrays:
+            data = {k: arrays[k] for k in arrays.files}  # read every member here, not lazily later
+    except Exception as err:  # noqa: BLE001 - zipfile, numpy's header parser and pickle refusal raise many types
+        raise InputError(f"{str(directory / 'qgraph.npz')!r} must be the arrays nnforge saved, not unreadable "
+                         f"({type(err).__name__}: {' '.join(str(err).split())[:120]})") from None
+    try:
+        return from_files(doc, data)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise InputError(f"{str(directory / 'qgraph.json')!r} must describe the saved graph, not a damaged one "
+                         f"({type(err).__name__}: {' '.join(str(err).split())[:120]})") from None

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from nnforge.compiler import cache_entry
 from nnforge.compiler.errors import NNForgeError
 
 FLAGS = ("-std=c++17", "-shared", "-fPIC")
@@ -81,8 +82,13 @@ def build(src_dir: Path, top: str, build_dir: Path | None = None, *, opt: str = 
     out_dir = Path(build_dir) if build_dir is not None else cache_root()
     out_dir.mkdir(parents=True, exist_ok=True)
     so = out_dir / f"lib{top}-{key}.so"
-    if so.is_file():
+    manifest = src_dir.parent / "csim.json"
+    trace_doc = so.with_suffix(".json")
+    # both checked before use: a truncated library kills the process in dlopen (SIGBUS)
+    if cache_entry.valid(so) and (not manifest.is_file() or cache_entry.valid(trace_doc)):
         return so
+    cache_entry.discard(so)
+    cache_entry.discard(trace_doc)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
     os.close(fd)
     cmd = [cxx, *flags, "-I", str(src_dir), str(main), "-o", tmp]
@@ -91,10 +97,12 @@ def build(src_dir: Path, top: str, build_dir: Path | None = None, *, opt: str = 
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-30:])
             raise CSimError(f"g++ could not compile the generated C++ ({main}), exit {proc.returncode}:\n{tail}")
-        manifest = src_dir.parent / "csim.json"
         if manifest.is_file():
-            shutil.copyfile(manifest, so.with_suffix(".json"))
-        os.replace(tmp, so)
+            fd, doc_tmp = tempfile.mkstemp(suffix=".json", dir=out_dir)
+            os.close(fd)
+            shutil.copyfile(manifest, doc_tmp)
+            cache_entry.install(doc_tmp, trace_doc)
+        cache_entry.install(tmp, so)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -152,18 +151,23 @@ def _progress() -> Progress:
     )
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray], force: bool) -> None:
-    if path.exists() and not force:
-        raise InputError(f"output file {str(path)!r} already exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)  # never a half-written output
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _save_npz(path: Path, arrays: dict[str, np.ndarray], force: bool, inputs=()) -> None:
+    """``arrays`` as an .npz at ``path``: never half-written, never over an input (output_tree)."""
+    import io
+
+    from nnforge.compiler.output_tree import write_file
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_file(path, buf.getvalue(), force, inputs=inputs)
+
+
+def _output(path: str, directory: bool, force: bool, *inputs: str | None) -> Path:
+    """The validated ``-o`` path (output_tree.check_output), before any work; ``inputs`` are the
+    command's own files, which no output may replace or hold."""
+    from nnforge.compiler.output_tree import check_output
+
+    return check_output(path, directory=directory, force=force, inputs=[i for i in inputs if i])
 
 
 @main.command()
@@ -180,15 +184,13 @@ def run(model_path: str, input_path: str, output_path: str, batch_size: int, for
     """Run the float model (TVM llvm build of the cleaned Relax module)."""
     from nnforge.data import load_inputs, top1_accuracy
 
-    out = Path(output_path)
-    if out.exists() and not force:
-        raise InputError(f"output file {str(out)!r} already exists; pass --force to overwrite it")
+    out = _output(output_path, False, force, model_path, input_path)
     model = _load(model_path, input_shapes)
     arrays, labels = load_inputs(input_path, model.inputs)
     with _progress() as bar:
         task = bar.add_task("running", total=len(arrays[0]))
         outputs = model.predict(arrays, batch_size, progress=lambda done, _n: bar.update(task, completed=done))
-    _save_npz(out, outputs, force)
+    _save_npz(out, outputs, force, inputs=[model_path, input_path])
     n = len(arrays[0])
     click.echo(f"ran {n} sample(s) through {model_path}; wrote {', '.join(outputs)} to {out}")
     if labels is not None:
@@ -341,14 +343,14 @@ def quantize(model_path, calib_path, bits, config_path, prune, prune_config, sha
     from nnforge.compiler.quant_config import parse_config
     from nnforge.quantized import quantize as run_quantize, save
 
-    if Path(out_dir).exists() and not force:
-        raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
+    inputs = [i for i in (model_path, calib_path, config_path, prune_config) if i]
+    _output(out_dir, True, force, *inputs)
     config = parse_config(_quant_spec(bits, config_path))
     comp = _compress_spec(prune, prune_config, share, refine, structured)
     model = _load(model_path, input_shapes)
     calib = load_inputs(calib_path, model.inputs)[0]
     qmodel = run_quantize(model, calib, config, compress=comp)
-    save(qmodel, Path(out_dir), force)
+    save(qmodel, Path(out_dir), force, inputs=inputs)
     for line in qmodel.graph.decisions:
         err_console.print(f"decision: {escape(line)}", highlight=False)
     described = config.describe() + ("" if comp is None else f"; {comp.describe()}")
@@ -383,8 +385,9 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
     from nnforge.compiler.quant_config import parse_config
     from nnforge.quantized import quantize as run_quantize
 
-    if out_dir and Path(out_dir).exists() and not force:
-        raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
+    inputs = [i for i in (model_path, calib_path, data_path, config_path, prune_config) if i]
+    if out_dir is not None:
+        _output(out_dir, True, force, *inputs)
     config = parse_config(_quant_spec(bits, config_path))
     comp = _compress_spec(prune, prune_config, share, refine, structured)
     model = _load(model_path, input_shapes)
@@ -417,7 +420,7 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
             summary += (f"\nOn {doc['samples']} samples: float accuracy {_fmt_acc(doc['float_accuracy'])}, "
                         f"compressed accuracy {_fmt_acc(doc['quant_accuracy'])}, "
                         f"top-1 agreement {doc['agreement']:.4f}.\n")
-        _save_compressed(qmodel, Path(out_dir), force, {
+        _save_compressed(qmodel, Path(out_dir), force, inputs, {
             "compression.json": json.dumps(doc, indent=1, sort_keys=True).encode(),
             "compression.md": summary.encode(), "histograms.png": plot_histograms(qmodel)})
     for line in qmodel.graph.decisions:
@@ -453,12 +456,12 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
                           f"{out_dir}", highlight=False, markup=False)
 
 
-def _save_compressed(qmodel, out: Path, force: bool, extra: dict[str, bytes]) -> None:
+def _save_compressed(qmodel, out: Path, force: bool, inputs: list[str], extra: dict[str, bytes]) -> None:
     """``nnforge.save`` plus ``extra`` files, atomically (one temporary sibling, then a rename)."""
     from nnforge.compiler.qgraph_io import save_dir
     from nnforge.quantized import saved_files
 
-    save_dir(out, {**saved_files(qmodel), **extra}, force)
+    save_dir(out, {**saved_files(qmodel), **extra}, force, inputs=inputs)
 
 
 def _int_list(value: str, name: str) -> list[int]:
@@ -491,8 +494,8 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
     from nnforge.simulate import split_calibration
     from nnforge.sweep import plot_png, run_sweep, table_files
 
-    if Path(out_dir).exists() and not force:
-        raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
+    inputs = [i for i in (model_path, data_path, calib_path, prune_config) if i]
+    _output(out_dir, True, force, *inputs)
     wbits, abits = _int_list(weight_bits, "--weight-bits"), _int_list(act_bits, "--act-bits")
     modes = [m for m in scale_modes.split(",") if m]
     methods = [m for m in calibrations.split(",") if m]
@@ -525,7 +528,7 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
                            compress=comp, share_bits=shares)
     files = table_files(points)
     files["sweep.png"] = plot_png(points, Path(model_path).name)
-    save_dir(Path(out_dir), files, force)
+    save_dir(Path(out_dir), files, force, inputs=inputs)
     click.echo(files["sweep.csv"].decode().rstrip())
     click.echo(f"wrote sweep.csv, sweep.json and sweep.png to {out_dir}")
 
@@ -597,8 +600,7 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
     from nnforge.data import load_inputs
     from nnforge.quantized import quantize as run_quantize
 
-    if Path(out_dir).exists() and not force:
-        raise InputError(f"output directory {out_dir!r} already exists; pass --force to replace it")
+    _output(out_dir, True, force, model_path, calib_path, data_path, config_path, prune_config)
     options = parse_option_strings(option_values)
     resolve_options(get_backend(backend_name), options)  # bad backend or option: fail before any work
     config = parse_config(_quant_spec(bits, config_path))
@@ -676,7 +678,14 @@ def _print_verify(report) -> None:
             f"TVM integer build: {_fmt_acc(report.quant_accuracy)}")
     for note in report.notes:
         say(note)
-    say("PASS: bit-exact" if report.passed else f"FAIL: the {report.backend} simulation differs from the reference")
+    if report.passed:
+        say("PASS: bit-exact")
+    elif report.changed_files and not report.modified_allowed:
+        say(f"FAIL: project files changed since compile: {', '.join(report.changed_files)}")
+    elif report.golden_mismatches and not report.mismatches:
+        say("FAIL: tb/golden.dat differs from the reference")
+    else:
+        say(f"FAIL: the {report.backend} simulation differs from the reference")
 
 
 @main.command("verify")
@@ -685,8 +694,11 @@ def _print_verify(report) -> None:
               help="Inputs x (and labels y) to run; default: the project's golden vectors.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
-def verify_cmd(project_dir, data_path, as_json, batch_size):
-    """Simulate the project (hls: g++ C simulation): every layer's output against the numpy reference."""
+@click.option("--allow-modified", is_flag=True,
+              help="Simulate a project whose files were edited after compile (they are listed, not refused).")
+def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified):
+    """Check the project's files against its manifest, then simulate it (hls: g++ C simulation):
+    every layer's output and the golden vectors against the numpy reference."""
     from nnforge.compile import open_project, verify as run_verify
     from nnforge.data import load_inputs
 
@@ -695,12 +707,13 @@ def verify_cmd(project_dir, data_path, as_json, batch_size):
     with _progress() as bar:
         task = bar.add_task(f"{project.backend_name} simulation", total=None)
         report = run_verify(project, None if data is None else data, labels, batch_size,
-                            progress=lambda d, n: bar.update(task, completed=d, total=n))
+                            progress=lambda d, n: bar.update(task, completed=d, total=n),
+                            allow_modified=allow_modified)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:
         _print_verify(report)
-    if report.mismatches:
+    if not report.passed:
         sys.exit(1)
 
 

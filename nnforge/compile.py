@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +44,7 @@ from nnforge.backends.macs import layer_macs
 from nnforge.backends.options import parse_option_strings, parse_options, resolve_options
 from nnforge.backends.registry import BackendError
 from nnforge.compiler.errors import InputError
+from nnforge.compiler.output_tree import MANIFEST, check_manifest, check_output, write_tree
 from nnforge.compiler.qgraph import QGraph
 
 # progress(phase, done, total): one phase at a time, in pipeline order
@@ -146,43 +144,19 @@ def build_report(qmodel, design, options: dict, layer_info: list[dict], estimate
 
 # -- atomic output -----------------------------------------------------------------------------------
 
-def _check_relpath(rel: str) -> Path:
-    p = Path(rel)
-    if p.is_absolute() or ".." in p.parts or not rel:
-        raise ValueError(f"generated file paths must be relative and inside the project, not {rel!r}")
-    return p
-
-
-def write_project(out: Path, files: dict[str, str | bytes], force: bool) -> None:
-    """Write ``files`` into a temporary sibling of ``out``, then rename it into place.
-
-    An existing ``out`` is replaced (with ``force``) only after the new tree is complete; on
-    any failure the temporary tree is removed and ``out`` is left as it was.
+def write_project(out: Path, files: dict[str, str | bytes], force: bool, inputs=()) -> None:
+    """Write ``files`` plus ``manifest.json`` (their SHA-256, which ``verify`` checks) as directory
+    ``out``, atomically: a temporary sibling, then a rename that never replaces an existing
+    ``out`` without ``force``; ``force`` replaces only a directory nnforge wrote, never one that
+    holds ``inputs`` (``compiler/output_tree.py``).  On any failure ``out`` is left as it was.
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise InputError(f"output directory {str(out)!r} already exists; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    old: Path | None = None
-    try:
-        for rel in sorted(files):
-            path = tmp / _check_relpath(rel)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            data = files[rel]
-            path.write_bytes(data.encode() if isinstance(data, str) else data)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "tree")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / "tree").exists() and not out.exists():
-            os.replace(old / "tree", out)  # put the previous project back
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    write_tree(out, files, force, inputs=inputs)
+
+
+def _model_inputs(qmodel) -> list[str]:
+    """The files a compile reads: the float model's file, when it came from one."""
+    source = getattr(qmodel.float_model, "source", "")
+    return [source] if source and Path(source).is_file() else []
 
 
 # -- compile -----------------------------------------------------------------------------------------
@@ -200,9 +174,7 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
     from nnforge.backends.partition import partition
     from nnforge.quantized import saved_files
 
-    out = Path(out_dir)
-    if out.exists() and not force:  # refuse before any work
-        raise InputError(f"output directory {str(out)!r} already exists; pass --force to replace it")
+    out = check_output(out_dir, directory=True, force=force, inputs=_model_inputs(qmodel))  # before any work
     be = get_backend(backend)
     opts = resolve_options(be, options)  # Option table (types, keys, choices, ranges), then check_options
     step = progress or (lambda phase, done, total: None)
@@ -227,11 +199,11 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
     files.update(be.project_files(design, opts, dict(files), golden, report) or {})  # testbench, scripts, docs
     for name, data in saved_files(qmodel).items():  # so verify can rebuild the reference
         files[f"{MODEL_DIR}/{name}"] = data
-    report["files"] = sorted(files) + ["report.json"]
+    report["files"] = sorted(files) + ["report.json", MANIFEST]
     files["report.json"] = json.dumps(report, indent=1, sort_keys=False) + "\n"
     step("project files", 1, 1)
     step("writing", 0, len(files))
-    write_project(out, files, force)  # temp dir, then one rename
+    write_project(out, files, force, inputs=_model_inputs(qmodel))  # temp dir, manifest, one rename
     step("writing", len(files), len(files))
     return open_project(out)
 
@@ -258,7 +230,7 @@ class Project:
         if not (self.path / "report.json").is_file():
             raise InputError(f"{str(self.path)!r} must be a project directory written by `nnforge compile` "
                              f"(it has no report.json)")
-        self.report: dict = json.loads((self.path / "report.json").read_text())
+        self.report: dict = _read_report(self.path / "report.json")
         self._qmodel = None
         self._backend = None
 
@@ -284,7 +256,7 @@ class Project:
         if self._qmodel is None:
             from nnforge.quantized import load_quantized
 
-            self._qmodel = load_quantized(self.path / MODEL_DIR)
+            self._qmodel = load_quantized(self.path / MODEL_DIR)  # InputError naming a bad file
         return self._qmodel
 
     @property
@@ -367,8 +339,11 @@ class Project:
         for rel in (INPUTS_FILE, OUTPUTS_FILE):
             if not (self.path / rel).is_file():
                 raise InputError(f"project {str(self.path)!r} must hold its golden vectors in {rel}; pass data instead")
-        x = read_codes((self.path / INPUTS_FILE).read_text(), width(shapes_in))
-        y = read_codes((self.path / OUTPUTS_FILE).read_text(), width(shapes_out))
+        x = _read_codes_file(self.path, INPUTS_FILE, width(shapes_in))
+        y = _read_codes_file(self.path, OUTPUTS_FILE, width(shapes_out))
+        if len(x) != len(y):
+            raise InputError(f"{OUTPUTS_FILE} of project {str(self.path)!r} must have one line per line of "
+                             f"{INPUTS_FILE} ({len(x)}), not {len(y)}")
         return split_codes(x, shapes_in), split_codes(y, shapes_out)
 
     def golden(self) -> tuple[np.ndarray, np.ndarray]:
@@ -376,6 +351,30 @@ class Project:
         and output)."""
         x, y = self.golden_codes()
         return x[0], y[0]
+
+
+def _read_report(path: Path) -> dict:
+    """report.json as a dict with a backend name; an InputError naming the file otherwise."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{str(path)!r} must be the JSON report `nnforge compile` wrote, not unreadable "
+                         f"({' '.join(str(err).split())[:120]})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("backend"), str):
+        raise InputError(f"{str(path)!r} must be the report `nnforge compile` wrote (a JSON object with "
+                         f"'backend'), not {type(report).__name__}")
+    return report
+
+
+def _read_codes_file(project: Path, rel: str, width: int) -> np.ndarray:
+    """The codes of a golden-vector file; an InputError naming it when it is not one."""
+    try:
+        return read_codes((project / rel).read_text(encoding="utf-8"), width)
+    except InputError as err:
+        raise InputError(f"{rel} of project {str(project)!r}: {err}") from None
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{rel} of project {str(project)!r} must hold integer codes, {width} per line, "
+                         f"not unreadable ({' '.join(str(err).split())[:120]})") from None
 
 
 def open_project(path: str | Path) -> Project:
@@ -412,10 +411,14 @@ class VerifyReport:
     layers: list[LayerMismatch] = field(default_factory=list)
     not_compared: list[str] = field(default_factory=list)  # node outputs the simulation does not expose
     notes: list[str] = field(default_factory=list)
+    golden_mismatches: int = 0  # codes where tb/golden.dat differs from the reference on tb/inputs.dat
+    changed_files: list[str] = field(default_factory=list)  # differ from (or missing in) manifest.json
+    modified_allowed: bool = False  # allow_modified: changed files are reported, the simulation decides
 
     @property
     def passed(self) -> bool:
-        return self.mismatches == 0
+        return (self.mismatches == 0 and self.golden_mismatches == 0
+                and (self.modified_allowed or not self.changed_files))
 
     @property
     def csim_accuracy(self) -> float | None:
@@ -423,7 +426,7 @@ class VerifyReport:
         return self.accuracy
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"csim_accuracy": self.accuracy}
+        return asdict(self) | {"csim_accuracy": self.accuracy, "passed": self.passed}
 
 
 def _tvm_accuracy(qmodel, inputs: list[np.ndarray], labels: np.ndarray, batch_size: int,
@@ -453,22 +456,54 @@ def _kernel_figures(row: dict | None) -> tuple[int | None, int | None]:
     return predicted, row.get("macs")
 
 
-def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None = None, batch_size: int = 256,
-           progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-    """Run the project's simulation on every input and compare every node output it exposes with
-    the numpy reference (``reference.run`` on the same codes).
+def _changed_files(project: Project, notes: list[str]) -> list[str]:
+    """The project's files that differ from its manifest.json (or are missing), by name."""
+    check = check_manifest(project.path)
+    if check.error:
+        return [MANIFEST]
+    if not check.present:
+        if MANIFEST in project.report.get("files", []):
+            return [MANIFEST]  # the project was written with one: deleting it hides every change
+        notes.append(f"the project has no {MANIFEST} (written by an older nnforge): its files were not checked")
+        return []
+    return check.changed + check.missing
 
-    Without data, the project's golden vectors (tb/inputs.dat) are the inputs.  With labels,
-    ``accuracy`` is the top-1 accuracy through the hardware and ``quant_accuracy`` the one of
-    the TVM integer build of the same model (they must agree).
+
+def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None = None, batch_size: int = 256,
+           progress: Callable[[int, int], None] | None = None, allow_modified: bool = False) -> VerifyReport:
+    """Check the project's files, then run its simulation on every input and compare every node
+    output it exposes with the numpy reference (``reference.run`` on the same codes).
+
+    1. Files: every file is compared with ``manifest.json`` (SHA-256 written at compile time).
+       A changed or missing file fails verify without simulating, unless ``allow_modified``
+       (hand-edited sources): then the changed files are reported and the simulation decides.
+    2. Golden vectors: ``tb/golden.dat`` must equal the reference on ``tb/inputs.dat``.
+    3. Without data, the golden inputs are simulated.  With labels, ``accuracy`` is the top-1
+       accuracy through the hardware and ``quant_accuracy`` the one of the TVM integer build
+       of the same model (they must agree).
     """
     from nnforge.compiler import reference
 
     project = path if isinstance(path, Project) else open_project(path)
+    file_notes: list[str] = []
+    changed = _changed_files(project, file_notes)
+    if changed and not allow_modified:
+        return VerifyReport(samples=0, mismatches=0, compared_tensors=0, backend=project.backend_name,
+                            source="not simulated: the project's files changed", changed_files=changed,
+                            notes=file_notes + [f"changed since `nnforge compile` ({MANIFEST}): {', '.join(changed)}; "
+                                                f"recompile, or verify the edited project with --allow-modified"])
     qmodel = project.qmodel
     graph = qmodel.graph
+    golden_in, golden_out = project.golden_codes()
+    golden_ref = reference.run(graph, golden_in)
+    golden_mismatches = sum(int(np.count_nonzero(g != golden_ref[o])) for g, o in zip(golden_out, graph.outputs))
+    if golden_mismatches:
+        file_notes.append(f"{OUTPUTS_FILE} differs from the numpy reference on {INPUTS_FILE} in "
+                          f"{golden_mismatches} codes: the testbench checks against wrong vectors")
+    if changed:
+        file_notes.append(f"changed since `nnforge compile` ({MANIFEST}), simulated as edited: {', '.join(changed)}")
     if data_x is None:
-        inputs, _ = project.golden_codes()
+        inputs = golden_in
         source = f"golden vectors ({INPUTS_FILE})"
         labels = None
     else:
@@ -518,7 +553,8 @@ def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None 
     report = VerifyReport(samples=n, mismatches=sum(l.mismatches for l in layers), compared_tensors=len(layers),
                           source=source, backend=project.backend_name, output_mismatches=out_mismatch,
                           layers=layers, not_compared=[by_output[t].name for t in counts if t not in seen],
-                          notes=notes)
+                          notes=file_notes + notes, golden_mismatches=golden_mismatches, changed_files=changed,
+                          modified_allowed=allow_modified)
     if labels is not None:
         labels = np.asarray(labels)
         pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)

@@ -231,27 +231,38 @@ def saved_files(qmodel: QuantizedModel) -> dict[str, bytes]:
     return files
 
 
-def save(qmodel: QuantizedModel, out: str | Path, force: bool = False) -> None:
-    """Save a quantized model to directory ``out`` (see compiler/qgraph_io.py for the layout)."""
+def save(qmodel: QuantizedModel, out: str | Path, force: bool = False, inputs=()) -> None:
+    """Save a quantized model to directory ``out`` (see compiler/qgraph_io.py for the layout).
+
+    ``force`` replaces only a directory nnforge wrote, never one holding the float model's file
+    or any of ``inputs`` (compiler/output_tree.py)."""
     from nnforge.compiler import qgraph_io
 
-    qgraph_io.save_dir(Path(out), saved_files(qmodel), force)
+    source = getattr(qmodel.float_model, "source", "")
+    protected = list(inputs) + ([source] if source and Path(source).is_file() else [])
+    qgraph_io.save_dir(Path(out), saved_files(qmodel), force, inputs=protected)
 
 
 def load_quantized(directory: str | Path) -> QuantizedModel:
     """Reload a model saved by ``save`` / ``nnforge quantize -o``; the graph is identical."""
     import json
 
-    import onnx
-
     from nnforge.compiler import qgraph_io
+    from nnforge.compiler.onnx_frontend import read_model
     from nnforge.model import load
 
     directory = Path(directory)
-    graph = qgraph_io.read_graph(directory)
-    meta = json.loads((directory / "config.json").read_text())
-    shapes = {k: tuple(v) for k, v in meta["input_shapes"].items() if all(isinstance(d, int) for d in v)}
-    model = load(onnx.load(str(directory / "model.onnx")), shapes or None)
+    graph = qgraph_io.read_graph(directory)  # InputErrors name qgraph.json / qgraph.npz
+    config_path = directory / "config.json"
+    try:
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+        shapes = {k: tuple(v) for k, v in meta["input_shapes"].items() if all(isinstance(d, int) for d in v)}
+        config, compress = meta["config"], meta.get("compress")
+        decisions = list(meta.get("decisions", []))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise InputError(f"{str(config_path)!r} must be the config nnforge saved, not unreadable "
+                         f"({type(err).__name__}: {' '.join(str(err).split())[:120]})") from None
+    model = load(read_model(directory / "model.onnx"), shapes or None)
     layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
-    graph.decisions = list(meta.get("decisions", []))
-    return QuantizedModel(model, graph, layers, parse_config(meta["config"]), parse_prune_config(meta.get("compress")))
+    graph.decisions = decisions
+    return QuantizedModel(model, graph, layers, parse_config(config), parse_prune_config(compress))

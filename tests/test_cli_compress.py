@@ -59,8 +59,8 @@ def test_compress_json_and_output_directory(tmp_path):
     assert 0.0 <= doc["quant_accuracy"] <= 1.0
 
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["compression.json", "compression.md", "config.json", "histograms.png", "model.onnx",
-                     "qgraph.json", "qgraph.npz"]
+    assert files == ["compression.json", "compression.md", "config.json", "histograms.png", "manifest.json",
+                     "model.onnx", "qgraph.json", "qgraph.npz"]
     assert json.loads((out / "compression.json").read_text()) == doc
     assert "# Compression report" in (out / "compression.md").read_text()
     assert (out / "histograms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

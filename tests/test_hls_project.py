@@ -149,6 +149,8 @@ def test_determinism(tmp_path):
 # -- safety -----------------------------------------------------------------------------------------
 
 def test_existing_outdir_refused_then_replaced_with_force(tmp_path):
+    """An existing OUTDIR is refused; --force replaces a project nnforge wrote, never a directory of
+    the user's own (tests/test_hostile_inputs.py has the rest of the --force rules)."""
     out = tmp_path / "prj"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
@@ -157,8 +159,16 @@ def test_existing_outdir_refused_then_replaced_with_force(tmp_path):
     assert res.exit_code == 2 and "already exists" in res.output and "--force" in res.output
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     res = _cli(*args, "--force")
+    assert res.exit_code == 2 and "nnforge wrote" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    assert _cli(*args).exit_code == 2  # an empty directory exists too: refused without --force
+    res = _cli(*args, "--force")
     assert res.exit_code == 0, res.output
-    assert not (out / "keep.txt").exists() and (out / "report.json").is_file()
+    first = (out / "report.json").read_bytes()
+    res = _cli(*args, "--force", "--bits", "w4a8")  # a project nnforge wrote is replaced
+    assert res.exit_code == 0, res.output
+    assert (out / "report.json").read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prj"]  # no temporary directory left
 
 
@@ -175,8 +185,9 @@ def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
         nnforge.compile_model(qmodel, "hls", tmp_path / "prj")
     assert list(tmp_path.iterdir()) == []
     # with --force, a failure leaves the previous project exactly as it was
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "keep.txt").write_text("mine")
+    from nnforge.compiler.output_tree import write_tree
+
+    write_tree(tmp_path / "old", {"keep.txt": "mine"})
     with pytest.raises(RuntimeError, match="codegen failed"):
         nnforge.compile_model(qmodel, "hls", tmp_path / "old", force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
@@ -187,17 +198,19 @@ def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
     from nnforge import compile as comp
 
     _, qmodel = _digits("mlp")
-    real = Path.write_bytes
+    from nnforge.compiler import output_tree
+
+    real = output_tree._write
     calls = []
 
-    def flaky(self, data):
-        calls.append(self)
+    def flaky(path, data):
+        calls.append(path)
         if len(calls) == 5:
-            raise OSError("disk full")
-        return real(self, data)
+            raise OSError(28, "No space left on device")
+        return real(path, data)
 
-    monkeypatch.setattr(Path, "write_bytes", flaky)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(output_tree, "_write", flaky)
+    with pytest.raises(nnforge.InputError, match="could not be written: No space left on device"):
         comp.compile_model(qmodel, "hls", tmp_path / "prj")
     assert list(tmp_path.iterdir()) == []
 

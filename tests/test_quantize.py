@@ -123,13 +123,14 @@ def test_cli_simulate_json_and_default_calibration():
 def test_cli_quantize_and_sweep_write_outputs(tmp_path):
     r = invoke("quantize", EXAMPLES / "digits_cnn.onnx", "--calib", EXAMPLES / "digits_calib.npz", "-o", tmp_path / "q")
     assert r.exit_code == 0, r.output
-    assert {p.name for p in (tmp_path / "q").iterdir()} == {"qgraph.json", "qgraph.npz", "model.onnx", "config.json"}
+    assert {p.name for p in (tmp_path / "q").iterdir()} == {"qgraph.json", "qgraph.npz", "model.onnx", "config.json",
+                                                          "manifest.json"}
     r = invoke("quantize", EXAMPLES / "digits_cnn.onnx", "--calib", EXAMPLES / "digits_calib.npz", "-o", tmp_path / "q")
     assert r.exit_code == 2 and "--force" in r.output
     r = invoke("sweep", EXAMPLES / "digits_cnn.onnx", "--data", EXAMPLES / "digits_test.npz", "--calib",
                EXAMPLES / "digits_calib.npz", "--weight-bits", "2,8", "-o", tmp_path / "sw")
     assert r.exit_code == 0, r.output
-    assert {p.name for p in (tmp_path / "sw").iterdir()} == {"sweep.csv", "sweep.json", "sweep.png"}
+    assert {p.name for p in (tmp_path / "sw").iterdir()} == {"sweep.csv", "sweep.json", "sweep.png", "manifest.json"}
     rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert [row["weight_bits"] for row in rows] == [2, 8]
     assert rows[1]["quant_accuracy"] >= rows[0]["quant_accuracy"]

@@ -26,7 +26,21 @@ def read_manifest(project: Path) -> dict:
     path = Path(project) / MANIFEST
     if not path.is_file():
         raise InputError(f"{str(project)!r} must be an hls project with a {MANIFEST}")
-    return json.loads(path.read_text())
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        ok = (isinstance(doc, dict) and isinstance(doc["top"], str)
+              and all(isinstance(doc[k], int) and doc[k] >= 0 for k in ("in_size", "out_size", "trace_size"))
+              and all(isinstance(n["name"], str) and isinstance(n["output"], str)
+                      and all(isinstance(d, int) and d > 0 for d in n["shape"]) for n in doc["nodes"])
+              and isinstance(doc["input"]["lo"], int) and isinstance(doc["input"]["hi"], int)
+              and isinstance(doc["output"]["name"], str) and all(isinstance(d, int) for d in doc["output"]["shape"]))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{MANIFEST} of project {str(project)!r} must be the JSON the hls backend wrote, not "
+                         f"unreadable ({type(err).__name__}: {' '.join(str(err).split())[:100]})") from None
+    if not ok:
+        raise InputError(f"{MANIFEST} of project {str(project)!r} must be the JSON the hls backend wrote, not one "
+                         f"with missing or mistyped fields")
+    return doc
 
 
 def build(project: Path) -> Path:
