@@ -15,26 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from nnforge.compiler.errors import InputError
+from nnforge.compiler.errors import InputError, shown
 
 from .base import Option
 
 
 def _kind(default: Any) -> str:
-    if isinstance(default, bool):
+    if isinstance(default, (bool, np.bool_)):
         return "true or false"
-    if isinstance(default, int):
+    if isinstance(default, (int, np.integer)):
         return "an integer"
-    if isinstance(default, float):
+    if isinstance(default, (float, np.floating)):
         return "a number"
     if isinstance(default, str):
         return "a string"
-    return f"a {type(default).__name__}"
+    return f"a value of type {type(default).__name__}"  # never "a int": the type's name, not an article
 
 
 def _typed(label: str, value: Any, default: Any) -> Any:
     """``value`` as the type of ``default`` (strings converted; other values checked)."""
-    bad = InputError(f"option {label} must be {_kind(default)} like {default!r}, not {value!r}")
+    bad = InputError(f"option {label} must be {_kind(default)} like {default!r}, not {shown(value)}")
     if default is None:  # no type to hold it to
         return value
     if isinstance(value, str) and not isinstance(default, str):
@@ -68,11 +68,16 @@ def _typed(label: str, value: Any, default: Any) -> Any:
     return value
 
 
+def _num(v: float) -> str:
+    """A bound in words: whole numbers in full (1048576, not 1.04858e+06)."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+
 def _range(spec: Option) -> str:
     lo, hi = spec.minimum, spec.maximum
     if lo is not None and hi is not None:
-        return f"from {lo:g} to {hi:g}"
-    return f">= {lo:g}" if lo is not None else f"<= {hi:g}"
+        return f"from {_num(lo)} to {_num(hi)}"
+    return f">= {_num(lo)}" if lo is not None else f"<= {_num(hi)}"
 
 
 def _scalar(key: str, value: Any, spec: Option, layer: str | None = None) -> Any:
@@ -80,12 +85,12 @@ def _scalar(key: str, value: Any, spec: Option, layer: str | None = None) -> Any
     value = _typed(label, value, spec.default)
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if number and not math.isfinite(value):
-        raise InputError(f"option {label} must be a finite number, not {value!r}")
+        raise InputError(f"option {label} must be a finite number, not {shown(value)}")
     if spec.choices is not None and value not in spec.choices:
-        raise InputError(f"option {label} must be one of {', '.join(map(repr, spec.choices))}, not {value!r}")
+        raise InputError(f"option {label} must be one of {', '.join(map(repr, spec.choices))}, not {shown(value)}")
     if number and ((spec.minimum is not None and value < spec.minimum)
                    or (spec.maximum is not None and value > spec.maximum)):
-        raise InputError(f"option {label} must be {_range(spec)}, not {value!r}")
+        raise InputError(f"option {label} must be {_range(spec)}, not {shown(value)}")
     return value
 
 
@@ -107,7 +112,7 @@ def parse_options(backend, given: dict[str, Any] | None) -> dict[str, Any]:
     for key, value in (given or {}).items():
         if key not in specs:
             valid = ", ".join(sorted(specs)) or "(none)"
-            raise InputError(f"option key must be one of {valid} for the {backend.name} backend, not {key!r}")
+            raise InputError(f"option key must be one of {valid} for the {backend.name} backend, not {shown(key)}")
         out[key] = parse_value(key, value, specs[key])
     return out
 
@@ -126,7 +131,7 @@ def parse_option_strings(values: tuple[str, ...] | list[str]) -> dict[str, str]:
     for value in values:
         key, sep, val = value.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--option must look like KEY=VALUE, not {value!r}")
+            raise InputError(f"--option must look like KEY=VALUE, not {shown(value)}")
         out[key.strip()] = val.strip()
     return out
 

@@ -38,6 +38,7 @@ class FloatLayer:
     inputs: list  # relax vars (activations)
     output: Any  # relax var holding the layer's float output
     attrs: dict[str, Any] = field(default_factory=dict)
+    onnx_name: str = ""  # the ONNX node's own name, where ``name`` needed a suffix to be unique
 
     @property
     def act(self) -> tuple[float | None, float | None]:
@@ -65,6 +66,20 @@ def _users(func) -> dict:
             visit(b.value)
     visit(func.body.body)
     return counts
+
+
+def unique_names(names: list[str], reserved: list[str] = ()) -> list[str]:
+    """``names`` made unique in order: a repeat, or a name in ``reserved`` (the model's input
+    names), gets the first free suffix ``#2``, ``#3``, ...; the others are kept."""
+    used = set(reserved)
+    out = []
+    for name in names:
+        candidate, k = name, 2
+        while candidate in used:
+            candidate, k = f"{name}#{k}", k + 1
+        used.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def _name(var, op: str, index: int) -> str:
@@ -121,25 +136,17 @@ def float_layers(mod, output_names: list[str] | None = None,
                 return layer
         return None
 
-    used: set[str] = set()
     alias: dict = {}  # var bound to another var -> the var it names
-
-    def unique(name: str) -> str:
-        base, k = name, 2
-        while name in used:
-            name, k = f"{base}#{k}", k + 1
-        used.add(name)
-        return name
 
     def new(op, var, inputs, **attrs):
         name = _name(var, op, len(layers))
-        layers.append(FloatLayer(op, unique(onnx_names.get(name, name)), list(inputs), var, attrs))
+        layers.append(FloatLayer(op, onnx_names.get(name, name), list(inputs), var, attrs))
         producer[var] = len(layers) - 1
         activations.add(var)
 
     def extend(layer, var):
         if _GENERATED.match(layer.output.name) and layer.name.startswith(f"{layer.op}_") and not _GENERATED.match(var.name):
-            layer.name = unique(onnx_names.get(var.name, var.name))  # the ONNX name sits on the last binding
+            layer.name = onnx_names.get(var.name, var.name)  # the ONNX name sits on the last binding
         layer.output = var
         producer[var] = layers.index(layer)
         activations.add(var)
@@ -247,6 +254,10 @@ def float_layers(mod, output_names: list[str] | None = None,
         for layer in layers:
             if layer.output.same_as(var) and layer.name.startswith(f"{layer.op}_"):
                 layer.name = name
+    # names are tensor names in the integer graph: unique, and never an input's name
+    inputs = [onnx_names.get(p.name, p.name) for p in func.params]
+    for layer, name in zip(layers, unique_names([l.name for l in layers], inputs)):
+        layer.onnx_name, layer.name = layer.name, name
     for layer in [l for l in layers if l.op == "softmax"]:
         if any(layer.output.same_as(v) for v in out_vars):
             host.append(layer.name)
@@ -262,17 +273,38 @@ def float_layers(mod, output_names: list[str] | None = None,
 
 
 def traced_module(mod, layers: list[FloatLayer]):
-    """A copy of ``mod`` whose ``main`` returns every layer's output (for calibration and SQNR)."""
+    """A copy of ``mod`` whose ``main`` returns every layer's output (for calibration and SQNR).
+
+    Outputs are found by identity, never by name: Relax names are only hints, and after the
+    cleanup passes a large model holds several bindings of one name (ResNet-50: 12 names twice,
+    ``lv9``, ``lv13``, ...), so a by-name lookup hands some layers another layer's tensor."""
+    import tvm
     from tvm import relax as rx
 
-    func = rx.transform.ToNonDataflow()(mod)["main"]
-    # ToNonDataflow keeps the same Var objects only by name: map by name
-    by_name = {b.var.name: b.var for blk in func.body.blocks for b in blk.bindings}
-    outs = [by_name[layer.output.name] for layer in layers]
-    body = rx.SeqExpr(func.body.blocks, rx.Tuple(outs))
-    new_func = rx.Function(func.params, body, ret_ty=rx.TupleType([v.ty for v in outs]), is_pure=True)
-    import tvm
-
+    func = mod["main"]
+    flat = rx.transform.ToNonDataflow()(mod)["main"]
+    # ToNonDataflow makes new Var objects for the DataflowVars but keeps every binding in place:
+    # pair them by position
+    before = [b.var for blk in func.body.blocks for b in blk.bindings]
+    after = [b.var for blk in flat.body.blocks for b in blk.bindings]
+    if len(before) != len(after) or any(a.name != b.name for a, b in zip(before, after)):
+        raise ModelError("ToNonDataflow must keep the bindings of 'main' in order; it changed them, so the "
+                         "layer outputs cannot be traced")
+    new_var = dict(zip(before, after))
+    missing = [layer.name for layer in layers if layer.output not in new_var]
+    if missing:
+        raise ModelError(f"layer outputs must be bindings of 'main', not {missing[:4]}")
+    outs = [new_var[layer.output] for layer in layers]
+    body = rx.SeqExpr(flat.body.blocks, rx.Tuple(outs))
+    new_func = rx.Function(flat.params, body, ret_ty=rx.TupleType([v.ty for v in outs]), is_pure=True)
     new_mod = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"})
     new_mod["main"] = new_func
     return new_mod
+
+
+def tensor_names(func, layers: list[FloatLayer], input_names: list[str]) -> dict:
+    """Relax var -> the tensor name it holds: a model input's name (``func.params`` in order) or
+    its layer's name.  By identity, like ``traced_module``: var names may repeat."""
+    names = dict(zip(func.params, input_names))
+    names.update({layer.output: layer.name for layer in layers})
+    return names

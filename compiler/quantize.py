@@ -59,9 +59,49 @@ def _act_param(stats: TensorStats, lq: LayerQuant, act: tuple, name: str,
 
 def _clamp_codes(act: tuple, p: _Param) -> tuple[int | None, int | None]:
     lo, hi = act
-    qlo = None if lo is None else max(p.qtype.lo, int(math.floor(lo / p.scale + 0.5)))
-    qhi = None if hi is None else min(p.qtype.hi, int(math.floor(hi / p.scale + 0.5)))
+
+    def code(v: float, bound: int) -> int:
+        q = v / p.scale + 0.5
+        return bound if not math.isfinite(q) else int(math.floor(q))  # a tiny scale: the type's bound
+
+    qlo = None if lo is None else max(p.qtype.lo, min(p.qtype.hi, code(lo, p.qtype.lo if lo < 0 else p.qtype.hi)))
+    qhi = None if hi is None else min(p.qtype.hi, max(p.qtype.lo, code(hi, p.qtype.hi if hi > 0 else p.qtype.lo)))
     return qlo, qhi
+
+
+# Every integer the quantizer produces is range-checked here, before a cast: the executors compute
+# in int64, and a value that does not fit would wrap in every one of them alike (so --check would
+# not notice), giving plausible-looking garbage.
+_INT64_MAX = (1 << 63) - 1
+MAX_SHIFT = 62  # right shifts of int64 values by 63 or more are undefined in C and numpy
+
+
+def _multiplier(layer: str, what: str, ratio, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """``quantize_multiplier`` with its ValueError (a non-finite ratio) as a ModelError naming the layer."""
+    try:
+        return quantize_multiplier(ratio, mode)
+    except ValueError as err:
+        raise ModelError(f"layer {layer!r}: the {what} scale ratio must be a finite positive number, not one "
+                         f"that over- or underflows ({err})") from None
+
+
+def _check_requant(layer: str, what: str, bound, multiplier, shift) -> None:
+    """ModelError unless ``|acc| * M`` (with the rounding half, or shifted left) stays inside int64
+    for every ``|acc| <= bound`` and the shift is at most MAX_SHIFT (per channel where arrays)."""
+    bounds = np.atleast_1d(np.asarray(bound, dtype=object))
+    ms, ns = np.atleast_1d(np.asarray(multiplier)), np.atleast_1d(np.asarray(shift))
+    bounds = np.broadcast_to(bounds, ms.shape) if bounds.size == 1 else bounds
+    for b, m, n in zip(bounds, ms, ns):
+        b, m, n = int(b), int(m), int(n)
+        if n > MAX_SHIFT:
+            raise ModelError(f"layer {layer!r}: the {what} requantization shift must be at most {MAX_SHIFT}, not "
+                             f"{n} (its scale ratio is about 2^-{n - 14}: the layer's scales are too far apart)")
+        prod = b * m << -n if n < 0 else b * m + ((1 << (n - 1)) if n > 0 else 0)
+        if prod > _INT64_MAX:
+            raise ModelError(f"layer {layer!r}: the {what} requantization must stay inside int64, not reach about "
+                             f"2^{prod.bit_length()} (accumulator bound {b:,} x multiplier {m} "
+                             f"{'<< ' + str(-n) if n < 0 else '+ rounding'}); the layer's scales are too far apart")
+
 
 
 def _quantize_weights(w: np.ndarray, lq: LayerQuant, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +130,7 @@ def quantize_model(
     fixed_scales: dict[str, float] | None = None,
 ) -> QGraph:
     """Build the quantized graph. ``stats`` holds calibration statistics by tensor name:
-    each model input's name and each layer's output var name.  ``fixed_scales`` pins the
+    each model input's name and each layer's name (never a Relax var name: those repeat).  ``fixed_scales`` pins the
     scale of activations (by model input name or layer name), e.g. scales imported from an
     ONNX QDQ model; their types still come from the config and the statistics."""
     fixed_scales = dict(fixed_scales or {})
@@ -128,7 +168,7 @@ def quantize_model(
             elif layer.op == "avg_pool2d":
                 params[layer.name] = ins[0]
             else:
-                params[layer.name] = _act_param(stats[layer.output.name], lq, layer.act, layer.name,
+                params[layer.name] = _act_param(stats[layer.name], lq, layer.act, layer.name,
                                                 fixed_scales.get(layer.name))
 
     def _tensor(layer, var) -> str:
@@ -164,7 +204,8 @@ def quantize_model(
             for src in in_names:
                 p = params[src]
                 if (p.qtype, p.scale) != (out.qtype, out.scale):
-                    m, n = quantize_multiplier(p.scale / out.scale, lq.scale_mode)
+                    m, n = _multiplier(layer.name, "concat input", p.scale / out.scale, lq.scale_mode)
+                    _check_requant(layer.name, "concat input", max(abs(p.qtype.lo), p.qtype.hi), m, n)
                     rq = f"{src}/requant"
                     nodes.append(QNode("requant", rq, [src], rq, dict(multiplier=m, shift=n, lo=None, hi=None,
                                                                        rounding=lq.rounding, overflow="SAT")))
@@ -172,7 +213,7 @@ def quantize_model(
                     src = rq
                 fixed.append(src)
             in_names = fixed
-        in_stats = stats.get(layer.inputs[0].name) if layer.inputs else None
+        in_stats = stats.get(_tensor(layer, layer.inputs[0])) if layer.inputs else None
         attrs = _node_attrs(layer, [params[n] for n in in_names], out, lq,
                             getattr(in_stats, "channel_mean", None))
         shape = tuple("batch" if isinstance(d, str) else d for d in _shape(layer.output))
@@ -211,7 +252,7 @@ def _auto_config(layers, host, inputs, stats, config: QuantConfig):
             choice = weight_width(layer.name, layer.attrs["weight"], lq, 0 if layer.op == "conv2d" else 1)
             entry["weight_bits"] = choice.bits
             decisions.append(choice)
-        st = stats[layer.output.name]
+        st = stats[layer.name]
         lo = layer.act[0]
         signed = (not (st.nonnegative or (lo is not None and lo >= 0))) if lq.act_signed is None else lq.act_signed
         choice = activation_width(layer.name, st, lq, signed)
@@ -247,6 +288,10 @@ def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuan
     lo, hi = _clamp_codes(layer.act, out)
     if layer.op in ("conv2d", "dense"):
         axis = 0 if layer.op == "conv2d" else 1
+        if not np.all(np.isfinite(np.asarray(a["weight"], np.float64))) or not np.all(np.isfinite(a["bias"])):
+            bad = int(np.size(a["weight"]) - np.count_nonzero(np.isfinite(a["weight"])))
+            raise ModelError(f"layer {layer.name!r}: weights and bias must be finite to quantize, not NaN/Inf "
+                             f"({bad} weights)")
         if "weight_codes" in a:  # shared weights: codes from the layer's codebook (compress.py)
             w_codes, w_scales = a["weight_codes"], a["weight_scales"]
         else:
@@ -257,8 +302,22 @@ def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuan
             w = np.asarray(a["weight"], np.float64)
             w_hat = w_codes * (w_scales.reshape(-1, 1, 1, 1) if axis == 0 else w_scales.reshape(1, -1))
             b = b + _bias_correction(layer, w, w_hat, input_mean)
-        bias = np.floor(b / (s_x * w_scales) + 0.5).astype(np.int64)
-        m, n = quantize_multiplier(s_x * w_scales / out.scale, lq.scale_mode)
+        acc_scale = s_x * w_scales
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            bias_real = np.floor(b / acc_scale + 0.5)
+        too_big = ~np.isfinite(bias_real) | (np.abs(bias_real) >= 2.0**62)
+        if np.any(too_big):
+            c = int(np.argmax(too_big))
+            raise ModelError(
+                f"layer {layer.name!r}: its bias must be representable at the accumulator scale s_x*s_w, not "
+                f"{b[c]:.4g} at scale {acc_scale[c]:.3g} (code {bias_real[c]:.3g}, beyond int64; output channel {c}): "
+                f"the weights (max |w| {float(np.max(np.abs(a['weight']))):.3g}) are too small next to the bias "
+                f"to quantize; rescale the layer (weights up, the next layer's down) or give it more weight bits")
+        bias = bias_real.astype(np.int64)
+        m, n = _multiplier(layer.name, "output", acc_scale / out.scale, lq.scale_mode)
+        xmax = max(abs(ins[0].qtype.lo), abs(ins[0].qtype.hi))
+        w_sum = np.abs(np.moveaxis(np.asarray(w_codes, np.int64), axis, 0)).reshape(np.shape(w_codes)[axis], -1).sum(1)
+        _check_requant(layer.name, "output", [xmax * int(ws) + abs(int(bc)) for ws, bc in zip(w_sum, bias)], m, n)
         attrs = dict(weight=w_codes, bias=bias, multiplier=m, shift=n, lo=lo, hi=hi,
                      acc_dtype=_acc_dtype(ins[0].qtype, w_codes, bias, axis), **common)
         attrs.update(weight_bits=lq.weight_bits, weight_scale=w_scales)  # storage/report only, not numerics
@@ -269,24 +328,35 @@ def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuan
         return {k: a[k] for k in ("pool_size", "strides", "padding", "dilation", "ceil_mode")}
     if layer.op == "avg_pool2d":
         kh, kw = a["pool_size"]
-        m, n = quantize_multiplier(ins[0].scale / (out.scale * kh * kw), "float")
+        m, n = _multiplier(layer.name, "average", ins[0].scale / (out.scale * kh * kw), "float")
+        _check_requant(layer.name, "average", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * kh * kw, m, n)
         return dict(pool_size=a["pool_size"], strides=a["strides"], padding=a["padding"],
                     multiplier=m, shift=n, lo=lo, hi=hi, **common)
     if layer.op == "global_avg_pool":
-        m, n = quantize_multiplier(ins[0].scale / (out.scale * a["window"]), "float")
+        m, n = _multiplier(layer.name, "average", ins[0].scale / (out.scale * a["window"]), "float")
+        _check_requant(layer.name, "average", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * int(a["window"]), m, n)
         return dict(multiplier=m, shift=n, lo=lo, hi=hi, keepdims=a["keepdims"], **common)
     if layer.op == "add":
-        (ma, na), (mb, nb) = (quantize_multiplier(p.scale / out.scale, lq.scale_mode) for p in ins)
+        (ma, na), (mb, nb) = (_multiplier(layer.name, "input", p.scale / out.scale, lq.scale_mode) for p in ins)
+        for p, m, n in ((ins[0], ma, na), (ins[1], mb, nb)):
+            _check_requant(layer.name, "input", max(abs(p.qtype.lo), p.qtype.hi), m, n)
         return dict(multipliers=(int(ma), int(mb)), shifts=(int(na), int(nb)), lo=lo, hi=hi, **common)
     if layer.op == "mul":
-        m, n = quantize_multiplier(ins[0].scale * ins[1].scale / out.scale, lq.scale_mode)
+        m, n = _multiplier(layer.name, "output", ins[0].scale * ins[1].scale / out.scale, lq.scale_mode)
+        _check_requant(layer.name, "output", max(abs(ins[0].qtype.lo), ins[0].qtype.hi)
+                       * max(abs(ins[1].qtype.lo), ins[1].qtype.hi), m, n)
         return dict(multiplier=m, shift=n, lo=lo, hi=hi, **common)
     if layer.op == "lut":
         qin = ins[0].qtype
         if qin.bits > 16:
             raise ModelError(f"layer {layer.name!r}: a lookup table needs an input of at most 16 bits, not {qin.bits}")
         codes = np.arange(qin.lo, qin.hi + 1, dtype=np.int64)
-        table = quantize(a["fn"](codes * ins[0].scale, a), out.scale, out.qtype, lq.rounding)
+        with np.errstate(all="ignore"):
+            values = np.asarray(a["fn"](codes * ins[0].scale, a), np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ModelError(f"layer {layer.name!r}: its lookup table must have finite values, not NaN/Inf "
+                             f"({int(values.size - np.count_nonzero(np.isfinite(values)))} entries)")
+        table = quantize(values, out.scale, out.qtype, lq.rounding)
         return dict(table=table, offset=qin.lo)
     if layer.op == "clip":
         return dict(lo=lo if lo is not None else out.qtype.lo, hi=hi if hi is not None else out.qtype.hi)

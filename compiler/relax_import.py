@@ -141,6 +141,11 @@ def import_onnx(
     importer = _NamingImporter(shapes, dtypes, keep_params_in_input=False, sanitize=True)
     importer.onnx_names = {}
     mod = importer.from_onnx(named.graph, opset)
+    # the graph inputs too (param -> ONNX input name), so no layer is named like an input
+    from .onnx_frontend import graph_inputs
+
+    for param, vi in zip(mod["main"].params, graph_inputs(named)):
+        importer.onnx_names.setdefault(param.name, vi.name)
     return mod, importer.onnx_names
 
 

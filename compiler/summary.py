@@ -27,6 +27,7 @@ class Layer:
     output_shape: list[int | str]
     params: int
     macs: int
+    onnx_name: str = ""  # the ONNX node's own name (``name`` has a suffix where it was not unique)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,4 +126,9 @@ def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, 
         if op in _ANCHORS:
             by_var[var] = len(layers)
         layers.append(layer)
+    from .layers import unique_names  # the same rule as the integer graph's layer names
+
+    inputs = [onnx_names.get(p.name, p.name) for p in func.params]
+    for layer, name in zip(layers, unique_names([l.name for l in layers], inputs)):
+        layer.onnx_name, layer.name = layer.name, name
     return Summary(layers)

@@ -7,6 +7,7 @@ the traceback as well.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import warnings
@@ -132,8 +133,9 @@ def inspect(model_path: str, as_json: bool, input_shapes: tuple[str, ...]) -> No
     table.add_column("params", justify="right", footer=f"{summary.total_params:,}")
     table.add_column("MACs", justify="right", footer=f"{summary.total_macs:,}")
     for i, layer in enumerate(summary.layers):
+        shown_name = layer.name if layer.name == layer.onnx_name else f"{layer.name} (ONNX name {layer.onnx_name!r})"
         table.add_row(
-            str(i), escape(layer.name), layer.op,
+            str(i), escape(shown_name), layer.op,
             escape(" ".join(_shape(s) for s in layer.input_shapes)),
             escape(_shape(layer.output_shape)), f"{layer.params:,}", f"{layer.macs:,}",
         )
@@ -218,11 +220,16 @@ def _compress_spec(prune: float | None, prune_config: str | None, share: str | i
     override its global keys."""
     from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
 
+    share_text = share
     if isinstance(share, str):
         try:
             share = int(share)
         except ValueError:
-            raise click.BadParameter(f"must be an integer from 1 to 8, not {share!r}", param_hint="--share") from None
+            share = -1
+        if not 1 <= share <= 8:
+            raise InputError(f"--share must be an integer from 1 to 8, not {shown(share_text)}")
+    if prune is not None and not (math.isfinite(prune) and 0 <= prune < 1):
+        raise InputError(f"--prune must be a fraction in [0, 1), not {shown(prune)}")
     if prune_config is None and prune is None and share is None:
         if refine is not None or structured:
             raise click.UsageError("--refine and --structured need --prune, --share or --prune-config")
@@ -464,11 +471,24 @@ def _save_compressed(qmodel, out: Path, force: bool, inputs: list[str], extra: d
     save_dir(out, {**saved_files(qmodel), **extra}, force, inputs=inputs)
 
 
-def _int_list(value: str, name: str) -> list[int]:
+def _int_list(value: str, name: str, lo: int | None = None, hi: int | None = None) -> list[int]:
+    """A non-empty comma list of integers (each in [lo, hi] where given); errors name the flag."""
     try:
-        return [int(v) for v in value.split(",") if v]
+        values = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"must be a comma-separated list of integers, not {value!r}", param_hint=name) from None
+        values = None
+    if not values or (lo is not None and any(not lo <= v <= hi for v in values)):
+        span = "" if lo is None else f" from {lo} to {hi}"
+        raise InputError(f"{name} must be a comma-separated list of integers{span}, not {shown(value)}")
+    return values
+
+
+def _choice_list(value: str, name: str, choices: tuple[str, ...]) -> list[str]:
+    """A non-empty comma list of ``choices``; errors name the flag."""
+    values = [v.strip() for v in value.split(",") if v.strip()]
+    if not values or any(v not in choices for v in values):
+        raise InputError(f"{name} must be a comma-separated list of {', '.join(choices)}, not {shown(value)}")
+    return values
 
 
 @main.command()
@@ -496,12 +516,18 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
 
     inputs = [i for i in (model_path, data_path, calib_path, prune_config) if i]
     _output(out_dir, True, force, *inputs)
-    wbits, abits = _int_list(weight_bits, "--weight-bits"), _int_list(act_bits, "--act-bits")
-    modes = [m for m in scale_modes.split(",") if m]
-    methods = [m for m in calibrations.split(",") if m]
+    from nnforge.compiler.compress_config import MAX_SHARE_BITS, MIN_SHARE_BITS
+    from nnforge.compiler.quant_config import CALIBRATIONS, MAX_BITS, MIN_BITS, SCALE_MODES
+
+    # every list checked here, naming its flag, before any work
+    wbits = _int_list(weight_bits, "--weight-bits", MIN_BITS, MAX_BITS)
+    abits = _int_list(act_bits, "--act-bits", MIN_BITS, MAX_BITS)
+    modes = _choice_list(scale_modes, "--scale-modes", SCALE_MODES)
+    methods = _choice_list(calibrations, "--calibrations", CALIBRATIONS)
     for wb, ab, mode, method in [(w, a, m, c) for w in wbits for a in abits for m in modes for c in methods]:
         parse_config({"default": {"weight_bits": wb, "act_bits": ab, "scale_mode": mode, "calibration": method}})
-    shares = _int_list(share, "--share") if share else [None]  # --share 2,3,4 sweeps the sharing width too
+    # --share 2,3,4 sweeps the sharing width too
+    shares = _int_list(share, "--share", MIN_SHARE_BITS, MAX_SHARE_BITS) if share is not None else [None]
     comp = _compress_spec(prune, prune_config, shares[0] if len(shares) == 1 else None, refine, structured)
     if len(shares) > 1:
         for k in shares:

@@ -41,6 +41,14 @@ def _fmt(shape) -> str:
 def _read_all(path: Path, specs: list[TensorSpec]) -> tuple[dict[str, np.ndarray], list[str]]:
     """The arrays of ``path`` that the model uses, read now, by key; the keys chosen for the inputs."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as err:
+        raise InputError(f"data file {str(path)!r} must be readable, not {err.strerror or err}") from None
+    if not (magic.startswith(b"\x93NUMPY") or magic.startswith(b"PK")):  # np.load would try pickle next
+        raise InputError(f"data file {str(path)!r} must be a .npy or .npz file written by numpy, not one that "
+                         f"starts with {magic!r}")
+    try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(f"data file {str(path)!r} must be a .npy or .npz file written by numpy, "

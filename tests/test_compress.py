@@ -265,18 +265,20 @@ SIM = ("simulate", CNN, "--data", EXAMPLES / "digits_test.npz", "--calib", EXAMP
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--prune", "1.0"), "sparsity must be a number in [0, 1), not 1.0"),
-    (("--prune", "-0.1"), "sparsity must be a number in [0, 1), not -0.1"),
-    (("--share", "9"), "share_bits must be an integer from 1 to 8"),
-    (("--share", "0"), "share_bits must be an integer from 1 to 8"),
-    (("--share", "two"), "must be an integer from 1 to 8, not 'two'"),
+    (("--prune", "1.0"), "--prune must be a fraction in [0, 1), not 1.0"),  # errors name the flag
+    (("--prune", "-0.1"), "--prune must be a fraction in [0, 1), not -0.1"),
+    (("--prune", "nan"), "--prune must be a fraction in [0, 1), not nan"),
+    (("--share", "9"), "--share must be an integer from 1 to 8, not '9'"),
+    (("--share", "0"), "--share must be an integer from 1 to 8, not '0'"),
+    (("--share", "two"), "--share must be an integer from 1 to 8, not 'two'"),
     (("--refine", "lsq"), "--refine and --structured need --prune"),
 ])
-def test_cli_bad_compression_options(args, message):
-    for command in (SIM, ("quantize", CNN, "--calib", EXAMPLES / "digits_calib.npz", "-o", "/nonexistent/q")):
+def test_cli_bad_compression_options(args, message, tmp_path):
+    for command in (SIM, ("quantize", CNN, "--calib", EXAMPLES / "digits_calib.npz", "-o", tmp_path / "q")):
         r = invoke(*command, *args)
         assert r.exit_code == 2, r.output
         assert message in " ".join(r.output.split())
+    assert not (tmp_path / "q").exists()
 
 
 def test_cli_prune_config_unknown_layer_and_key(tmp_path):

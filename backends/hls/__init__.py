@@ -35,10 +35,10 @@ class HLSBackend(Backend):
     options = {
         "top": Option("nnforge_top", "name of the top function (a C identifier)"),
         "reuse_factor": Option(1, "each multiplier is shared by this many MACs: 1 unrolls the inner product fully",
-                               minimum=1, per_layer=True),
+                               minimum=1, maximum=1 << 20, per_layer=True),
         "io": Option("array", "top-level ports: array (ap_memory) or axis (AXI-Stream)", choices=("array", "axis")),
         "part": Option("xcu250-figd2104-2L-e", "the FPGA part, in script.tcl and hls_config.cfg"),
-        "clock_ns": Option(5.0, "target clock period in ns (positive)"),
+        "clock_ns": Option(5.0, "target clock period in ns, 0.1 to 1000", minimum=0.1, maximum=1000.0),
     }
 
     def __init__(self) -> None:
