@@ -40,8 +40,9 @@ def compress_layers(layers: list[FloatLayer], host: list[str], qconfig: QuantCon
                     traced: Mapping[str, np.ndarray] | None = None) -> tuple[list[FloatLayer], list[str]]:
     """Pruned and shared copies of ``layers``, and one line per decision taken on the way.
 
-    ``traced`` maps each model input's name and each weighted layer's input var name to its
-    float value over (a sample of) the calibration data, from the uncompressed model.  With
+    ``traced`` maps each model input's name and each weighted layer's input tensor (by the name
+    of the layer producing it: ``layers.tensor_names``) to its float value over (a sample of)
+    the calibration data, from the uncompressed model.  With
     ``refine="lsq"`` each layer is fitted, in order, to the float model's outputs from the
     inputs the already-compressed layers before it produce.  Without ``traced``, lsq
     refinement and bias correction are skipped (a recorded decision)."""
@@ -98,6 +99,8 @@ def compress_layers(layers: list[FloatLayer], host: list[str], qconfig: QuantCon
     if comp.refine == "lsq" and traced is None:
         decisions.append("lsq refinement and bias correction skipped: no calibration data")
     values = {k: v for k, v in traced.items()} if data else {}  # the compressed model's float values
+    produced = {l.output: l.name for l in layers}  # by identity: Relax var names may repeat
+    key = lambda var: produced.get(var, var.name)  # noqa: E731  (a layer's name, or the model input's)
     for i, layer in enumerate(layers):
         if layer.name in host:
             continue
@@ -106,11 +109,11 @@ def compress_layers(layers: list[FloatLayer], host: list[str], qconfig: QuantCon
             xs = None
             if data:
                 orig = original[layer.name]
-                xs = (traced[orig.inputs[0].name], values[layer.inputs[0].name])
+                xs = (traced[key(orig.inputs[0])], values[key(layer.inputs[0])])
             layers[i], notes = _finish_layer(layer, original[layer.name], lc, qconfig, xs)
             decisions += [f"{layer.name}: {n}" for n in notes]
         if data:
-            values[layer.output.name] = run_layer(layers[i], [values[v.name] for v in layers[i].inputs])
+            values[layer.name] = run_layer(layers[i], [values[key(v)] for v in layers[i].inputs])
     return layers, decisions
 
 

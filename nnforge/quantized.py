@@ -11,7 +11,7 @@ import numpy as np
 from nnforge.compiler import executor, reference
 from nnforge.compiler.calibration import ActivationStats, TensorStats
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.layers import FloatLayer, float_layers, traced_module
+from nnforge.compiler.layers import FloatLayer, float_layers, tensor_names, traced_module
 from nnforge.compiler.qgraph import QGraph, apply_host_ops
 from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
 from nnforge.compiler.quant_config import QuantConfig, parse_config
@@ -42,13 +42,15 @@ class FloatTrace:
                                         fingerprint=model._fingerprint + b"/trace")
 
     def __call__(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every layer's float output by layer name (names are unique; Relax var names are not)."""
         outs = self._compiled(arrays)
-        return {layer.output.name: o for layer, o in zip(self.layers, outs)}
+        return {layer.name: o for layer, o in zip(self.layers, outs)}
 
 
 def calibrate(model: Model, arrays: list[np.ndarray], layers: list[FloatLayer] | None = None,
               batch_size: int = 256, progress: Progress = None) -> dict[str, TensorStats]:
-    """Statistics of every model input and every layer output over the calibration data."""
+    """Statistics of every model input and every layer output over the calibration data, by
+    tensor name: the input's name, or the layer's name (``FloatLayer.name``)."""
     layers = layers if layers is not None else float_layers(model.relax, model.output_names, model.onnx_names)[0]
     arrays = executor.check_inputs(_batched_specs(model), arrays)
     trace = FloatTrace(model, layers)
@@ -198,11 +200,13 @@ def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_si
 
 def _traced_inputs(model: Model, layers: list[FloatLayer], calib: list[np.ndarray], batch_size: int,
                    samples: int = 512) -> dict[str, np.ndarray]:
-    """The model inputs and every weighted layer's float input over the first calibration samples."""
+    """The model inputs and every weighted layer's float input over the first calibration samples,
+    by tensor name (``layers.tensor_names``)."""
     arrays = executor.check_inputs(_batched_specs(model), calib)
     batch_size = batch_size_for(model, batch_size)
     n = len(arrays[0]) if isinstance(model.inputs[0].shape[0], int) else min(len(arrays[0]), samples)
-    needed = {l.inputs[0].name for l in layers if l.op in ("conv2d", "dense") and l.inputs}
+    names = tensor_names(model.relax["main"], layers, [s.name for s in model.inputs])
+    needed = {names[l.inputs[0]] for l in layers if l.op in ("conv2d", "dense") and l.inputs}
     trace = FloatTrace(model, layers)
     chunks: dict[str, list] = {}
     for _, batch in _batches([a[:n] for a in arrays], batch_size):

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from nnforge.compiler.calibration import TensorStats
+from nnforge.compiler.layers import tensor_names
 from nnforge.model import Model
 from nnforge.quantized import (FloatTrace, Progress, QuantizedModel, _batches, _check_divisible, batch_size_for,
                                quantize)
@@ -75,15 +76,15 @@ def _float_trace(model: Model, layers) -> FloatTrace:
     """``FloatTrace(model, layers)``, loaded once per model and layer list in this process
     (sweeps and repeated runs skip even the build cache's library load)."""
     per_model = _TRACES.setdefault(model, {})
-    key = tuple(l.output.name for l in layers)
+    key = tuple(l.name for l in layers)
     if key not in per_model:
         per_model[key] = FloatTrace(model, layers)
     return per_model[key]
 
 
 def _logits(model: Model, qmodel: QuantizedModel, name: str) -> FloatTrace | None:
-    """The float model returning only ``name`` (the logits before a host softmax), or None."""
-    layer = next((l for l in qmodel.layers if l.output.name == name), None)
+    """The float model returning only layer ``name`` (the logits before a host softmax), or None."""
+    layer = next((l for l in qmodel.layers if l.name == name), None)
     return None if layer is None else _float_trace(model, [layer])
 
 
@@ -126,7 +127,7 @@ def simulate(
     _check_divisible(data, batch_size, model)
     graph = qmodel.graph
     trace = _float_trace(model, qmodel.layers)
-    float_var = {layer.name: layer.output.name for layer in qmodel.layers}
+    float_var = {layer.name: layer.name for layer in qmodel.layers}  # node -> its float layer (trace keys)
     compared = [n for n in graph.node_outputs() if n in float_var]
     # structured pruning removed channels: compare the float model's kept channels only
     kept = {n.output: n.attrs["kept_channels"] for n in graph.nodes if "kept_channels" in n.attrs}
@@ -136,7 +137,7 @@ def simulate(
     out_name = graph.outputs[0]
     if graph.host_ops:  # the float tensor the integer output stands for: the host softmax's input
         first_host = next(l for l in qmodel.layers if l.name == graph.host_ops[0].name)
-        last_float = first_host.inputs[0].name
+        last_float = tensor_names(model.relax["main"], qmodel.layers, [s.name for s in model.inputs])[first_host.inputs[0]]
     else:
         last_float = float_var[out_name]
     f_pred, q_pred = [], []
