@@ -12,8 +12,11 @@ build is written to a temporary folder and renamed, so a cache entry is complete
 The wheel needs three workarounds (DESIGN.md, "RTL toolchain facts"): its ``bin/`` goes on PATH;
 ``MAKEFLAGS="CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"`` fixes its empty ``verilated.mk`` values
 (large designs fail to link without it; ``-O2`` also halves build times); and its version string
-makes cocotb's Makefile flow refuse it, so this uses the Python runner.  Icarus (``iverilog``) is
-available with ``simulator="icarus"`` where it is installed.
+makes cocotb's Makefile flow refuse it, so this uses the Python runner.  One change to the
+runner's Verilator command: ``--public-depth 1`` (the top's ports, all a cocotb bench touches)
+instead of ``--public-flat-rw`` (every signal), which keeps Verilator's optimisations: the 8x8
+accelerator evaluates 4x faster (0.69 instead of 2.73 us a cycle, measured outside cocotb).
+Icarus (``iverilog``) is available with ``simulator="icarus"`` where it is installed.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ TOP_PARAMETERS = ("ROWS", "COLS", "IN_W", "ACC_W", "IDX_W", "SPAD_DEPTH", "WMEM_
                   "PMEM_DEPTH", "PROG_DEPTH")
 SIMULATORS = ("verilator", "icarus")
 MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
-_VERSION = "nnforge-rtl-1"  # bump to invalidate every cached build
+_VERSION = "nnforge-rtl-2"  # bump to invalidate every cached build
 _MANIFEST = "nnforge-build.json"
 
 
@@ -194,14 +197,29 @@ def build(parameters: Mapping[str, int], sources: Sequence[Path] | None = None, 
     return final
 
 
-def _compile(build_dir: Path, sources: list[Path], params: dict[str, int], toplevel: str, simulator: str) -> None:
-    from cocotb_tools.runner import get_runner
+def _runner(simulator: str):
+    """cocotb's runner for ``simulator``; for Verilator with only the top's ports public."""
+    from cocotb_tools.runner import Verilator, get_runner
 
+    if simulator != "verilator":
+        return get_runner(simulator)
+
+    class TopPortsVerilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = ["--public-depth" if a == "--public-flat-rw" else a for a in cmds[0]]
+            cmds[0].insert(cmds[0].index("--public-depth") + 1, "1")
+            return cmds
+
+    return TopPortsVerilator()
+
+
+def _compile(build_dir: Path, sources: list[Path], params: dict[str, int], toplevel: str, simulator: str) -> None:
     includes = sorted({s.parent for s in sources})
-    args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if simulator == "verilator" else []
+    args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"] if simulator == "verilator" else []
     log = build_dir / "build.log"
     with _environment({}):
-        runner = get_runner(simulator)
+        runner = _runner(simulator)
         try:
             runner.build(sources=sources, hdl_toplevel=toplevel, parameters=params, includes=includes,
                          build_args=args, build_dir=build_dir, always=True, log_file=log)
@@ -216,7 +234,7 @@ def run(build_dir: Path, test_module: str, test_dir: Path, env: Mapping[str, str
     """Run the cocotb test module ``test_module`` (found on ``python_path``) on the build in
     ``build_dir``, in ``test_dir``, with ``env`` in its environment.  Raises ``RTLSimError`` naming
     the failed tests when any failed (their messages are in the cocotb log on stdout)."""
-    from cocotb_tools.runner import get_results, get_runner
+    from cocotb_tools.runner import get_results
 
     build_dir = Path(build_dir)
     manifest = build_dir / _MANIFEST
@@ -229,7 +247,7 @@ def run(build_dir: Path, test_module: str, test_dir: Path, env: Mapping[str, str
     with contextlib.suppress(OSError):
         results.unlink()
     with _environment(dict(env or {}), python_path):
-        runner = get_runner(info["simulator"])
+        runner = _runner(info["simulator"])
         try:
             runner.test(test_module=test_module, hdl_toplevel=info["toplevel"], hdl_toplevel_lang="verilog",
                         build_dir=build_dir,

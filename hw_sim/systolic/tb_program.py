@@ -101,8 +101,9 @@ class StreamMonitor:
     async def run(self) -> None:
         dut = self.dut
         while True:
-            if not int(dut.m_axis_tvalid.value):
-                await RisingEdge(dut.m_axis_tvalid)
+            # tvalid falls between packets (the controller fetches between OUTPUTs); after a
+            # handshake cocotb still sees the pre-edge tvalid, so always wait for the next rise
+            await RisingEdge(dut.m_axis_tvalid)
             last = False
             while not last:
                 await RisingEdge(dut.clk)
