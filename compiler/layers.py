@@ -82,6 +82,18 @@ def unique_names(names: list[str], reserved: list[str] = ()) -> list[str]:
     return out
 
 
+def binding_names(func, onnx_names: dict[str, str]) -> dict:
+    """Relax var -> (unique name, ONNX name) for every binding of ``func`` that carries an ONNX
+    node's name, made unique in binding order with ``unique_names`` (the inputs' names reserved).
+    ``float_layers`` and ``summary.summarize`` both name layers from it, so ``inspect`` and the
+    integer graph give one layer one name even where the ONNX names repeat."""
+    inputs = [onnx_names.get(p.name, p.name) for p in func.params]
+    named = [b.var for blk in func.body.blocks for b in blk.bindings
+             if not _GENERATED.match(b.var.name) and b.var.name in onnx_names]
+    originals = [onnx_names[v.name] for v in named]
+    return {v: (u, o) for v, u, o in zip(named, unique_names(originals, inputs), originals)}
+
+
 def _name(var, op: str, index: int) -> str:
     return f"{op}_{index}" if _GENERATED.match(var.name) else var.name
 
@@ -137,16 +149,24 @@ def float_layers(mod, output_names: list[str] | None = None,
         return None
 
     alias: dict = {}  # var bound to another var -> the var it names
+    canon = binding_names(func, onnx_names)  # var -> (unique name, ONNX name)
+    original: dict[str, str] = {}  # unique name -> the ONNX name it stands for
+
+    def named(var, fallback: str) -> str:
+        if var in canon:
+            unique, onnx_name = canon[var]
+            original[unique] = onnx_name
+            return unique
+        return onnx_names.get(fallback, fallback)
 
     def new(op, var, inputs, **attrs):
-        name = _name(var, op, len(layers))
-        layers.append(FloatLayer(op, onnx_names.get(name, name), list(inputs), var, attrs))
+        layers.append(FloatLayer(op, named(var, _name(var, op, len(layers))), list(inputs), var, attrs))
         producer[var] = len(layers) - 1
         activations.add(var)
 
     def extend(layer, var):
         if _GENERATED.match(layer.output.name) and layer.name.startswith(f"{layer.op}_") and not _GENERATED.match(var.name):
-            layer.name = onnx_names.get(var.name, var.name)  # the ONNX name sits on the last binding
+            layer.name = named(var, var.name)  # the ONNX name sits on the last binding
         layer.output = var
         producer[var] = layers.index(layer)
         activations.add(var)
@@ -257,7 +277,7 @@ def float_layers(mod, output_names: list[str] | None = None,
     # names are tensor names in the integer graph: unique, and never an input's name
     inputs = [onnx_names.get(p.name, p.name) for p in func.params]
     for layer, name in zip(layers, unique_names([l.name for l in layers], inputs)):
-        layer.onnx_name, layer.name = layer.name, name
+        layer.onnx_name, layer.name = original.get(layer.name, layer.name), name
     for layer in [l for l in layers if l.op == "softmax"]:
         if any(layer.output.same_as(v) for v in out_vars):
             host.append(layer.name)

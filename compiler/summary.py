@@ -77,16 +77,23 @@ _GENERATED = re.compile(r"^(lv|gv)\d*$")  # names the BlockBuilder makes up
 def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, str] | None = None) -> Summary:
     """The layer table of ``mod['main']``; graph outputs are named by ``output_names`` and
     variables by their ONNX node names (``onnx_names``)."""
+    from .layers import binding_names, unique_names  # one naming rule with the integer graph's layers
+
     onnx_names = onnx_names or {}
+    func = mod["main"]
+    canon = binding_names(func, onnx_names)  # var -> (unique name, ONNX name)
+    original: dict[str, str] = {}
 
     def _layer_name(var, op: str, index: int, outputs: dict) -> str:
         if var in outputs:
             return outputs[var]
         if _GENERATED.match(var.name):
             return f"{op}_{index}"
+        if var in canon:
+            original[canon[var][0]] = canon[var][1]
+            return canon[var][0]
         return onnx_names.get(var.name, var.name)
 
-    func = mod["main"]
     bindings = [b for block in func.body.blocks for b in block.bindings]
     layers: list[Layer] = []
     by_var: dict = {}  # var -> index of the anchor layer it is the output of
@@ -126,9 +133,7 @@ def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, 
         if op in _ANCHORS:
             by_var[var] = len(layers)
         layers.append(layer)
-    from .layers import unique_names  # the same rule as the integer graph's layer names
-
     inputs = [onnx_names.get(p.name, p.name) for p in func.params]
     for layer, name in zip(layers, unique_names([l.name for l in layers], inputs)):
-        layer.onnx_name, layer.name = layer.name, name
+        layer.onnx_name, layer.name = original.get(layer.name, layer.name), name
     return Summary(layers)

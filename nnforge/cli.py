@@ -725,9 +725,13 @@ def _print_verify(report) -> None:
 def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified):
     """Check the project's files against its manifest, then simulate it (hls: g++ C simulation):
     every layer's output and the golden vectors against the numpy reference."""
-    from nnforge.compile import open_project, verify as run_verify
+    from nnforge.compile import files_failure, open_project, verify as run_verify
     from nnforge.data import load_inputs
 
+    failure = files_failure(project_dir, allow_modified)  # before parsing anything in the project
+    if failure is not None:
+        click.echo(json.dumps(failure.to_dict())) if as_json else _print_verify(failure)
+        sys.exit(1)
     project = open_project(project_dir)
     data, labels = (load_inputs(data_path, project.qmodel.float_model.inputs) if data_path else (None, None))
     with _progress() as bar:

@@ -456,6 +456,24 @@ def _kernel_figures(row: dict | None) -> tuple[int | None, int | None]:
     return predicted, row.get("macs")
 
 
+def files_failure(path: str | Path, allow_modified: bool = False) -> "VerifyReport | None":
+    """The FAIL report of a project whose files differ from its manifest.json, before anything
+    in it is parsed (a damaged report.json or model/ is then named, not a traceback); None when
+    the files are intact, when there is no manifest, or with ``allow_modified``."""
+    check = check_manifest(path)
+    if allow_modified or not check.present or check.intact:
+        return None
+    changed = [MANIFEST] if check.error else check.changed + check.missing
+    try:
+        backend = str(json.loads((Path(path) / "report.json").read_text(encoding="utf-8")).get("backend", ""))
+    except (OSError, ValueError, AttributeError):
+        backend = ""
+    return VerifyReport(samples=0, mismatches=0, compared_tensors=0, backend=backend,
+                        source="not simulated: the project's files changed", changed_files=changed,
+                        notes=[f"changed since `nnforge compile` ({MANIFEST}): {', '.join(changed)}; "
+                               f"recompile, or verify the edited project with --allow-modified"])
+
+
 def _changed_files(project: Project, notes: list[str]) -> list[str]:
     """The project's files that differ from its manifest.json (or are missing), by name."""
     check = check_manifest(project.path)
@@ -484,14 +502,17 @@ def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None 
     """
     from nnforge.compiler import reference
 
+    failure = files_failure(path.path if isinstance(path, Project) else path, allow_modified)
+    if failure is not None:
+        return failure
     project = path if isinstance(path, Project) else open_project(path)
     file_notes: list[str] = []
     changed = _changed_files(project, file_notes)
-    if changed and not allow_modified:
+    if changed and not allow_modified:  # the manifest itself is gone although report.json lists it
         return VerifyReport(samples=0, mismatches=0, compared_tensors=0, backend=project.backend_name,
                             source="not simulated: the project's files changed", changed_files=changed,
-                            notes=file_notes + [f"changed since `nnforge compile` ({MANIFEST}): {', '.join(changed)}; "
-                                                f"recompile, or verify the edited project with --allow-modified"])
+                            notes=file_notes + [f"{', '.join(changed)} is missing: the project's files cannot be "
+                                                f"checked; recompile, or verify it with --allow-modified"])
     qmodel = project.qmodel
     graph = qmodel.graph
     golden_in, golden_out = project.golden_codes()
