@@ -1,8 +1,18 @@
 """The numpy reference interpreter for quantized graphs: the specification in code.
 
-Slow and obviously right: one function per op, int64 arithmetic throughout, with
-rounding, saturation and requantization taken from ``numerics``.  ``run`` returns every
-traced tensor, so other executors are compared layer by layer.
+Obviously right: one function per op, integer arithmetic throughout, with rounding,
+saturation and requantization taken from ``numerics``.  ``run`` returns every traced tensor,
+so other executors are compared layer by layer.
+
+Two things keep it fast enough for golden vectors of full-size models, neither changes a code:
+
+* **MACs** (``_int_matmul``): conv2d is an im2col matrix product and dense a plain one.  The
+  product runs in float64 (BLAS) when ``max|x| * max_o sum_k |w_ok| + max|b| < 2^53``: then every
+  product and every partial sum, in any order and with or without FMA, is an integer of
+  magnitude below 2^53, which float64 holds exactly, so the result is the int64 sum.  Otherwise
+  it runs in int64.
+* **Fixed batch**: a graph whose inputs have a fixed batch B (an ONNX model exported at batch 1)
+  runs B samples at a time; its reshapes name B.  ``run`` cuts more samples into such chunks.
 """
 
 from __future__ import annotations
@@ -33,6 +43,17 @@ def _requant(acc, a, out_type):
     return requantize(acc, a["multiplier"], a["shift"], out_type, a["rounding"], a["overflow"], a["lo"], a["hi"])
 
 
+F64_EXACT = 1 << 53  # every integer of magnitude < 2^53 is a float64
+
+
+def _int_matmul(x: np.ndarray, w: np.ndarray, bias_bound: int = 0) -> np.ndarray:
+    """``x @ w`` of integer codes (``[..., K] @ [..., K, N]``) as int64, exactly (module doc)."""
+    bound = (int(np.abs(x).max(initial=0)) * int(np.abs(w).sum(axis=-2).max(initial=0)) + bias_bound)
+    if bound < F64_EXACT:
+        return np.matmul(x.astype(np.float64), w.astype(np.float64)).astype(np.int64)
+    return np.matmul(x.astype(np.int64), w.astype(np.int64))
+
+
 def conv2d(node: QNode, xs, out_type) -> np.ndarray:
     a = node.attrs
     x = _pad_nchw(xs[0].astype(np.int64), a["padding"], 0)
@@ -41,13 +62,14 @@ def conv2d(node: QNode, xs, out_type) -> np.ndarray:
     g = a["groups"]
     win = _windows(x, kh, kw, a["strides"], a["dilation"])  # N, C, OH, OW, kh, kw
     n, _, oh, ow = win.shape[:4]
-    acc = np.empty((n, o, oh, ow), dtype=np.int64)
     opg = o // g
-    for gi in range(g):
-        wg = w[gi * opg : (gi + 1) * opg]  # [opg, ipg, kh, kw]
-        xg = win[:, gi * ipg : (gi + 1) * ipg]  # [N, ipg, OH, OW, kh, kw]
-        acc[:, gi * opg : (gi + 1) * opg] = np.einsum("nchwij,ocij->nohw", xg, wg, optimize=True)
-    acc += a["bias"].astype(np.int64).reshape(1, o, 1, 1)
+    # im2col per group: rows (n, oh, ow), columns (c, i, j); weights [g, c*i*j, opg]
+    cols = win.reshape(n, g, ipg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * oh * ow, -1)
+    wg = w.reshape(g, opg, ipg * kh * kw).transpose(0, 2, 1)
+    bias = a["bias"].astype(np.int64)
+    acc = _int_matmul(cols, wg, int(np.abs(bias).max(initial=0)))  # [g, n*oh*ow, opg]
+    acc = acc.reshape(g, n, oh, ow, opg).transpose(1, 0, 4, 2, 3).reshape(n, o, oh, ow)
+    acc += bias.reshape(1, o, 1, 1)
     shape = (1, o, 1, 1)
     m, s = np.broadcast_to(a["multiplier"], (o,)).reshape(shape), np.broadcast_to(a["shift"], (o,)).reshape(shape)
     return requantize(acc, m, s, out_type, a["rounding"], a["overflow"], a["lo"], a["hi"])
@@ -55,7 +77,8 @@ def conv2d(node: QNode, xs, out_type) -> np.ndarray:
 
 def dense(node: QNode, xs, out_type) -> np.ndarray:
     a = node.attrs
-    acc = xs[0].astype(np.int64) @ a["weight"].astype(np.int64) + a["bias"].astype(np.int64)
+    bias = a["bias"].astype(np.int64)
+    acc = _int_matmul(xs[0], a["weight"], int(np.abs(bias).max(initial=0))) + bias
     return _requant(acc, a, out_type)
 
 
@@ -147,8 +170,20 @@ OPS: dict[str, Callable] = {
 
 
 def run(graph: QGraph, codes: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Execute ``graph`` on input codes; returns every tensor (inputs and node outputs) by name."""
-    values: dict[str, np.ndarray] = {t.name: np.asarray(c, dtype=np.int64) for t, c in zip(graph.inputs, codes)}
+    """Execute ``graph`` on input codes; returns every tensor (inputs and node outputs) by name.
+
+    A graph with a fixed batch B runs B samples at a time (any multiple of B may be given)."""
+    codes = [np.asarray(c, dtype=np.int64) for c in codes]
+    fixed = graph.inputs[0].shape[0] if graph.inputs and graph.inputs[0].shape else None
+    n = len(codes[0]) if codes and codes[0].ndim else 0
+    if isinstance(fixed, (int, np.integer)) and fixed > 0 and n != fixed and n % fixed == 0:
+        chunks = [_run(graph, [c[s:s + fixed] for c in codes]) for s in range(0, n, int(fixed))]
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    return _run(graph, codes)
+
+
+def _run(graph: QGraph, codes: list[np.ndarray]) -> dict[str, np.ndarray]:
+    values: dict[str, np.ndarray] = {t.name: c for t, c in zip(graph.inputs, codes)}
     for node in graph.nodes:
         out_type = graph.tensors[node.output].qtype
         result = OPS[node.op](node, [values[i] for i in node.inputs], out_type)
