@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import NNForgeError
+from .errors import NNForgeError, shown
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000
@@ -57,7 +57,11 @@ def load(path: Path, what: str = "config file") -> Any:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ConfigError(f"{what} suffix must be one of {', '.join(SUFFIXES)}, not {path.suffix!r} ({str(path)!r})")
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as err:  # a name too long, a loop of links
+        raise ConfigError(f"{what} must be an existing file, not {shown(str(path))} ({err.strerror or err})") from None
+    if not is_file:
         raise ConfigError(f"{what} must be an existing file, not {str(path)!r}")
     text = read_text(path, what)
     kind = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")

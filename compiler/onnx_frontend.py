@@ -18,7 +18,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from .errors import ModelError
+from .errors import ModelError, shown
 from .limits import check_shape
 from .ops import MIN_OPSET, SUPPORTED_OPS
 
@@ -47,11 +47,16 @@ def read_model(source: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     if isinstance(source, onnx.ModelProto):
         return source
     path = Path(source)
-    if not path.exists():
+    try:
+        exists, is_dir, is_file = path.exists(), path.is_dir(), path.is_file()
+    except OSError as err:  # a name too long, a loop of links
+        raise ModelError(f"model file must be an existing ONNX file, not {shown(str(path))} "
+                         f"({err.strerror or err})") from None
+    if not exists:
         raise ModelError(f"model file must exist, not {str(path)!r} (no such file)")
-    if path.is_dir():
+    if is_dir:
         raise ModelError(f"model path must be an ONNX file, not the directory {str(path)!r}")
-    if not path.is_file():
+    if not is_file:
         raise ModelError(f"model path must be a regular ONNX file, not {str(path)!r} (a device, FIFO or socket)")
     try:
         with open(path, "rb") as f:

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, shown
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "nnforge-manifest/1"
@@ -68,6 +68,13 @@ def check_output(path: str | Path, *, directory: bool, force: bool, inputs: Iter
     """``path`` as a Path once it is a valid output of one command (see the module docstring);
     an InputError that names the path and the rule otherwise.  ``inputs`` are the command's own
     input files (model, data, configs)."""
+    try:
+        return _check_output(path, directory, force, inputs, flag)
+    except OSError as err:  # a name too long, a loop of links, a folder that cannot be listed
+        raise InputError(f"{flag} must be a usable path, not {shown(str(path))} ({err.strerror or err})") from None
+
+
+def _check_output(path, directory: bool, force: bool, inputs, flag: str) -> Path:
     text = str(path)
     kind = "directory" if directory else "file"
     if not text.strip():

@@ -67,6 +67,14 @@ class _Group(click.Group):
                 raise
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             sys.exit(err.exit_code)
+        except OSError as err:
+            # the last net for a path the system refuses (a name too long, a full disk, no permission)
+            # where no check above named it: still one line, naming the file
+            if err.filename is None or ctx.params.get("debug") or os.environ.get("NNFORGE_DEBUG_TRACEBACK"):
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(shown(str(err.filename)))} must be accessible, not "
+                              f"{escape(err.strerror or str(err))}", highlight=False, soft_wrap=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             if ctx.params.get("debug"):
                 raise

@@ -363,6 +363,11 @@ def _read_report(path: Path) -> dict:
     if not isinstance(report, dict) or not isinstance(report.get("backend"), str):
         raise InputError(f"{str(path)!r} must be the report `nnforge compile` wrote (a JSON object with "
                          f"'backend'), not {type(report).__name__}")
+    kernels, files = report.get("kernels", []), report.get("files", [])
+    if (not isinstance(kernels, list) or not all(isinstance(k, dict) and isinstance(k.get("name"), str) for k in kernels)
+            or not isinstance(files, list) or not all(isinstance(f, str) for f in files)):
+        raise InputError(f"{str(path)!r} must be the report `nnforge compile` wrote, not one whose 'kernels' or "
+                         f"'files' are damaged")
     return report
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnforge.compiler.errors import InputError
+from nnforge.compiler.errors import InputError, shown
 from nnforge.compiler.onnx_frontend import TensorSpec
 
 LABELS = "y"
@@ -48,9 +48,12 @@ def _read_all(path: Path, specs: list[TensorSpec]) -> tuple[dict[str, np.ndarray
     if not (magic.startswith(b"\x93NUMPY") or magic.startswith(b"PK")):  # np.load would try pickle next
         raise InputError(f"data file {str(path)!r} must be a .npy or .npz file written by numpy, not one that "
                          f"starts with {magic!r}")
+    if magic.startswith(b"\x93NUMPY"):
+        with open(path, "rb") as f:
+            _check_header(f, path.stat().st_size, f"data file {str(path)!r}")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+    except (ValueError, OSError, EOFError, MemoryError, zipfile.BadZipFile) as err:
         raise InputError(f"data file {str(path)!r} must be a .npy or .npz file written by numpy, "
                          f"not unreadable ({_reason(err)})") from None
     if isinstance(loaded, np.ndarray):
@@ -74,7 +77,13 @@ def _read_all(path: Path, specs: list[TensorSpec]) -> tuple[dict[str, np.ndarray
         out = {}
         for key in chosen + ([LABELS] if LABELS in keys else []):
             try:
+                names = loaded.zip.namelist()
+                info = loaded.zip.getinfo(f"{key}.npy" if f"{key}.npy" in names else key)
+                with loaded.zip.open(info) as member:
+                    _check_header(member, info.file_size, f"key {key!r} of data file {str(path)!r}")
                 out[key] = loaded[key]  # members are read lazily: read each one here
+            except InputError:
+                raise
             except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, SyntaxError) as err:
                 raise InputError(f"key {key!r} of data file {str(path)!r} must be a numpy array without pickled "
                                  f"objects, not unreadable ({_reason(err)})") from None
@@ -82,6 +91,28 @@ def _read_all(path: Path, specs: list[TensorSpec]) -> tuple[dict[str, np.ndarray
                 raise InputError(f"key {key!r} of data file {str(path)!r} must be a well-formed numpy array, "
                                  f"not unreadable ({type(err).__name__})") from None
     return out, chosen
+
+
+def _check_header(f, size: int, where: str) -> None:
+    """InputError unless the .npy header at ``f`` declares no more data than the ``size`` bytes
+    hold: a forged header of a tiny file must not make numpy allocate terabytes."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            return  # a newer format: numpy's own checks apply
+        shape, _, dtype = read(f)
+        header = f.tell()
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged header raises many types
+        raise InputError(f"{where} must be a numpy array, not one with a damaged header ({_reason(err)})") from None
+    if dtype.hasobject:
+        raise InputError(f"{where} must be a numpy array without pickled objects, not {dtype}")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > size - header:
+        raise InputError(f"{where} must hold the {_fmt(shape)} {dtype} values its header declares "
+                         f"({need:,} bytes), not {max(size - header, 0):,} bytes (truncated or forged)")
 
 
 def _reason(err: BaseException) -> str:
@@ -95,8 +126,13 @@ def load_inputs(path: str | Path, specs: list[TensorSpec]) -> tuple[list[np.ndar
     """The arrays for each model input (in order) and the labels, if the file has ``y``; every
     check in the module docstring is done here, so later stages get well-formed data."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
         what = "a directory" if path.is_dir() else ("not a regular file" if path.exists() else "no such file")
+    except OSError as err:  # a name too long, a loop of links
+        raise InputError(f"data file must be an existing .npy or .npz file, not {shown(str(path))} "
+                         f"({err.strerror or err})") from None
+    if not is_file:
         raise InputError(f"data file must be an existing .npy or .npz file, not {str(path)!r} ({what})")
     members, chosen = _read_all(path, specs)
     arrays = [_check_input(members[key], key, spec, path) for key, spec in zip(chosen, specs)]

@@ -116,6 +116,21 @@ def build_assets(d: Path) -> dict[str, str]:
     put("crc.npz", lambda p: p.write_bytes(bytes(bad)))
     put("garbage.npz", lambda p: p.write_bytes(bytes(range(256)) * 3))
     put("zero_d.npy", lambda p: np.save(p, np.float32(3)))
+    def forged(p: Path, zipped: bool) -> None:  # a header declaring 256 TB, then 64 bytes
+        import zipfile
+
+        header = {"descr": "<f4", "fortran_order": False, "shape": (10**12, 64)}
+        if not zipped:
+            with open(p, "wb") as f:
+                np.lib.format.write_array_header_1_0(f, header)
+                f.write(b"\0" * 64)
+            return
+        with zipfile.ZipFile(p, "w") as z, z.open("x.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            f.write(b"\0" * 64)
+
+    put("forged.npy", lambda p: forged(p, False))
+    put("forged.npz", lambda p: forged(p, True))
     put("datadir/keep.txt", lambda p: p.write_text("a folder, not data"))
     a["datadir"] = str(d / "datadir")
     # configs
@@ -194,6 +209,7 @@ def build_assets(d: Path) -> dict[str, str]:
         "qgraph_trunc": ("model/qgraph.npz", None),
         "csim_garbage": ("csim.json", b'{"top": 5}'),
         "config_garbage": ("model/config.json", b"[1, 2"),
+        "report_kernels": ("report.json", b'{"backend": "hls", "kernels": 7}'),
     }
     for name, (rel, data) in damage.items():
         copy = d / f"prj_{name}"
@@ -233,6 +249,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("compile-garbage-calib", ["compile", M, "--calib", "{garbage.npz}", "-o", OUT], ["garbage.npz"]),
     ("simulate-0d-npy", ["simulate", M, "--data", "{zero_d.npy}"], ["zero_d.npy", "0-d"]),
     ("run-missing-data", ["run", M, "--input", "nosuch.npz", "-o", OUT], ["nosuch.npz", "no such file"]),
+    ("run-forged-npy-header", ["run", M, "--input", "{forged.npy}", "-o", OUT], ["forged.npy", "declares", "64 bytes"]),
+    ("compile-forged-npz-header", ["compile", M, "--calib", "{forged.npz}", "-o", OUT], ["forged.npz", "'x'", "declares"]),
+    ("simulate-data-name-too-long", ["simulate", M, "--data", "d" * 300 + ".npz"], ["ddd", "too long"]),
     ("quantize-data-is-folder", ["quantize", M, "--calib", "{datadir}", "-o", OUT], ["datadir", "a directory"]),
     # 2. config files
     ("simulate-yaml-bomb", ["simulate", M, "--data", TEST, "--config", "{bomb_key.yaml}"], ["bomb_key.yaml", "100,000"]),
@@ -268,6 +287,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("inspect-fifo-model", ["inspect", "{fifo.onnx}"], ["fifo.onnx", "regular"]),
     ("inspect-folder-model", ["inspect", "{datadir}"], ["datadir", "directory"]),
     ("inspect-no-nodes", ["inspect", "{nonodes.onnx}"], ["nonodes.onnx", "at least one node"]),
+    ("inspect-model-name-too-long", ["inspect", "m" * 300 + ".onnx"], ["mmm", "too long"]),
     # 5. output paths
     pytest.param("compile-read-only-parent", ["compile", M, "--calib", CAL, "-o", "{ro}/prj"], ["--output", "read-only"],
                  marks=pytest.mark.skipif(ROOT_USER, reason="root writes into read-only folders")),
@@ -278,6 +298,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("run-onto-directory", ["run", M, "--input", CAL, "-o", "{userdir}"], ["--output", "directory", "userdir"]),
     ("run-empty-output", ["run", M, "--input", CAL, "-o", ""], ["--output", "''"]),
     ("quantize-empty-output", ["quantize", M, "--calib", CAL, "-o", ""], ["--output", "''"]),
+    ("compile-output-name-too-long", ["compile", M, "--calib", CAL, "-o", "o" * 300], ["--output", "too long"]),
     ("compress-under-file", ["compress", M, "--calib", CAL, "--prune", "0.5", "-o", "{afile}/a/b"], ["--output", "afile"]),
     # 6. --force and the no-overwrite promise
     ("compile-force-user-dir", ["compile", M, "--calib", CAL, "-o", "{userdir}", "--force"], ["userdir", "nnforge wrote"]),
@@ -293,6 +314,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     # 7. verify on damaged projects (--allow-modified: parse them anyway) and non-projects
     ("verify-not-a-project", ["verify", "{userdir}"], ["userdir", "report.json"]),
     ("verify-garbage-report", ["verify", "{prj_report_garbage}", "--allow-modified"], ["report.json"]),
+    ("verify-damaged-report-kernels", ["verify", "{prj_report_kernels}", "--allow-modified"], ["report.json", "'kernels'"]),
     ("verify-truncated-golden", ["verify", "{prj_golden_trunc}", "--allow-modified"], ["tb/golden.dat"]),
     ("verify-garbage-inputs", ["verify", "{prj_inputs_garbage}", "--allow-modified"], ["tb/inputs.dat"]),
     ("verify-truncated-qgraph", ["verify", "{prj_qgraph_trunc}", "--allow-modified"], ["qgraph.npz"]),
@@ -370,7 +392,6 @@ def test_the_table_is_large_and_covers_every_command():
     assert len(set(_ids(CASES))) == len(CASES)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case_id,argv,expected", CASES, ids=_ids(CASES))
 def test_hostile_input_is_one_clean_error(case_id, argv, expected, assets, tmp_path, monkeypatch):
     work = tmp_path / "work"
