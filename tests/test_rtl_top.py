@@ -336,3 +336,165 @@ def test_gemm_utilization_at_least_90_percent(hw, tmp_path):
     gemm_cycles = int(res.stamps[0, 1] - res.stamps[0, 0]) - isa.FETCH_CYCLES  # minus the SYNC after it
     macs = c.h * c.w * c.n_out * c.ch
     assert macs / (gemm_cycles * R * C) >= 0.9, (macs, gemm_cycles)
+
+
+# -- random programs: RTL == isa_sim, cycles == isa.cycles ---------------------------------------
+
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+class Alloc:
+    """Fresh scratchpad regions, so no instruction writes what it reads."""
+
+    def __init__(self, depth: int):
+        self.next, self.depth = 1, depth
+
+    def take(self, n: int) -> int | None:
+        if self.next + n > self.depth:
+            return None
+        base, self.next = self.next, self.next + n + 1
+        return base
+
+
+@st.composite
+def random_program(draw, hw: Hw):
+    """INPUT, then up to 6 random GEMM / WINDOW / ELTWISE layers on earlier results (each followed
+    by a SYNC tracing its output), OUTPUT of the last, END; and the images they need."""
+    C, bits = hw.cols, hw.in_bits
+    seed = draw(st.integers(0, 2 ** 32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    alloc = Alloc(hw.spad_depth)
+    ih, iw, ips = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 2))
+    base = alloc.take(ih * iw * ips)
+    program = [Instr(isa.OP_INPUT, {"count": ih * iw * ips, "out_base": base}), Instr(isa.OP_SYNC, {"count": 0})]
+    tensors = [(base, ih, iw, ips)]  # (base, h, w, words per pixel)
+    images = Images(wmem=[0], imem=[0], pmem=[])
+    lut = codes(rng, 1 << bits, bits, True)
+    pm = np.zeros((1 << bits, C), dtype=np.int64)
+    pm[:, 0] = lut
+    images.pmem = isa.pack_pmem(pm, np.zeros_like(pm), np.zeros_like(pm), hw.acc_bits)  # the LUT at 0
+    regions = {}
+
+    def out_type():
+        ob = draw(st.integers(2, bits))
+        sg = draw(st.booleans())
+        t = QType(ob, sg)
+        lo = draw(st.sampled_from([t.lo, 0])) if sg else 0
+        return {"rnd": int(draw(st.booleans())), "wrap": int(draw(st.booleans())), "out_signed": int(sg),
+                "out_bits": ob, "lo": lo, "hi": draw(st.sampled_from([t.hi, max(lo, t.hi // 3)]))}
+
+    for layer in range(1, draw(st.integers(1, 6), label="layers") + 1):
+        src = tensors[draw(st.integers(0, len(tensors) - 1))]
+        sbase, h, w, ps = src
+        kind = draw(st.sampled_from(["gemm", "window", "eltwise"]), label="kind")
+        kh, kw = draw(st.integers(1, min(3, h + 1))), draw(st.integers(1, min(3, w + 1)))
+        sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+        pt, pl = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+        oh, ow = max(1, (h + pt - 1) // sh + 1 - draw(st.integers(0, 1))), max(1, (w + pl - 1) // sw + 1)
+        common = {"in_base": sbase, "in_h": h, "in_w": w, "in_ps": ps, "kh": kh, "kw": kw, "sh": sh, "sw": sw,
+                  "dh": 1, "dw": 1, "pt": pt, "pl": pl, "out_h": oh, "out_w": ow, "a_signed": int(draw(st.booleans())),
+                  **out_type()}
+        if kind == "gemm":
+            nw, k_step = draw(st.integers(1, 2)), draw(st.integers(0, 1)) if ps > 1 else 0
+            k_words = 1 if k_step else ps
+            shared = draw(st.booleans())
+            K = kh * kw * k_words * C
+            p_base = len(images.pmem)
+            bias = rng.integers(-300, 300, size=(nw, C))
+            images.pmem += isa.pack_pmem(bias, rng.integers(0, 1 << 15, size=(nw, C)),
+                                         rng.integers(0, 24, size=(nw, C)), hw.acc_bits)
+            if shared:
+                cb = np.zeros((1 << 2, C), dtype=np.int64)
+                cb[:, 0] = codes(rng, 1 << 2, bits, True)
+                images.pmem += isa.pack_pmem(cb, np.zeros_like(cb), np.zeros_like(cb), hw.acc_bits)
+                w_base = len(images.imem)
+                images.imem += isa.pack_lanes(rng.integers(0, 1 << hw.idx_bits, size=(nw * K, C)), hw.idx_bits)
+            else:
+                w_base = len(images.wmem)
+                images.wmem += isa.pack_lanes(codes(rng, (nw * K, C), bits, True), bits)
+            fields = {**common, "n_words": nw, "out_ps": nw, "k_words": k_words, "k_step": k_step,
+                      "w_base": w_base, "p_base": p_base, "w_signed": 1, "shared": int(shared),
+                      "idx_bits": 2 if shared else 0}
+            op, out_ps = isa.OP_GEMM, nw
+        elif kind == "window":
+            sub = draw(st.sampled_from([isa.WIN_MAX, isa.WIN_SUM, isa.WIN_COPY]))
+            if sub == isa.WIN_COPY:
+                fields = {**common, "kh": 1, "kw": 1, "sh": 1, "sw": 1, "pt": pt, "pl": pl,
+                          "out_h": h + pt + draw(st.integers(0, 1)), "out_w": w + pl}
+            else:
+                fields = dict(common)
+            fields.update({"sub": sub, "n_words": ps, "out_ps": ps, "m_a": int(rng.integers(1, 1 << 15)),
+                           "n_a": int(rng.integers(0, 20))})
+            op, out_ps = isa.OP_WINDOW, ps
+        else:
+            sub = draw(st.sampled_from([isa.ELT_ADD, isa.ELT_MUL, isa.ELT_REQUANT, isa.ELT_CLIP, isa.ELT_LUT]))
+            other = [t for t in tensors if t[1] * t[2] == h * w and t[3] >= ps]
+            bbase, _, _, bps = other[draw(st.integers(0, len(other) - 1))]
+            fields = {**common, "sub": sub, "out_h": h, "out_w": w, "n_words": ps, "out_ps": ps, "b_base": bbase,
+                      "b_ps": bps, "b_signed": int(draw(st.booleans())), "m_a": int(rng.integers(0, 1 << 15)),
+                      "n_a": int(rng.integers(0, 20)), "m_b": int(rng.integers(0, 1 << 15)),
+                      "n_b": int(rng.integers(0, 20)), "p_base": 0, "lut_offset": -(1 << (bits - 1))}
+            if sub == isa.ELT_LUT:
+                fields["a_signed"] = 1
+            op, out_ps = isa.OP_ELTWISE, ps
+        out_h, out_w = fields["out_h"], fields["out_w"]
+        obase = alloc.take(out_h * out_w * out_ps)
+        if obase is None:
+            break
+        fields["out_base"] = obase
+        program += [Instr(op, fields), Instr(isa.OP_SYNC, {"count": layer})]
+        regions[layer] = [[obase, out_h * out_w * out_ps]]
+        tensors.append((obase, out_h, out_w, out_ps))
+        if len(images.wmem) > hw.wmem_depth or len(images.pmem) > hw.pmem_depth or len(images.imem) > hw.imem_depth:
+            program = program[:-2]
+            break
+    last = tensors[-1]
+    program += [Instr(isa.OP_OUTPUT, {"count": last[1] * last[2] * last[3], "in_base": last[0]}),
+                Instr(isa.OP_SYNC, {"count": len(regions) + 1}), Instr(isa.OP_END, {})]
+    inputs = codes(rng, (2, ih * iw * ips, C), bits, True)
+    return program, images, inputs, regions
+
+
+@settings(max_examples=8, derandomize=True, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
+@given(case=random_program(HW_SQ))
+def test_random_programs_match_isa_sim(case, tmp_path_factory):
+    program, images, inputs, regions = case
+    try:
+        model = isa_sim.run(HW_SQ.machine(), program, images.wmem, images.imem, images.pmem, inputs, regions)
+    except isa_sim.SimError as err:  # a program the hardware cannot run (the generator's fault)
+        pytest.fail(f"the generator made a program isa_sim rejects: {err}")
+    res = run_rtl(tmp_path_factory.mktemp("rand"), HW_SQ, program, images, inputs,
+                  golden=lanes_raw(model.outputs, HW_SQ.in_bits), trace_regions=regions)
+    assert np.array_equal(res.outputs, lanes_raw(model.outputs, HW_SQ.in_bits))
+    for layer, words in model.traces.items():
+        assert np.array_equal(res.traces[layer], lanes_raw(words, HW_SQ.in_bits)), (layer, program[2 * layer])
+    assert res.stamps[0].tolist() == model.stamps and int(res.total_cycles[0]) == model.total_cycles
+
+
+def test_streams_survive_stalls(tmp_path):
+    """Random gaps on s_axis (tvalid low) and back-pressure on m_axis (tready low): every word
+    arrives, in order; only the cycle count grows."""
+    import json
+
+    from rtl_program import TB_DIR, write_images
+
+    hw = HW
+    rng = np.random.default_rng(9)
+    n = 23
+    x = codes(rng, (n, hw.cols), hw.in_bits, False)
+    program = [Instr(isa.OP_INPUT, {"count": n, "out_base": 40}),
+               Instr(isa.OP_ELTWISE, {"sub": isa.ELT_CLIP, "in_base": 40, "in_ps": 1, "out_base": 100, "out_h": 1,
+                                      "out_w": n, "out_ps": 1, "n_words": 1, "a_signed": 0, **out_fields(QType(8, False))}),
+               Instr(isa.OP_OUTPUT, {"count": n, "in_base": 100}), Instr(isa.OP_OUTPUT, {"count": 2, "in_base": 40}),
+               Instr(isa.OP_END, {})]
+    write_images(tmp_path, hw, program, Images())
+    np.save(tmp_path / "inputs.npy", x)
+    (tmp_path / "config.json").write_text(json.dumps({"inputs": "inputs.npy", "cols": hw.cols, "in_bits": hw.in_bits,
+                                                      "seed": 3, "max_cycles": 2000, "results": "results.npz"}))
+    rtl.run(rtl.build(hw.parameters()), "tb_stalls", tmp_path, {"NNF_TB_CONFIG": str(tmp_path / "config.json")},
+            [TB_DIR])
+    with np.load(tmp_path / "results.npz") as r:
+        assert np.array_equal(r["outputs"], np.concatenate([x, x[:2]]))
+        assert int(r["total_cycles"]) > model_cycles(hw, program)[1]
