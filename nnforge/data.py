@@ -157,10 +157,12 @@ def _check_input(arr: np.ndarray, key: str, spec: TensorSpec, path: Path) -> np.
     want = spec.shape[1:]
     if arr.ndim != len(spec.shape) or any(isinstance(d, int) and d != a for d, a in zip(want, arr.shape[1:])):
         raise InputError(f"{where} must have shape {_fmt(spec.shape)} for input {spec.name!r}, not {_fmt(arr.shape)}")
+    with np.errstate(over="ignore"):  # float64 values beyond float32 become inf: refused below
+        arr = arr.astype(spec.dtype, copy=False) if spec.dtype.startswith("float") else arr
     if not np.all(np.isfinite(arr)):
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise InputError(f"{where} must be finite, not NaN/Inf ({bad} values)")
-    return arr.astype(spec.dtype, copy=False) if spec.dtype.startswith("float") else arr
+        raise InputError(f"{where} must be finite in {arr.dtype}, not NaN/Inf or beyond its range ({bad} values)")
+    return arr
 
 
 def _check_labels(labels: np.ndarray, n: int, path: Path) -> np.ndarray:
@@ -174,6 +176,8 @@ def _check_labels(labels: np.ndarray, n: int, path: Path) -> np.ndarray:
                          + ("" if integral or labels.dtype.kind != "f" else " with fractional or non-finite values"))
     if labels.size and labels.min() < 0:
         raise InputError(f"{where} must be non-negative class indices, not {labels.min()}")
+    if labels.size and labels.max() >= 2**31:
+        raise InputError(f"{where} must be class indices below 2^31, not {labels.max():g}")
     return labels.astype(np.int64, copy=False)
 
 

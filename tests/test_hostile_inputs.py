@@ -103,6 +103,8 @@ def build_assets(d: Path) -> dict[str, str]:
     x_inf = x.copy()
     x_inf[3, 5] = np.inf
     npz("x_inf.npz", x=x_inf)
+    npz("x_f64_huge.npz", x=np.full((4, 64), 1e300))  # finite in float64, inf in the model's float32
+    npz("y_huge.npz", x=x, y=np.full(64, 1e20))
     npz("y_frac.npz", x=x, y=y + 0.5)
     npz("y_2d.npz", x=x, y=y.reshape(-1, 1))
     npz("y_len.npz", x=x, y=y[:5])
@@ -238,6 +240,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("quantize-bool-calib", ["quantize", M, "--calib", "{x_bool.npz}", "-o", OUT], ["x_bool.npz", "bool"]),
     ("compress-str-calib", ["compress", M, "--calib", "{x_str.npz}"], ["x_str.npz", "<U1"]),
     ("simulate-inf-data", ["simulate", M, "--data", "{x_inf.npz}", "--calib", CAL], ["x_inf.npz", "finite"]),
+    ("run-float64-beyond-float32", ["run", M, "--input", "{x_f64_huge.npz}", "-o", OUT], ["x_f64_huge.npz", "finite in float32"]),
+    ("verify-huge-labels", ["verify", PRJ, "--data", "{y_huge.npz}"], ["'y'", "2^31"]),
     ("simulate-fractional-labels", ["simulate", M, "--data", "{y_frac.npz}", "--calib", CAL], ["'y'", "y_frac.npz", "fractional"]),
     ("verify-2d-labels", ["verify", PRJ, "--data", "{y_2d.npz}"], ["'y'", "[64, 1]"]),
     ("compress-short-labels", ["compress", M, "--calib", CAL, "--data", "{y_len.npz}"], ["'y'", "[5]"]),
