@@ -164,10 +164,10 @@ def build(parameters: Mapping[str, int], sources: Sequence[Path] | None = None, 
 
     ``sources`` defaults to the accelerator's library (``library_sources()``); headers next to the
     sources are on the include path."""
+    params = _check_parameters(parameters, toplevel)
     missing = simulator_missing(simulator)
     if missing:
         raise RTLSimError(f"cannot build the RTL: {missing}")
-    params = _check_parameters(parameters, toplevel)
     srcs = [Path(s).resolve() for s in (sources if sources is not None else library_sources())]
     if simulator == "icarus":
         srcs = [s for s in srcs if s.suffix != ".vlt"]

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from nnforge.backends.systolic import isa
+from nnforge.compiler.errors import NNForgeError
 from nnforge.compiler.numerics import QType, requantize, round_shift, saturate
 from nnforge.hw_sim import rtl
 
@@ -61,6 +62,56 @@ def unsigned(values, bits: int) -> np.ndarray:
 def signed(values, bits: int) -> np.ndarray:
     v = unsigned(values, bits)
     return np.where(v >= (1 << (bits - 1)), v - (1 << bits), v)
+
+
+# -- the runner's API ------------------------------------------------------------------------------
+
+def test_build_rejects_bad_parameters():
+    with pytest.raises(rtl.RTLSimError, match="parameter must be one of ROWS, COLS.*not 'ROWZ'"):
+        rtl.build({"ROWZ": 2})
+    with pytest.raises(rtl.RTLSimError, match="RTL parameter ROWS must be an integer, not 2.5"):
+        rtl.build({"ROWS": 2.5})
+    assert issubclass(rtl.RTLSimError, NNForgeError)  # the CLI exits 2 with its message
+
+
+def test_simulator_missing_names_the_choices():
+    assert "must be one of ('verilator', 'icarus'), not 'vcs'" in rtl.simulator_missing("vcs")
+
+
+def test_run_needs_a_build_folder(tmp_path):
+    with pytest.raises(rtl.RTLSimError, match="must be a folder made by nnforge.hw_sim.rtl.build"):
+        rtl.run(tmp_path, "tb_program", tmp_path, {}, [])
+
+
+@needs_verilator
+def test_build_key_covers_parameters_sources_and_top(tmp_path):
+    srcs = rtl.library_sources()
+    key = rtl.build_key({"ROWS": 2}, srcs, rtl.TOP, "verilator")
+    assert key == rtl.build_key({"ROWS": 2}, srcs, rtl.TOP, "verilator")
+    assert key != rtl.build_key({"ROWS": 3}, srcs, rtl.TOP, "verilator")
+    assert key != rtl.build_key({"ROWS": 2}, srcs, "nnf_pe", "verilator")
+    edited = tmp_path / srcs[-1].name
+    edited.write_text(srcs[-1].read_text() + "// edited\n")
+    assert key != rtl.build_key({"ROWS": 2}, [*srcs[:-1], edited], rtl.TOP, "verilator")
+
+
+def _build_pe(cache: str) -> str:
+    import os
+
+    os.environ["XDG_CACHE_HOME"] = cache
+    return str(rtl.build({"IN_W": 3, "ACC_W": 10}, toplevel="nnf_pe"))
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_concurrent_builds_share_one_cache_entry(tmp_path):
+    """Two processes building one key (pytest -n 2): one compiles, the other waits on the lock."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        a, b = pool.map(_build_pe, [str(tmp_path)] * 2)
+    assert a == b and (Path(a) / "nnforge-build.json").is_file()
+    assert [p.name for p in (tmp_path / "nnforge" / "rtl").iterdir() if p.is_dir()] == [Path(a).name]
 
 
 # -- generated header, lint, Icarus ---------------------------------------------------------------
