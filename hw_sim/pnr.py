@@ -187,8 +187,11 @@ def _path_summary(p: dict[str, Any]) -> dict[str, Any]:
     for s in steps:
         for end in ("from", "to"):
             c = s[end]["cell"]
+            c = c if len(c) <= 96 else c[:60] + "..." + c[-33:]  # yosys' derived names can run to kilobytes
             if not cells or cells[-1] != c:
                 cells.append(c)
+    if len(cells) > 40:
+        cells = cells[:20] + [f"... {len(cells) - 40} more ..."] + cells[-20:]
     sources = []
     for s in steps:
         for src in s.get("sources", []):
