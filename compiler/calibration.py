@@ -119,20 +119,29 @@ class TensorStats:
 
     def update(self, x: np.ndarray) -> None:
         """Accumulate one batch; NaN or Inf is a ValueError (the caller adds the tensor name)."""
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)
         _check_finite(x, "calibration data")
         if x.size == 0:
             return
+        # min, max and |x| are exact in the data's own float type; only the histogram needs float64
         a = np.abs(x).ravel()
         top = float(a.max())
         if top > self._top:
             self._rebin(top)
+        zeros = int(a.size - np.count_nonzero(a))
         if self._top == 0.0:
             self._counts[0] += a.size
         else:
-            self._counts += np.histogram(a, bins=self.bins, range=(0.0, self._top))[0]
+            # exact zeros always fall in bin 0: count them there and bin only the rest
+            # (a ReLU output is about half zeros); the counts are the same as binning everything
+            rest = a[a != 0] if zeros > a.size // 8 else a
+            self._counts += np.histogram(rest.astype(np.float64), bins=self.bins, range=(0.0, self._top))[0]
+            if rest.size != a.size:
+                self._counts[0] += zeros
         self._count += int(x.size)
-        self._zeros += int(a.size - np.count_nonzero(a))
+        self._zeros += zeros
         self._min = min(self._min, float(x.min()))
         self._max = max(self._max, float(x.max()))
 
@@ -189,6 +198,24 @@ class TensorStats:
     def histogram(self) -> tuple[np.ndarray, np.ndarray]:
         """``(counts, edges)`` of ``|x|``: float counts, and edges from 0 to absmax."""
         return self._counts.copy(), self._edges(self._top)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything the statistics hold, as arrays (``from_state`` restores it exactly)."""
+        return {"counts": self._counts.copy(),
+                "scalars": np.array([self._top, self._min, self._max], dtype=np.float64),
+                "totals": np.array([self._count, self._zeros], dtype=np.int64)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "TensorStats":
+        """The statistics ``state()`` described (an on-disk cache entry, ``nnforge/quant_cache.py``)."""
+        stats = cls(len(state["counts"]))
+        stats._restore(state)
+        return stats
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self._counts = np.asarray(state["counts"], dtype=np.float64).copy()
+        self._top, self._min, self._max = (float(v) for v in state["scalars"])
+        self._count, self._zeros = (int(v) for v in state["totals"])
 
 
 # --- threshold selection for activations ------------------------------------------------------
@@ -384,13 +411,26 @@ class ActivationStats(TensorStats):
 
     def update(self, x: np.ndarray) -> None:
         super().update(x)
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
         if x.ndim < 2:
             return
         axes = tuple(i for i in range(x.ndim) if i != 1)
-        s = x.sum(axis=axes)
+        s = x.astype(np.float64).sum(axis=axes)
         self._channel_sum = s if self._channel_sum is None else self._channel_sum + s
         self._per_channel += x.size // x.shape[1]
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = super().state()
+        if self._channel_sum is not None:
+            out["channel_sum"] = np.asarray(self._channel_sum, dtype=np.float64)
+        out["totals"] = np.append(out["totals"], self._per_channel)
+        return out
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        totals = np.asarray(state["totals"])
+        super()._restore({**state, "totals": totals[:2]})
+        self._per_channel = int(totals[2]) if len(totals) > 2 else 0
+        self._channel_sum = np.asarray(state["channel_sum"], np.float64).copy() if "channel_sum" in state else None
 
     @property
     def channel_mean(self) -> np.ndarray | None:

@@ -315,7 +315,7 @@ class Project:
 
     def predict(self, arrays, batch_size: int = 256) -> dict[str, np.ndarray]:
         """Float outputs through the hardware: quantize inputs, run, dequantize (+ host softmax)."""
-        from nnforge.compiler.qgraph import apply_host_ops
+        from nnforge.quantized import fixed_batch, host_outputs
 
         qmodel = self.qmodel
         if isinstance(arrays, np.ndarray):
@@ -325,8 +325,8 @@ class Project:
         chunks = [self.run_codes([c[s:s + batch_size] for c in codes]) for s in range(0, n, batch_size)]
         out_codes = np.concatenate(chunks) if chunks else np.zeros((0,), np.int64)
         name = self.graph.outputs[0]
-        real = self.graph.dequantize(name, out_codes)
-        real = apply_host_ops(self.graph.host_ops, real)  # float ops after the integer outputs
+        # float ops after the integer outputs, a fixed batch at a time
+        real = host_outputs(self.graph, name, out_codes, fixed_batch(qmodel.float_model))
         return {qmodel.float_model.output_names[0]: real.astype(np.float32)}
 
     def golden_codes(self) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,16 +49,28 @@ class FloatTrace:
 
 
 def calibrate(model: Model, arrays: list[np.ndarray], layers: list[FloatLayer] | None = None,
-              batch_size: int = 256, progress: Progress = None) -> dict[str, TensorStats]:
+              batch_size: int = 256, progress: Progress = None, cache: bool = True) -> dict[str, TensorStats]:
     """Statistics of every model input and every layer output over the calibration data, by
-    tensor name: the input's name, or the layer's name (``FloatLayer.name``)."""
+    tensor name: the input's name, or the layer's name (``FloatLayer.name``).
+
+    ``cache``: reuse (and keep) the statistics of the same model, layers, data and batch size
+    from the on-disk cache (``nnforge/quant_cache.py``)."""
+    from nnforge import quant_cache
+
     layers = layers if layers is not None else float_layers(model.relax, model.output_names, model.onnx_names)[0]
     arrays = executor.check_inputs(_batched_specs(model), arrays)
-    trace = FloatTrace(model, layers)
     batch_size = batch_size_for(model, batch_size)
     _check_divisible(arrays, batch_size, model)
-    stats: dict[str, TensorStats] = {}
     n = len(arrays[0])
+    key = quant_cache.stats_key(model, layers, arrays, batch_size) if cache else None
+    wanted = [s.name for s in model.inputs] + [l.name for l in layers]
+    cached = quant_cache.load_stats(key) if key else None
+    if cached is not None and sorted(cached) == sorted(wanted):
+        if progress:
+            progress(n, n)
+        return cached
+    trace = FloatTrace(model, layers)
+    stats: dict[str, TensorStats] = {}
     for start, batch in _batches(arrays, batch_size):
         values = dict(zip((s.name for s in model.inputs), batch))
         values.update(trace(batch))
@@ -68,6 +81,8 @@ def calibrate(model: Model, arrays: list[np.ndarray], layers: list[FloatLayer] |
                 raise InputError(f"calibration tensor {name!r}: {err}") from None
         if progress:
             progress(min(start + batch_size, n), n)
+    if key:
+        quant_cache.save_stats(key, stats)
     return stats
 
 
@@ -143,10 +158,27 @@ class QuantizedModel:
                 progress(min(start + batch_size, n), n)
         outs = {}
         for i, name in enumerate(self.graph.outputs):
-            real = self.graph.dequantize(name, np.concatenate([c[i] for c in chunks]))
-            real = apply_host_ops(self.graph.host_ops, real)
+            real = host_outputs(self.graph, name, np.concatenate([c[i] for c in chunks]), fixed_batch(self.float_model))
             outs[self.float_model.output_names[i]] = real.astype(np.float32)
         return outs
+
+
+def fixed_batch(model: Model) -> int | None:
+    """The model's fixed batch dimension (an ONNX model exported at batch 1), or None when free."""
+    b = model.inputs[0].shape[0]
+    return b if isinstance(b, int) else None
+
+
+def host_outputs(graph: QGraph, name: str, codes: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """Output ``name``'s codes dequantized, with the host ops after it (softmax, reshape).
+
+    A model with a fixed batch B runs its host ops on B samples at a time, as it runs
+    everything else: their reshapes name B (``(1, 1000)``), so any multiple of B may be given."""
+    real = graph.dequantize(name, codes)
+    if batch is None or len(real) == batch or not graph.host_ops:
+        return apply_host_ops(graph.host_ops, real)
+    parts = [apply_host_ops(graph.host_ops, real[s:s + batch]) for s in range(0, len(real), batch)]
+    return np.concatenate(parts) if parts else real
 
 
 def _graph_fingerprint(graph: QGraph) -> bytes:
@@ -171,30 +203,53 @@ def _graph_fingerprint(graph: QGraph) -> bytes:
 def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_size: int = 256,
              progress: Progress = None, stats: dict[str, TensorStats] | None = None,
              fixed_scales: dict[str, float] | None = None,
-             compress: CompressConfig | dict | None = None) -> QuantizedModel:
+             compress: CompressConfig | dict | None = None, cache: bool = True) -> QuantizedModel:
     """Calibrate ``model`` on ``calib`` (arrays, one per input) and build its integer model.
 
     ``stats`` (from ``calibrate``) skips calibration, e.g. across the points of a sweep;
     ``fixed_scales`` pins activation scales by tensor name (imported QDQ models).
     ``compress`` prunes and shares weights between calibration and quantization
     (docs/compression.md); its ``lsq`` refinement reads ``calib`` (given with ``stats`` too).
+    ``cache``: a graph quantized before from the same model, data and settings is reused from the
+    on-disk cache, and a new one is kept there (``nnforge/quant_cache.py``); so are statistics.
     """
+    from nnforge import quant_cache
     from nnforge.compiler.compress import compress_layers
     from nnforge.compiler.quantize import quantize_model
 
     cfg = parse_config(config)
     comp = parse_prune_config(compress)
     layers, host = float_layers(model.relax, model.output_names, model.onnx_names)
+    key = None
     if stats is None:
         if calib is None:
             raise InputError("quantization needs calibration data (or precomputed statistics)")
-        stats = calibrate(model, calib, layers, batch_size, progress)
+        calib = executor.check_inputs(_batched_specs(model), calib)
+        if cache:
+            stats_part = quant_cache.stats_key(model, layers, calib, batch_size_for(model, batch_size))
+            key = quant_cache.graph_key(stats_part, cfg, comp, fixed_scales)
+            hit = quant_cache.load_graph(key)
+            if hit is not None:  # layers: the float model's, as load_quantized gives them
+                graph, notes = hit
+                for note in notes:  # what quantizing it warned about, as if it ran again
+                    warnings.warn(note, UserWarning, stacklevel=2)
+                if progress:
+                    progress(len(calib[0]), len(calib[0]))
+                return QuantizedModel(model, graph, layers, cfg, comp)
+        stats = calibrate(model, calib, layers, batch_size, progress, cache=cache)
     decisions: list[str] = []
-    if comp is not None:
-        traced = _traced_inputs(model, layers, calib, batch_size) if calib is not None else None
-        layers, decisions = compress_layers(layers, host, cfg, comp, traced)
-    graph = quantize_model(layers, host, model.inputs, stats, cfg, model.output_names, fixed_scales)
+    with warnings.catch_warnings(record=True) as caught:  # kept with the cached graph, raised below
+        warnings.simplefilter("always", UserWarning)
+        if comp is not None:
+            traced = _traced_inputs(model, layers, calib, batch_size) if calib is not None else None
+            layers, decisions = compress_layers(layers, host, cfg, comp, traced)
+        graph = quantize_model(layers, host, model.inputs, stats, cfg, model.output_names, fixed_scales)
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     graph.decisions += decisions
+    if key:
+        quant_cache.save_graph(key, graph, notes)
     return QuantizedModel(model, graph, layers, cfg, comp)
 
 

@@ -305,3 +305,29 @@ def test_weight_mse_beats_minmax_on_heavy_tailed_weights_at_4_bits(rng):
     tensor_mse = weight_thresholds(w, 4, False, method="mse")
     assert channel_errors(np.full(16, tensor_mse)).sum() < 0.6 * \
         channel_errors(np.full(16, np.abs(w).max())).sum()
+
+
+def test_float32_relu_data_bins_exactly_like_float64(rng):
+    """Zeros are counted in bin 0 without binning them, and float32 data is binned as float64."""
+    x = np.maximum(rng.standard_normal((4, 8, 9, 9)), 0).astype(np.float32)
+    x[0, 0, 0, 0] = 0.0
+    stats = stats_of(x)
+    a = np.abs(x.astype(np.float64)).ravel()
+    want, _ = np.histogram(a, bins=2048, range=(0.0, a.max()))
+    counts, edges = stats.histogram
+    np.testing.assert_array_equal(counts, want)
+    assert stats.zeros == int((a == 0).sum()) and stats.max == float(x.max()) and stats.min == 0.0
+
+
+def test_state_round_trips_every_statistic(rng):
+    from nnforge.compiler.calibration import ActivationStats
+
+    stats = ActivationStats(64)
+    for scale in (1.0, 3.0):  # the second batch re-bins the first
+        stats.update(scale * rng.standard_normal((5, 3, 4, 4)))
+    back = ActivationStats.from_state(stats.state())
+    for field in ("count", "zeros", "min", "max", "absmax", "channel_mean"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(stats, field))
+    np.testing.assert_array_equal(back.histogram[0], stats.histogram[0])
+    for method in METHODS:
+        assert choose_threshold(back, method, 8, True) == choose_threshold(stats, method, 8, True)
