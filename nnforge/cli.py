@@ -613,9 +613,10 @@ def _allowed(option: dict) -> str:
 
 
 @main.command("compile")
-@click.argument("model_path", metavar="MODEL.onnx")
+@click.argument("model_path", metavar="MODEL.onnx|QUANTIZED/")
 @click.option("--backend", "backend_name", default="hls", show_default=True, help="Hardware backend (nnforge backends).")
-@click.option("--calib", "calib_path", required=True, metavar="CALIB.npz")
+@click.option("--calib", "calib_path", metavar="CALIB.npz",
+              help="Calibration data (needed for MODEL.onnx; a QUANTIZED/ directory from `nnforge quantize -o` has none).")
 @_with(quant_options)
 @_with(compress_options)
 @click.option("--option", "option_values", multiple=True, metavar="KEY=VALUE",
@@ -627,25 +628,45 @@ def _allowed(option: dict) -> str:
 @input_shape_option
 def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, prune_config, share, refine, structured,
                 option_values, data_path, out_dir, force, input_shapes):
-    """Quantize and compile into a hardware project: sources, testbench, tool scripts, report."""
+    """Quantize and compile into a hardware project: sources, testbench, tool scripts, report.
+
+    MODEL may be the directory `nnforge quantize -o` wrote: then nothing is quantized again."""
     from nnforge.backends import get_backend
     from nnforge.compile import compile_model, parse_option_strings, resolve_options
     from nnforge.compiler.quant_config import parse_config
     from nnforge.data import load_inputs
-    from nnforge.quantized import quantize as run_quantize
+    from nnforge.quantized import load_quantized, quantize as run_quantize
 
+    quantized_dir = Path(model_path).is_dir()
+    if quantized_dir:  # the settings are the saved model's: a quantization option here would be ignored
+        given = [flag for flag, value in (("--bits", bits), ("--config", config_path), ("--prune", prune),
+                                          ("--prune-config", prune_config), ("--share", share), ("--refine", refine),
+                                          ("--structured", structured), ("--input-shape", input_shapes))
+                 if value not in (None, False, ())]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} must not be given with the quantized model directory "
+                                   f"{model_path!r}: it is quantized already (its config.json holds the settings)")
+    elif calib_path is None:
+        raise click.UsageError("--calib must be given to compile an ONNX model (or pass the directory "
+                               "`nnforge quantize -o` wrote instead of the model)")
     _output(out_dir, True, force, model_path, calib_path, data_path, config_path, prune_config)
     options = parse_option_strings(option_values)
     resolve_options(get_backend(backend_name), options)  # bad backend or option: fail before any work
-    config = parse_config(_quant_spec(bits, config_path))
-    comp = _compress_spec(prune, prune_config, share, refine, structured)
-    model = _load(model_path, input_shapes)
-    calib = load_inputs(calib_path, model.inputs)[0]
+    if quantized_dir:
+        qmodel = load_quantized(model_path)
+        model = qmodel.float_model
+    else:
+        config = parse_config(_quant_spec(bits, config_path))
+        comp = _compress_spec(prune, prune_config, share, refine, structured)
+        model = _load(model_path, input_shapes)
+    calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
     golden = load_inputs(data_path, model.inputs)[0] if data_path else calib
     with _progress() as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed as decisions
-        task = bar.add_task("calibrating", total=len(calib[0]))
-        qmodel = run_quantize(model, calib, config, progress=lambda d, n: bar.update(task, completed=d), compress=comp)
+        if not quantized_dir:
+            task = bar.add_task("calibrating", total=len(calib[0]))
+            qmodel = run_quantize(model, calib, config, progress=lambda d, n: bar.update(task, completed=d),
+                                  compress=comp)
         tasks: dict[str, object] = {}
 
         def step(phase: str, done: int, total: int) -> None:
@@ -654,7 +675,8 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
             bar.update(tasks[phase], completed=done, total=total)
 
         project = compile_model(qmodel, backend_name, out_dir, options, force, golden, progress=step)
-    _print_compile_summary(model_path, project, out_dir, Path(data_path or calib_path).name)
+    golden_file = Path(data_path or calib_path).name if (data_path or calib_path) else "no data given"
+    _print_compile_summary(model_path, project, out_dir, golden_file)
 
 
 def _print_compile_summary(model_path: str, project, out_dir: str, golden_file: str) -> None:
