@@ -120,7 +120,7 @@ class CSim:
     ``csim.json`` copied next to the library by ``build``."""
 
     def __init__(self, so_path: str | Path, top: str, in_size: int, out_size: int, trace_size: int,
-                 nodes: list[tuple[str, tuple[int, ...]]] | None = None):
+                 nodes: list[tuple[str, tuple[int, ...]]] | None = None, weights_dir: str | Path | None = None):
         self.so_path = Path(so_path)
         self.top = top
         self.in_size, self.out_size, self.trace_size = int(in_size), int(out_size), int(trace_size)
@@ -144,6 +144,24 @@ class CSim:
             raise CSimError(f"trace size of {self.so_path.name} must be {self.trace_size}, not {size_fn()}")
         if self.nodes and sum(int(np.prod(s, dtype=np.int64)) for _, s in self.nodes) != self.trace_size:
             raise CSimError(f"the node shapes must add up to the trace size {self.trace_size}")
+        if weights_dir is not None:
+            self.load_weights(weights_dir)
+
+    def load_weights(self, directory: str | Path) -> None:
+        """Load the weights the file form keeps in binary files (``<top>_load_weights``): once per
+        library, before the first sample; every call replaces them (a library is shared by every
+        project with the same sources, and those have the same weights: their checksums are in
+        the sources)."""
+        fn = getattr(self._lib, f"{self.top}_load_weights", None)
+        if fn is None:
+            raise CSimError(f"{self.so_path} must export {self.top}_load_weights to run with weight files")
+        fn.argtypes = [ctypes.c_char_p]
+        fn.restype = ctypes.c_int
+        rc = fn(os.fsencode(str(directory)))
+        if rc != 0:
+            what = {1: "is missing or unreadable", 2: "has the wrong size", 3: "has the wrong checksum"}.get(rc % 8, "failed")
+            raise CSimError(f"weight array {rc // 8} of {directory}/weights.json {what} (code {rc}); "
+                            f"recompile the project or restore its weights/ files")
 
     def _manifest_nodes(self) -> tuple[list, tuple[int, ...] | None]:
         path = self.so_path.with_suffix(".json")

@@ -39,6 +39,9 @@ class HLSBackend(Backend):
         "io": Option("array", "top-level ports: array (ap_memory) or axis (AXI-Stream)", choices=("array", "axis")),
         "part": Option("xcu250-figd2104-2L-e", "the FPGA part, in script.tcl and hls_config.cfg"),
         "clock_ns": Option(5.0, "target clock period in ns, 0.1 to 1000", minimum=0.1, maximum=1000.0),
+        "weights": Option("auto", "weight storage: inline (C literals), file (binary files the C simulation loads at "
+                                  "run time; `make literals` writes the literals synthesis reads) or auto (file from "
+                                  "1,000,000 values)", choices=("auto", "inline", "file")),
     }
 
     def __init__(self) -> None:
@@ -64,6 +67,8 @@ class HLSBackend(Backend):
                              f"not {rf!r}")
         if opts["io"] not in ("array", "axis"):
             raise InputError(f"option 'io' must be 'array' or 'axis', not {opts['io']!r}")
+        if opts["weights"] not in ("auto", "inline", "file"):
+            raise InputError(f"option 'weights' must be 'auto', 'inline' or 'file', not {opts['weights']!r}")
         if not isinstance(opts["part"], str) or not _PART.fullmatch(opts["part"]):
             raise InputError(f"option 'part' must be a part name like 'xcu250-figd2104-2L-e', not {opts['part']!r}")
         clock = opts["clock_ns"]

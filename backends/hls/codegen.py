@@ -16,6 +16,7 @@ The steps, in order:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,54 @@ from ..base import Design
 from ..macs import layer_macs
 from ..naming import identifiers
 from . import kernels as K
+from . import weights as wts
 
 STATIC = ("nnf_int.h", "nnf_kernels.h")
+
+# -- the weight forms --------------------------------------------------------------------------------------
+# ``inline``: every constant is a C array literal in src/weights/<layer>.h (small models; what Vitis
+# and g++ read directly).  ``file``: arrays of FILE_MIN_VALUES or more values go to binary files,
+# weights/<layer>.<array>.bin (little-endian integers, the narrowest of 1/2/4/8 bytes), listed in
+# weights/weights.json; the C simulation and testbench load them at run time (src/nnf_weights.h), so
+# g++ never parses them (ResNet-50 inline: 126 MB of literals, g++ killed at 24 GB), and synthesis
+# reads literal .inc files that `make literals` (tools/weights_to_literals.py) writes from the same
+# binaries.  ``auto``: file from FILE_AUTO_VALUES constant values in all, else inline.
+WEIGHT_FORMS = ("auto", "inline", "file")
+FILE_AUTO_VALUES = 1_000_000
+FILE_MIN_VALUES = 256
+WEIGHTS_DIR = "weights"
+WEIGHTS_MANIFEST = "weights/weights.json"
+WEIGHTS_FORMAT = "nnforge-hls-weights/1"
+
+
+def weight_form(option: str, specs: dict[str, K.KernelSpec | None]) -> str:
+    """``inline`` or ``file`` for the ``weights`` option (``auto`` decides by the number of values)."""
+    if option not in WEIGHT_FORMS:
+        raise InputError(f"option 'weights' must be one of {', '.join(WEIGHT_FORMS)}, not {option!r}")
+    if option != "auto":
+        return option
+    total = sum(a.length for s in specs.values() if s is not None for a in s.consts if a.length >= FILE_MIN_VALUES)
+    return "file" if total >= FILE_AUTO_VALUES else "inline"
+
+
+def _to_files(spec: K.KernelSpec, headers: dict[str, str], files: dict[str, str | bytes],
+              records: list[dict[str, Any]]) -> K.KernelSpec:
+    """``spec`` with its large arrays moved to binary files (added to ``files`` and ``records``)."""
+    stem = headers[spec.ident][: -len(".h")]
+    consts = []
+    for a in spec.consts:
+        if a.length < FILE_MIN_VALUES:
+            consts.append(a)
+            continue
+        nbytes, signed = wts.file_encoding(a.values)
+        data = wts.file_bytes(a.values, nbytes, signed)
+        name = f"{stem}.{a.name.split('_', 1)[0]}.bin"  # W_<ident> -> <header stem>.W.bin
+        files[f"{WEIGHTS_DIR}/{name}"] = data
+        records.append(dict(array=a.name, file=name, include=f"src/weights/{name[:-len('.bin')]}.inc",
+                            count=a.length, bytes=nbytes, signed=signed, suffix=a.suffix,
+                            checksum=str(wts.checksum(data))))
+        consts.append(dataclasses.replace(a, file=name))
+    return dataclasses.replace(spec, consts=tuple(consts))
 
 
 def environment() -> jinja2.Environment:
@@ -231,12 +278,16 @@ def generate(design: Design, options: dict[str, Any]) -> tuple[dict[str, str], l
         if alias:
             K.reshape(ctx, node, kernel.ident)  # checks the sizes
         specs[node.name] = None if alias else K.kernel_spec(ctx, node, kernel.ident)
+    headers = _header_names([s for s in specs.values() if s is not None])
+    files: dict[str, str | bytes] = {}
+    weight_records: list[dict[str, Any]] = []
+    if weight_form(options.get("weights", "auto"), specs) == "file":
+        specs = {name: _to_files(s, headers, files, weight_records) if s is not None and s.consts else s
+                 for name, s in specs.items()}
     buffers, calls, extra, buf_of = plan(design, ctx, specs, io)
     layer_specs = [s for s in specs.values() if s is not None]
     all_specs = layer_specs + extra
-    headers = _header_names(layer_specs)
     e = env()
-    files: dict[str, str] = {}
     for name in STATIC:
         files[f"src/{name}"] = e.loader.get_source(e, name)[0]
 
@@ -273,7 +324,11 @@ def generate(design: Design, options: dict[str, Any]) -> tuple[dict[str, str], l
     files[f"src/{top}.h"] = e.get_template("top.h.j2").render(
         top=top, in_type=ctx.ctype(inp), out_type=ctx.ctype(out), **sizes)
     files[f"src/{top}.cpp"] = e.get_template("top.cpp.j2").render(
-        top=top, io=io, families=families, interface=interface, buffers=buffers, calls=calls, trace=trace)
+        top=top, io=io, families=families, interface=interface, buffers=buffers, calls=calls, trace=trace,
+        weight_files=bool(weight_records))
+    if weight_records:
+        files["src/nnf_weights.h"] = e.get_template("nnf_weights.h.j2").render(arrays=weight_records)
+        files[WEIGHTS_MANIFEST] = json.dumps({"format": WEIGHTS_FORMAT, "arrays": weight_records}, indent=1) + "\n"
 
     def tensor_doc(name: str) -> dict[str, Any]:
         t = graph.tensors[name]
@@ -281,6 +336,8 @@ def generate(design: Design, options: dict[str, Any]) -> tuple[dict[str, str], l
                     lo=t.qtype.lo, hi=t.qtype.hi, scale=float(t.scale))
 
     manifest = dict(top=top, io=io, **sizes, input=tensor_doc(inp), output=tensor_doc(out), nodes=nodes)
+    if weight_records:
+        manifest["weights"] = WEIGHTS_DIR
     files["csim.json"] = json.dumps(manifest, indent=1) + "\n"
     return files, layer_info(design, ctx, specs, headers)
 

@@ -33,6 +33,8 @@ import jinja2
 
 from nnforge.compiler.errors import InputError
 
+from .codegen import WEIGHTS_MANIFEST
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\Z")
 _PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -130,6 +132,7 @@ def project_files(design, options: dict[str, Any], sources: dict[str, str | byte
                      for k, v in sorted(options.items())],
     )
     ctx["option_map"] = dict(ctx["option_rows"])
+    ctx["weight_files"] = WEIGHTS_MANIFEST in sources  # the file weight form (codegen.py)
     env = _env()
     files = {
         f"tb/{top}_tb.cpp": env.get_template("tb.cpp.j2").render(ctx),
@@ -139,6 +142,8 @@ def project_files(design, options: dict[str, Any], sources: dict[str, str | byte
         "README.md": env.get_template("README.md.j2").render(ctx),
         "report.md": env.get_template("report.md.j2").render(ctx),
     }
+    if ctx["weight_files"]:
+        files["tools/weights_to_literals.py"] = env.get_template("weights_to_literals.py.j2").render(ctx)
     return files
 
 

@@ -60,8 +60,13 @@ class ProjectSim:
         self.project = Path(project)
         self.manifest = m = read_manifest(project)
         self.so_path = build(project)
+        weights = m.get("weights")  # the file weight form: binaries under the project, loaded at run time
+        if weights is not None and (not isinstance(weights, str) or weights != "weights"):
+            raise InputError(f"{MANIFEST} of project {str(project)!r} must name 'weights' as its weight folder, "
+                             f"not {weights!r}")
         self.csim = csim.CSim(self.so_path, m["top"], m["in_size"], m["out_size"], m["trace_size"],
-                              nodes=[(n["name"], n["shape"]) for n in m["nodes"]])
+                              nodes=[(n["name"], n["shape"]) for n in m["nodes"]],
+                              weights_dir=None if weights is None else self.project / weights)
 
     def _codes(self, inputs: list[np.ndarray]) -> np.ndarray:
         m = self.manifest
