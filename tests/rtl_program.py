@@ -8,16 +8,39 @@ Nothing here computes what the hardware computes; the tests' oracles are plain n
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from nnforge.backends.systolic import isa, isa_sim
 from nnforge.backends.systolic.isa import Instr
 from nnforge.hw_sim import rtl
 
 TB_DIR = Path(rtl.__file__).parent / "systolic"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_rtl_cache():
+    """Under pytest-xdist, one RTL build cache for all workers of the run (the session cache of
+    conftest.py is per worker): a parameter set is built once, the other worker waits on the
+    build's lock instead of compiling it again."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        yield
+        return
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(Path(tempfile.gettempdir()) / f"nnforge-rtl-tests-{run}")
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = old
 
 
 @dataclass(frozen=True)

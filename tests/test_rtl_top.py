@@ -19,7 +19,7 @@ from nnforge.backends.systolic.isa import Instr
 from nnforge.compiler.numerics import QType, requantize, round_shift, saturate
 from nnforge.hw_sim import rtl
 
-from rtl_program import Hw, Images, lanes_raw, model_cycles, pixel_words, run_rtl
+from rtl_program import Hw, Images, lanes_raw, model_cycles, pixel_words, run_rtl, shared_rtl_cache  # noqa: F401
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(rtl.simulator_missing() is not None,

@@ -25,6 +25,8 @@ from nnforge.compiler.errors import NNForgeError
 from nnforge.compiler.numerics import QType, requantize, round_shift, saturate
 from nnforge.hw_sim import rtl
 
+from rtl_program import shared_rtl_cache  # noqa: F401  (one build cache for all xdist workers)
+
 TB_DIR = Path(rtl.__file__).parent / "systolic"
 needs_verilator = pytest.mark.skipif(rtl.simulator_missing() is not None,
                                      reason=f"RTL simulation unavailable: {rtl.simulator_missing()}")
