@@ -82,13 +82,20 @@ class StreamDriver:
 
     async def run(self) -> None:
         dut = self.dut
+        ready, clk, data = dut.s_axis_tready, dut.clk, dut.s_axis_tdata
         while True:
-            if not int(dut.s_axis_tready.value):
-                await RisingEdge(dut.s_axis_tready)
-            await RisingEdge(dut.clk)  # cocotb sees the values before the edge: a handshake happened
-            if int(dut.s_axis_tready.value) and self.pos < len(self.words):
-                self.pos += 1
-                self._present()
+            if not int(ready.value):
+                await RisingEdge(ready)
+            while True:  # one word a cycle while INPUT takes them (one read, one write a cycle)
+                await RisingEdge(clk)  # cocotb sees the values before the edge: a handshake happened
+                if not int(ready.value):
+                    break
+                if self.pos < len(self.words):
+                    self.pos += 1
+                    if self.pos < len(self.words):
+                        data.value = self.words[self.pos]
+                    else:
+                        dut.s_axis_tvalid.value = 0
 
 
 class StreamMonitor:
@@ -170,6 +177,12 @@ async def reset(dut, trace: bool) -> None:
     await RisingEdge(dut.clk)
 
 
+async def _watchdog(sample: int, max_cycles: int) -> None:
+    """Fails the test when a sample runs past max_cycles (one timer a sample, not one a SYNC)."""
+    await Timer((max_cycles + 64) * PERIOD_NS, unit="ns")
+    assert False, f"sample {sample} did not finish within max_cycles={max_cycles} cycles"
+
+
 @cocotb.test()
 async def program(dut):
     """Run every sample through the program; record outputs, stamps and traces; check golden."""
@@ -200,15 +213,15 @@ async def program(dut):
         await RisingEdge(dut.clk)
         dut.start.value = 0
         sample_stamps: list[int] = []
+        watchdog = cocotb.start_soon(_watchdog(s, max_cycles))
+        done, layer_done = RisingEdge(dut.done), RisingEdge(dut.layer_done)
         while True:
-            timeout = Timer((max_cycles + 64) * PERIOD_NS, unit="ns")
-            trig = await First(RisingEdge(dut.done), RisingEdge(dut.layer_done), timeout)
-            if trig is timeout:
-                assert False, f"sample {s} did not finish within max_cycles={max_cycles} cycles"
+            await First(done, layer_done)
             await ReadOnly()
             count = int(dut.cycle_count.value)
-            if trig is not timeout and int(dut.done.value):
+            if int(dut.done.value):
                 totals.append(count)
+                watchdog.cancel()
                 break
             sample_stamps.append(count)
             layer = int(dut.layer_id.value)
