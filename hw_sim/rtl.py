@@ -128,10 +128,18 @@ def _simulator_version(simulator: str) -> str:
     return lines[0] if lines else cmd[0]
 
 
+def _options(simulator: str) -> tuple[list[str], tuple[str, str] | None]:
+    """(build arguments, timescale) of a simulator's build."""
+    if simulator == "verilator":
+        return ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"], None
+    return [], ("1ns", "1ps")  # Icarus: no `timescale in the sources, and the bench's clock needs ns
+
+
 def build_key(parameters: Mapping[str, int], sources: Sequence[Path], toplevel: str, simulator: str) -> str:
-    """The cache key: sources (names and contents), top, parameters, simulator and its version."""
+    """The cache key: sources (names and contents), top, parameters, simulator, its version and options."""
     h = hashlib.sha256()
-    for part in (_VERSION, simulator, _simulator_version(simulator), toplevel, MAKEFLAGS):
+    args, timescale = _options(simulator)
+    for part in (_VERSION, simulator, _simulator_version(simulator), toplevel, MAKEFLAGS, *args, str(timescale)):
         h.update(part.encode() + b"\0")
     for name in sorted(parameters):
         h.update(f"{name}={int(parameters[name])}\0".encode())
@@ -216,13 +224,13 @@ def _runner(simulator: str):
 
 def _compile(build_dir: Path, sources: list[Path], params: dict[str, int], toplevel: str, simulator: str) -> None:
     includes = sorted({s.parent for s in sources})
-    args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"] if simulator == "verilator" else []
+    args, timescale = _options(simulator)
     log = build_dir / "build.log"
     with _environment({}):
         runner = _runner(simulator)
         try:
             runner.build(sources=sources, hdl_toplevel=toplevel, parameters=params, includes=includes,
-                         build_args=args, build_dir=build_dir, always=True, log_file=log)
+                         build_args=args, build_dir=build_dir, always=True, log_file=log, timescale=timescale)
         except (RuntimeError, SystemExit, subprocess.CalledProcessError) as err:
             text = log.read_text(errors="replace") if log.is_file() else ""
             tail = "\n".join(text.strip().splitlines()[-30:])

@@ -108,7 +108,8 @@ def write_images(work: Path, hw: Hw, program: list[Instr], images: Images) -> No
 
 
 def run_rtl(work: Path, hw: Hw, program: list[Instr], images: Images, inputs: np.ndarray,
-            golden: np.ndarray | None = None, trace_regions: dict | None = None, max_cycles: int = 200_000) -> Run:
+            golden: np.ndarray | None = None, trace_regions: dict | None = None, max_cycles: int = 200_000,
+            simulator: str = "verilator") -> Run:
     """Run ``program`` on ``inputs`` ([n, words, C] lane codes) in the RTL; golden, if given, is
     checked by the testbench itself."""
     write_images(work, hw, program, images)
@@ -120,7 +121,7 @@ def run_rtl(work: Path, hw: Hw, program: list[Instr], images: Images, inputs: np
         np.save(work / "golden.npy", np.asarray(golden, dtype=np.int64))
         cfg["golden"] = "golden.npy"
     (work / "config.json").write_text(json.dumps(cfg))
-    build = rtl.build(hw.parameters())
+    build = rtl.build(hw.parameters(), simulator=simulator)
     rtl.run(build, "tb_program", work, {"NNF_TB_CONFIG": str(work / "config.json")}, [TB_DIR])
     with np.load(work / "results.npz") as r:
         traces = {int(k[len("trace_"):]): r[k] for k in r.files if k.startswith("trace_")}

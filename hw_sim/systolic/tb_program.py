@@ -55,6 +55,15 @@ def pack(lanes, bits: int) -> int:
     return word
 
 
+def value(handle) -> int:
+    """A port's value as an unsigned int; X/Z bits (Icarus: a scratchpad word never written) read 0."""
+    v = handle.value
+    try:
+        return int(v)
+    except ValueError:
+        return int("".join(c if c in "01" else "0" for c in str(v)), 2)
+
+
 def unpack(word: int, bits: int, cols: int) -> list[int]:
     mask = (1 << bits) - 1
     return [(word >> (lane * bits)) & mask for lane in range(cols)]
@@ -115,7 +124,7 @@ class StreamMonitor:
             while not last:
                 await RisingEdge(dut.clk)
                 if int(dut.m_axis_tvalid.value) and int(dut.m_axis_tready.value):
-                    self.words.append(unpack(int(dut.m_axis_tdata.value), self.bits, self.cols))
+                    self.words.append(unpack(value(dut.m_axis_tdata), self.bits, self.cols))
                     last = bool(int(dut.m_axis_tlast.value))
 
 
@@ -157,7 +166,7 @@ async def read_spad(dut, regions, bits: int, cols: int) -> list[list[int]]:
             dut.dbg_addr.value = addrs[k]
         await RisingEdge(dut.clk)
         if k:
-            words.append(unpack(int(dut.dbg_data.value), bits, cols))
+            words.append(unpack(value(dut.dbg_data), bits, cols))
     return words
 
 
