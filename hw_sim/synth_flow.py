@@ -29,6 +29,7 @@ from nnforge.hw_sim.pnr import PnrResult, bitstream as make_bitstream, lpf_templ
 from nnforge.hw_sim.synth import RTL_SUFFIXES, Design, SynthResult, synthesize
 
 DEFAULT_TARGET = "ecp5-85k"
+LIBRARY_TOP = "nnf_systolic_top"
 
 
 @dataclass
@@ -69,7 +70,9 @@ def open_systolic_project(path: str | Path) -> SystolicProject:
         if not image.is_file():
             raise InputError(f"memory image {mem['file']!r} of {name} must exist in {str(path)!r}, not be missing")
         memories[Path(mem["file"]).name] = image  # $readmemh opens prog.hex etc. in the working directory
-    top = manifest.get("top") or "nnf_systolic_top"
+    # A `top` option other than the library's is a wrapper that only fixes the parameters (no ports or
+    # logic of its own): synthesize the accelerator itself, with the parameters, so the tables show its units.
+    top = LIBRARY_TOP if any(p.name == f"{LIBRARY_TOP}.v" for p in rtl) else manifest.get("top") or LIBRARY_TOP
     return SystolicProject(path, manifest, report, Design.make(rtl, top, manifest["parameters"], memories))
 
 

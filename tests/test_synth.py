@@ -306,3 +306,14 @@ def test_model_within_10_percent_of_yosys(tmp_path_factory, size):
     for k in ("dsp", "bram"):
         v = run.entry["model_vs_measured"]["totals"][k]
         assert v["measured"] > 0 and abs(v["model"] - v["measured"]) <= 0.10 * v["measured"], (k, v)
+
+
+def test_a_custom_top_synthesizes_the_accelerator_it_wraps(tmp_path_factory):
+    from nnforge.hw_sim.synth_flow import open_systolic_project
+
+    prj = _compile(tmp_path_factory, "custom_top", rows=2, cols=2, top="my_accel")
+    project = open_systolic_project(prj)
+    assert (prj / "rtl" / "my_accel.v").is_file()  # the parameter-only wrapper
+    assert project.design.top == "nnf_systolic_top"
+    assert project.design.parameter_dict()["ROWS"] == 2 and project.parameters["COLS"] == 2
+    assert {name for name, _ in project.design.memories} == {"prog.hex", "wmem.hex", "imem.hex", "pmem.hex"}
