@@ -27,6 +27,8 @@ pytestmark = [pytest.mark.slow,
 
 HW = Hw(rows=2, cols=4)          # the main parameter set (ROWS < COLS)
 HW_SQ = Hw(rows=4, cols=4, in_bits=6, acc_bits=24, idx_bits=3)   # square array, narrow codes
+HW_ODD = Hw(rows=3, cols=5, in_bits=7, acc_bits=28, idx_bits=2, spad_depth=400, wmem_depth=1000,
+            imem_depth=100, pmem_depth=200, prog_depth=20)        # odd sizes, depths not powers of two
 
 
 def codes(rng, shape, bits: int, signed: bool) -> np.ndarray:
@@ -397,6 +399,7 @@ def random_program(draw, hw: Hw):
                 "out_bits": ob, "lo": lo, "hi": draw(st.sampled_from([t.hi, max(lo, t.hi // 3)]))}
 
     for layer in range(1, draw(st.integers(1, 6), label="layers") + 1):
+        sizes = (len(images.wmem), len(images.imem), len(images.pmem))
         src = tensors[draw(st.integers(0, len(tensors) - 1))]
         sbase, h, w, ps = src
         kind = draw(st.sampled_from(["gemm", "window", "eltwise"]), label="kind")
@@ -452,15 +455,14 @@ def random_program(draw, hw: Hw):
             op, out_ps = isa.OP_ELTWISE, ps
         out_h, out_w = fields["out_h"], fields["out_w"]
         obase = alloc.take(out_h * out_w * out_ps)
-        if obase is None:
+        if obase is None or len(images.wmem) > hw.wmem_depth or len(images.pmem) > hw.pmem_depth \
+                or len(images.imem) > hw.imem_depth:  # out of memory: stop before this layer
+            del images.wmem[sizes[0]:], images.imem[sizes[1]:], images.pmem[sizes[2]:]
             break
         fields["out_base"] = obase
         program += [Instr(op, fields), Instr(isa.OP_SYNC, {"count": layer})]
         regions[layer] = [[obase, out_h * out_w * out_ps]]
         tensors.append((obase, out_h, out_w, out_ps))
-        if len(images.wmem) > hw.wmem_depth or len(images.pmem) > hw.pmem_depth or len(images.imem) > hw.imem_depth:
-            program = program[:-2]
-            break
     last = tensors[-1]
     program += [Instr(isa.OP_OUTPUT, {"count": last[1] * last[2] * last[3], "in_base": last[0]}),
                 Instr(isa.OP_SYNC, {"count": len(regions) + 1}), Instr(isa.OP_END, {})]
@@ -470,18 +472,19 @@ def random_program(draw, hw: Hw):
 
 @settings(max_examples=8, derandomize=True, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
-@given(case=random_program(HW_SQ))
-def test_random_programs_match_isa_sim(case, tmp_path_factory):
-    program, images, inputs, regions = case
+@given(data=st.data())
+@pytest.mark.parametrize("hw", [HW_SQ, HW_ODD], ids=["4x4", "3x5_odd"])
+def test_random_programs_match_isa_sim(hw, data, tmp_path_factory):
+    program, images, inputs, regions = data.draw(random_program(hw), label="program")
     try:
-        model = isa_sim.run(HW_SQ.machine(), program, images.wmem, images.imem, images.pmem, inputs, regions)
+        model = isa_sim.run(hw.machine(), program, images.wmem, images.imem, images.pmem, inputs, regions)
     except isa_sim.SimError as err:  # a program the hardware cannot run (the generator's fault)
         pytest.fail(f"the generator made a program isa_sim rejects: {err}")
-    res = run_rtl(tmp_path_factory.mktemp("rand"), HW_SQ, program, images, inputs,
-                  golden=lanes_raw(model.outputs, HW_SQ.in_bits), trace_regions=regions)
-    assert np.array_equal(res.outputs, lanes_raw(model.outputs, HW_SQ.in_bits))
+    res = run_rtl(tmp_path_factory.mktemp("rand"), hw, program, images, inputs,
+                  golden=lanes_raw(model.outputs, hw.in_bits), trace_regions=regions)
+    assert np.array_equal(res.outputs, lanes_raw(model.outputs, hw.in_bits))
     for layer, words in model.traces.items():
-        assert np.array_equal(res.traces[layer], lanes_raw(words, HW_SQ.in_bits)), (layer, program[2 * layer])
+        assert np.array_equal(res.traces[layer], lanes_raw(words, hw.in_bits)), (layer, program[2 * layer])
     assert res.stamps[0].tolist() == model.stamps and int(res.total_cycles[0]) == model.total_cycles
 
 
