@@ -104,8 +104,11 @@ def build(
     return CompiledModule(tvm.runtime.load_module(str(path)), inputs, output_names)
 
 
-def check_inputs(specs: list[TensorSpec], arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """Check shapes and dtypes against the model's inputs; cast float64 data to float32."""
+def check_inputs(specs: list[TensorSpec], arrays: list[np.ndarray], allow_empty: bool = False) -> list[np.ndarray]:
+    """Check shapes and dtypes against the model's inputs; cast float64 data to float32.
+
+    Zero samples are refused (a dataset run, calibration or simulation has nothing to do),
+    except with ``allow_empty`` (one direct call of the model on a zero-size batch)."""
     if len(arrays) != len(specs):
         raise InputError(
             f"the model takes {len(specs)} input(s) ({', '.join(s.name for s in specs)}), "
@@ -124,7 +127,7 @@ def check_inputs(specs: list[TensorSpec], arrays: list[np.ndarray]) -> list[np.n
             raise InputError(
                 f"input {spec.name!r} must have shape {_fmt(spec.shape)}, not {_fmt(arr.shape)}"
             )
-        if arr.ndim and len(arr) == 0:  # nothing to run: every later stage would fail on it
+        if arr.ndim and len(arr) == 0 and not allow_empty:  # nothing to run: every later stage would fail on it
             raise InputError(f"input {spec.name!r} must hold at least one sample, not 0 (shape {_fmt(arr.shape)})")
         out.append(arr)
     return out

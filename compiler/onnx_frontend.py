@@ -248,10 +248,10 @@ def resolve_inputs(
             for i, dim in enumerate(dims):
                 if dim.HasField("dim_value") and dim.dim_value > 0:
                     shape_list.append(dim.dim_value)
+                elif i == 0:  # the batch: symbolic (some exporters write 0 for "any batch")
+                    shape_list.append(BATCH)
                 elif dim.HasField("dim_value"):  # a fixed size of 0 (or less) is not dynamic, it is empty
                     raise ModelError(f"input {vi.name!r} dimension {i} must be a positive size, not {dim.dim_value}")
-                elif i == 0:
-                    shape_list.append(BATCH)
                 else:
                     label = dim.dim_param or "unnamed"
                     raise ModelError(

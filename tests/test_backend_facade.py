@@ -171,7 +171,7 @@ def test_per_layer_values():
 
     assert parse_options(HLSBackend(), {"reuse_factor": {"fc": 2, "default": 1}})["reuse_factor"] == {"fc": 2,
                                                                                                      "default": 1}
-    with pytest.raises(InputError, match=r"option 'reuse_factor' for layer 'fc' must be >= 1, not 0"):
+    with pytest.raises(InputError, match=r"option 'reuse_factor' for layer 'fc' must be from 1 to 1048576, not 0"):
         parse_options(HLSBackend(), {"reuse_factor": {"fc": 0}})
     with pytest.raises(InputError, match="option 'rows' must be an integer"):
         parse_options(FakeBackend(), {"rows": {"fc": 2}})  # not a per-layer option
