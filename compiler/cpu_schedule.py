@@ -2,21 +2,32 @@
 
 One of the few modules that import tvm.  ``build`` compiles for ``cpu_target()`` (llvm, ``-mcpu``
 = this CPU: not portable, so caches key on its str) with cpu_generic's Relax pipeline (fusion)
-and the rule ``inner_spatial_vectorize`` for each fused PrimFunc with one reduction: elementwise
-producers/epilogues inlined (pads kept, one image at a time, as k phases if read with stride k);
-loops ``S.. tile R.. rows cols lanes`` (innermost spatial loop vectorized by 8, <= 8 vector
-accumulators unrolled), and for a conv whose input is shared by its output channels (not
-depthwise) ``S.. tile R.. chans rows cols lanes`` with 4 channels x 2 rows: each loaded input
-vector feeds 4 accumulators and each broadcast weight 2 (6 loads per 8 FMAs instead of 9);
-epilogue per tile.  Arithmetic and summation order never change: integer builds stay
-bit-exact, float ones differ only by FMA contraction.  If the pipeline raises, the plain
-``tvm.compile(mod, target="llvm")``; ``stats`` counts the paths (logging: DEBUG only).
-Images (conv) or row tiles (dense) run in parallel on TVM's thread pool, which nnforge sizes
-to every core, as onnxruntime does (TVM's own default is half the hardware threads, and it pins
-the calling thread to a core, which then slows onnxruntime or numpy in the same process); set
-TVM_NUM_THREADS / TVM_BIND_THREADS yourself to override.  Idle workers keep TVM's default spin:
-without it (TVM_THREAD_POOL_SPIN_COUNT=0) every parallel loop pays a wake-up, and batch-1 float
-runs fell from 5.0k to 1.3k samples/s on the digits CNN.
+and the rule ``inner_spatial_vectorize`` for each fused PrimFunc with one reduction, elementwise
+producers/epilogues inlined (pads kept, as k phases if read with stride k):
+
+* a conv2d whose input is shared by its output channels (not depthwise), with whole vectors of
+  output channels (``_conv_by_channels``): vectorized over output channels, 16 lanes with AVX-512
+  (else 8).  A register tile is P pixels x R rows x V channel vectors (``_conv_tiles``: P | width,
+  R | height, at most 24 accumulators, the most multiply-adds per load); each reduction step
+  loads V weight vectors from a per-tile copy of the weights laid out [reduction][channel] and
+  broadcasts P x R inputs.  Any width (ResNet's 28, 14 and 7 are no multiple of 8) and stride.
+* anything else: loops ``S.. tile R.. rows cols lanes`` (innermost spatial loop vectorized by 8,
+  <= 8 vector accumulators unrolled), and for a conv whose channels are not whole vectors
+  ``S.. tile R.. chans rows cols lanes`` with 4 channels x 2 rows.
+
+The epilogue runs per tile.  Arithmetic and summation order never change (each output sums its
+reduction in order): integer builds stay bit-exact, float ones differ only by FMA contraction.
+If the pipeline raises, the plain ``tvm.compile(mod, target="llvm")``; ``stats`` counts the
+paths (logging: DEBUG only).
+
+Parallel loops run inside a sample, so batch 1 uses every core: images fused with output-channel
+tiles (conv), channels (depthwise, pools) or all tiles (dense), on TVM's thread pool, which
+nnforge sizes to every core, as onnxruntime does (TVM's own default is half the hardware threads,
+and it pins the calling thread to a core, which then slows onnxruntime or numpy in the same
+process); set TVM_NUM_THREADS / TVM_BIND_THREADS yourself to override.  Pads get their own
+parallel pass.  Idle workers keep TVM's default spin: without it (TVM_THREAD_POOL_SPIN_COUNT=0)
+every parallel loop pays a wake-up, and batch-1 float runs fell from 5.0k to 1.3k samples/s on
+the digits CNN.
 """
 
 from __future__ import annotations
@@ -39,9 +50,16 @@ from tvm.target import codegen  # noqa: E402
 
 _log = logging.getLogger(__name__)
 VECTOR = 8  # lanes: 8 x f32/i32 = one AVX2 register
+# conv2d vectorized over output channels (``_conv_by_channels``): 16 lanes and 24 accumulator
+# vectors with AVX-512 (32 registers), else 8 and 12 (16 registers): the rest hold the weights
+# and the broadcast inputs
+_AVX512 = codegen.target_has_features("avx512f", tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()}))
+WIDE_VECTOR = 16 if _AVX512 else 8
+CONV_ACCUMULATORS = 24 if _AVX512 else 12
 CHANNELS = 4  # conv output channels per register tile (each input vector feeds CHANNELS of them)
 ACCUMULATORS = 8  # vector partial sums per tile (hide the add latency, fit 16 registers)
-stats = {"custom": 0, "fallback": 0, "unscheduled": 0}  # builds per path; PrimFuncs left as is
+stats = {"custom": 0, "fallback": 0, "unscheduled": 0, "by_channels": 0}  # builds per path; PrimFuncs left
+# as is; convolutions vectorized over output channels
 
 
 @dl.ScheduleRule.from_callable("InnerSpatialVectorize")
@@ -68,7 +86,12 @@ def _schedule(sch):
             _try(sch.compute_inline, info.block_rv)
     s = [l for l, k in zip(loops, kinds) if k == "S"]
     r = [l for l, k in zip(loops, kinds) if k == "R"]
-    _deinterleave(sch, block, [i.var for i in reds[0].iters if i.kind == "S"][-1])
+    spatial_vars = [i.var for i in reds[0].iters if i.kind == "S"]
+    _deinterleave(sch, block, spatial_vars[-1])
+    if len(s) in (3, 4) and _reused_along(sch, block, spatial_vars[-3]):
+        weights = _weight_read(sch, block, spatial_vars[-2:])
+        if weights is not None and _conv_tiles(sch, s, weights) is not None:
+            return _conv_by_channels(sch, block, s, r, weights, *_conv_tiles(sch, s, weights))
     last = _extent(sch, s[-1])  # None: dynamic
     lanes = min(last, VECTOR) if last else VECTOR
     col, vec = sch.split(s[-1], factors=[None, lanes])
@@ -85,19 +108,97 @@ def _schedule(sch):
         tile, inner = [*tile[:-1], row, tile[-1]], [*inner[:-1], rows, inner[-1]]
         outer = [l for l in outer if not l.same_as(s[-2])]
     sch.reorder(*outer, *tile, *r, *inner, vec)
-    # images (conv) or row tiles (dense) in parallel: no reduction order changes
-    sch.parallel(s[0] if len(s) > 2 else tile[0])
+    # Parallel inside a sample, so batch 1 uses every core: the images (or leading loops) fused
+    # with the first tile loop (conv: output-channel tiles; depthwise/pool: channels; dense: all
+    # tiles).  Each register tile still sums its whole reduction in order: no result changes.
+    fused = outer + tile[:1] if outer else tile
+    par = sch.fuse(*fused) if len(fused) > 1 else fused[0]
+    sch.parallel(par)
+    at = tile[-1] if len(tile) > len(fused) - len(outer) else par  # the innermost loop left over the tile
     for loop in inner:
         sch.unroll(loop)
     sch.vectorize(vec)
     for consumer in sch.get_consumers(block):  # epilogue per tile, from registers/L1
-        _try(sch.reverse_compute_at, consumer, tile[-1])
+        _try(sch.reverse_compute_at, consumer, at)
         _try(_vectorize_inner, sch, consumer, lanes)
-    if len(s) > 2:
-        for producer in sch.get_producers(block):  # pad per image
-            _try(sch.compute_at, producer, sch.get_loops(block)[0])
+    for producer in sch.get_producers(block):  # pads: their own parallel pass over the whole input
+        _try(_parallel_outer, sch, producer)
     sch.decompose_reduction(block, r[0])
     return sch
+
+
+def _weight_read(sch, block, pixel_vars) -> int | None:
+    """The index of the read of ``block`` that no output pixel indexes: conv2d's weights."""
+    stmt = sch.get(block)
+    out = [w.source for w in stmt.writes]
+    found = [i for i, read in enumerate(stmt.reads)
+             if not any(read.source.same_as(o) for o in out) and len(read.region) == 4
+             and not any(v.same_as(p) for rg in read.region for v in tirx.analysis.undefined_vars(rg.min)
+                         for p in pixel_vars)]
+    return found[0] if len(found) == 1 else None
+
+
+def _conv_tiles(sch, s, weights) -> tuple[int, int, int] | None:
+    """(pixels P, rows R, channel vectors V) of the register tile of ``_conv_by_channels``, or None
+    when the output channels are not whole vectors.  P divides the output width, R its height and V
+    the channel vectors; P * R * V accumulators (at most CONV_ACCUMULATORS) and the most multiply-adds
+    per load: each step loads V weight vectors and broadcasts P * R inputs for P * R * V MACs."""
+    oc, oh, ow = (_extent(sch, l) for l in s[-3:])
+    if None in (oc, oh, ow) or oc % WIDE_VECTOR:
+        return None
+    vectors = oc // WIDE_VECTOR
+    best = None
+    for p in (d for d in range(1, min(ow, 16) + 1) if ow % d == 0):
+        for rr in (d for d in (1, 2, 3, 4) if oh % d == 0):
+            for v in (d for d in (1, 2, 3, 4) if vectors % d == 0):
+                acc = p * rr * v
+                if acc <= CONV_ACCUMULATORS:
+                    key = (acc / (v + p * rr), acc)
+                    if best is None or key > best[0]:
+                        best = (key, (p, rr, v))
+    return None if best is None else best[1]
+
+
+def _conv_by_channels(sch, block, s, r, weights: int, p: int, rows: int, v: int):
+    """A conv2d vectorized over output channels (any width, any stride): each register tile holds
+    P x R output pixels of V x WIDE_VECTOR channels; each step of the reduction (input channel,
+    kernel row, kernel column, in that order: sums are unchanged) loads V weight vectors from a
+    per-tile copy of the weights laid out [reduction][channel] and broadcasts each input once."""
+    lead = [s[0]] if len(s) == 4 else []
+    oc, oh, ow = s[-3:]
+    oc_o, oc_v, oc_i = sch.split(oc, factors=[None, v, WIDE_VECTOR])
+    oh_o, oh_r = sch.split(oh, factors=[None, rows])
+    ow_o, ow_p = sch.split(ow, factors=[None, p])
+    sch.reorder(*lead, oc_o, oh_o, ow_o, *r, oh_r, ow_p, oc_v, oc_i)
+    par = sch.fuse(*lead, oc_o) if lead else oc_o
+    sch.parallel(par)  # images x channel tiles
+    # the accumulator tile channels-last, so each vector is stored whole (in a copy when the conv
+    # writes the function's output, whose layout is fixed); the weights per tile copied to
+    # [reduction][channel], so each is loaded whole
+    out = sch.get(block).writes[0].source
+    if not any(b.same_as(out) for b in sch.get(sch.get_sblock("root")).alloc_buffers):  # a parameter
+        sch.cache_write(block, 0, "global")
+    sch.transform_layout(block, ("write", 0), lambda n, c, h, w: (n, h, w, c))
+    cached = sch.cache_read(block, weights, "global")
+    sch.compute_at(cached, par)
+    sch.transform_layout(cached, ("write", 0), lambda o, i, kh, kw: (i, kh, kw, o))
+    for loop in (oh_r, ow_p, oc_v):
+        sch.unroll(loop)
+    sch.vectorize(oc_i)
+    for consumer in sch.get_consumers(block):  # epilogue per tile
+        _try(sch.reverse_compute_at, consumer, ow_o)
+    for producer in sch.get_producers(block):
+        if not producer.same_as(cached):
+            _try(_parallel_outer, sch, producer)
+    sch.decompose_reduction(block, r[0])
+    stats["by_channels"] += 1
+    return sch
+
+
+def _parallel_outer(sch, block) -> None:
+    """The two outermost loops of an elementwise block (a pad) fused and run in parallel."""
+    loops = sch.get_loops(block)
+    sch.parallel(sch.fuse(*loops[:2]) if len(loops) > 1 else loops[0])
 
 
 def _deinterleave(sch, block, var) -> None:
