@@ -17,6 +17,9 @@ from nnforge.compiler.errors import InputError
 from nnforge.compiler.qgraph import QGraph
 
 GOLDEN_SAMPLES = 32
+# The numpy reference runs every golden sample at compile time: at most this many MACs in all
+# (a ResNet-50 sample is 4.1e9 MACs, about 2 s), so a large model gets fewer samples (at least one)
+GOLDEN_MACS = 10**10
 INPUTS_FILE = "tb/inputs.dat"
 OUTPUTS_FILE = "tb/golden.dat"
 
@@ -44,13 +47,18 @@ def sample_shape(graph: QGraph, name: str) -> tuple[int, ...]:
 
 
 def golden_vectors(qmodel, golden_inputs: list[np.ndarray] | None, samples: int = GOLDEN_SAMPLES) -> Golden:
-    """Up to ``samples`` inputs (float, quantized here) and the numpy reference's outputs.
+    """Up to ``samples`` inputs (float, quantized here) and the numpy reference's outputs; fewer
+    for a large model, so that the reference runs at most ``GOLDEN_MACS`` multiply-accumulates.
 
     Without inputs, deterministic random codes over each input type's range stand in.
     """
     from nnforge.compiler import reference
 
+    from .macs import layer_macs
+
     graph = qmodel.graph
+    macs = sum(layer_macs(graph, node) for node in graph.nodes)
+    samples = max(1, min(samples, GOLDEN_MACS // max(macs, 1)))
     if golden_inputs is not None:
         n = min(samples, len(golden_inputs[0]))
         fixed = qmodel.float_model.inputs[0].shape[0]

@@ -122,3 +122,19 @@ def test_compile_from_a_quantized_directory_refuses_quantization_options(files, 
     result = CliRunner().invoke(main, ["compile", str(root / "model.onnx"), "-o", str(tmp_path / "p")])
     assert result.exit_code == 2 and "--calib must be given" in result.output
     assert not (tmp_path / "p").exists()
+
+
+def test_golden_vectors_of_a_large_model_are_capped_by_reference_macs(files, monkeypatch):
+    """A model of M MACs gets GOLDEN_MACS // M golden samples (at least one), each the reference's."""
+    from nnforge.backends import golden
+    from nnforge.backends.macs import layer_macs
+
+    root, x = files
+    q = nnforge.quantize(nnforge.load(root / "model.onnx"), [np.load(root / "calib.npz")["x"]], "w8a8")
+    macs = sum(layer_macs(q.graph, n) for n in q.graph.nodes)
+    monkeypatch.setattr(golden, "GOLDEN_MACS", 2 * macs + 1)
+    g = golden.golden_vectors(q, [x])
+    assert g.samples == 2
+    np.testing.assert_array_equal(g.outputs[0], reference.run(q.graph, q.quantize_inputs([x[:2]]))[q.graph.outputs[0]])
+    monkeypatch.setattr(golden, "GOLDEN_MACS", 1)
+    assert golden.golden_vectors(q, [x]).samples == 1
