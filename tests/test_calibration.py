@@ -331,3 +331,21 @@ def test_state_round_trips_every_statistic(rng):
     np.testing.assert_array_equal(back.histogram[0], stats.histogram[0])
     for method in METHODS:
         assert choose_threshold(back, method, 8, True) == choose_threshold(stats, method, 8, True)
+
+
+@pytest.mark.parametrize("shape, bits", [((300, 700), 8), ((7, 9), 4), ((2, 40000), 3)])
+def test_weight_mse_equals_the_plain_search(shape, bits, rng):
+    """The blocked in-place search gives what searching the fractions on the whole matrix gives."""
+    from nnforge.compiler.calibration import WEIGHT_MSE_FRACTIONS
+
+    w = rng.standard_t(3, size=shape)
+    w[0] = 0.0  # an all-zero channel keeps threshold 0
+    qmax = 2 ** (bits - 1) - 1
+    absmax = np.abs(w).max(axis=1)
+    best, best_error = absmax.copy(), np.full(len(w), np.inf)
+    for f in WEIGHT_MSE_FRACTIONS:
+        scale = f * np.where(absmax > 0, absmax, 1.0)[:, None] / qmax
+        error = ((quantize_dequantize(w, scale, bits, True) - w) ** 2).sum(axis=1)
+        better = error < best_error
+        best_error[better], best[better] = error[better], f * absmax[better]
+    np.testing.assert_array_equal(weight_thresholds(w, bits, True, "mse"), best)
