@@ -152,14 +152,18 @@ class ArrayShape:
 
 REQUANT_LATENCY = 7  # nnf_requant: operands, 2 partial products, product, shift, round (+pair), wrap, clamp
 TAP_LATENCY = 5  # nnf_tap_agen: bounds, ih*in_w, +iw, *in_ps, +base: issue -> scratchpad address
-# GEMM: issue -> operands at the array (tap address, memory read, row load: TAP_LATENCY + 2), plus the
-# start cycle and the final write; the flush wavefront then crosses the array (ROWS + COLS with the deskew)
-GEMM_FIXED_LATENCY = TAP_LATENCY + 2 + 2
-# WINDOW: start, the last tap's address (TAP_LATENCY), read, accumulate, requant, write
-WINDOW_DRAIN = 1 + TAP_LATENCY + 2 + REQUANT_LATENCY
-# ELTWISE: start, read, lane register, MUL's second pass through the multiplier (3), requant, write;
-# every sub-op waits this long (the others are done 3 cycles earlier)
-ELTWISE_DRAIN = 1 + 2 + 3 + REQUANT_LATENCY
+# Every memory's read data is registered before any logic uses it (MEM_LATENCY: the read, the data
+# register), so block RAM clock-to-out never shares a cycle with logic.
+MEM_LATENCY = 2
+# GEMM: issue -> operands at the array (tap address, memory read and register, row load:
+# TAP_LATENCY + MEM_LATENCY + 1), plus the start cycle and the final write; the flush wavefront
+# then crosses the array (ROWS + COLS with the deskew)
+GEMM_FIXED_LATENCY = TAP_LATENCY + MEM_LATENCY + 1 + 2
+# WINDOW: start, the last tap's address (TAP_LATENCY), read and register, accumulate, requant, write
+WINDOW_DRAIN = 1 + TAP_LATENCY + MEM_LATENCY + 1 + REQUANT_LATENCY
+# ELTWISE: start, read and register, lane register, MUL's second pass through the multiplier (3),
+# requant, write; every sub-op waits this long (the others are done 3 cycles earlier)
+ELTWISE_DRAIN = 1 + MEM_LATENCY + 1 + 3 + REQUANT_LATENCY
 # INPUT: start, the last handshake's write; OUTPUT: start, the last word's read (on the stream)
 IO_DRAIN = 2
 

@@ -4,11 +4,14 @@
 // deskew sit in the top: col_acc/col_mult/col_shift go out, the deskewed words come back as
 // the scratchpad write data for spad_we/spad_waddr.
 //
-// Pipeline, relative to the issue cycle b of a k-step (nnf_gemm_seq):
-//   b+5   scratchpad read address (nnf_tap_agen), WMEM/IMEM address, PMEM address (k-step 0)
-//   b+6   memory data; the row loader takes its word (zeros for padding / missing pixels)
-//   b+7   row operand lane 0 and the k-step's weight word at the array (X = 7)
-//         (PMEM: the tile's {bias, M, n} word is staged at b+6 and the array takes the biases)
+// Every memory's read data lands in a register before any logic (block RAM clock-to-out is
+// most of an ECP5 cycle).  Pipeline, relative to the issue cycle b of a k-step (nnf_gemm_seq):
+//   b+5   scratchpad read address (nnf_tap_agen), WMEM/IMEM address
+//   b+6   memory data; PMEM address of the tile's {bias, M, n} word (k-step 0)
+//   b+7   the data registers (spad_rdata comes registered from the top); the row loader takes
+//         its word (zeros for padding / missing pixels); the PMEM word is staged
+//   b+8   row operand lane 0 and the k-step's weight word (after the codebook lookup) at the
+//         array, which takes the tile's biases (X = 8)
 //   then  row i, column j finishes at b+X+2+i+j (tile s-1's sums when tile s's first arrives),
 //         the column's requant unit (RQ_LAT cycles) and the deskew (COLS-1-j) align row i of
 //         every column at b+X+1+COLS+RQ_LAT+i, when it is written.
@@ -68,7 +71,7 @@ module nnf_gemm #(
     input  wire                  ag_v,
     input  wire                  ag_inb,
     input  wire [TAG_W-1:0]      ag_row,
-    input  wire [COLS*IN_W-1:0]  spad_rdata,
+    input  wire [COLS*IN_W-1:0]  spad_rdata,     // registered: the word read 2 cycles before
     // static memories
     output wire [WMEM_AW-1:0]    wmem_raddr,
     input  wire [COLS*IN_W-1:0]  wmem_rdata,
@@ -87,7 +90,7 @@ module nnf_gemm #(
     output wire                  active,
     output wire                  fin
 );
-    localparam integer X = 7;                       // issue -> operands at the array
+    localparam integer X = 8;                       // issue -> operands at the array
     localparam integer TOKEN_DELAY = X + COLS + RQ_LAT;
     localparam integer DRAIN_TAIL = X + COLS + RQ_LAT + ROWS;
     localparam integer LB = ACC_W + 22;             // PMEM lane: {shift[5:0], mult[15:0], bias}
@@ -131,16 +134,16 @@ module nnf_gemm #(
     // -- weights, parameters: 5 cycles to the memory address, as nnf_tap_agen ----------------
     wire [31:0] w_addr_d;
     wire [31:0] p_addr_d;
-    wire        k0_d5, k0_d6, k0_d7, token;
+    wire        k0_d6, k0_d7, k0_d8, token;
     nnf_delay #(.WIDTH(32), .DEPTH(5)) u_wad (.clk(clk), .d(w_addr), .q(w_addr_d));
-    nnf_delay #(.WIDTH(32), .DEPTH(5)) u_pad (.clk(clk), .d(p_addr), .q(p_addr_d));
-    nnf_delay #(.WIDTH(1), .DEPTH(5)) u_k5 (.clk(clk), .d(k0), .q(k0_d5));
-    nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k6 (.clk(clk), .d(k0_d5), .q(k0_d6));
+    nnf_delay #(.WIDTH(32), .DEPTH(6)) u_pad (.clk(clk), .d(p_addr), .q(p_addr_d));
+    nnf_delay #(.WIDTH(1), .DEPTH(6)) u_k6 (.clk(clk), .d(k0), .q(k0_d6));
     nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k7 (.clk(clk), .d(k0_d6), .q(k0_d7));
-    nnf_delay #(.WIDTH(1), .DEPTH(TOKEN_DELAY - X)) u_tok (.clk(clk), .d(k0_d7), .q(token));
+    nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k8 (.clk(clk), .d(k0_d7), .q(k0_d8));
+    nnf_delay #(.WIDTH(1), .DEPTH(TOKEN_DELAY - X)) u_tok (.clk(clk), .d(k0_d8), .q(token));
     assign wmem_raddr = w_addr_d[WMEM_AW-1:0];
     assign imem_raddr = w_addr_d[IMEM_AW-1:0];
-    assign pmem_re = cb_re | k0_d5;
+    assign pmem_re = cb_re | k0_d6;
     assign pmem_raddr = cb_re ? cb_addr[PMEM_AW-1:0] : p_addr_d[PMEM_AW-1:0];
 
     // -- codebook (shared weights): entry e is lane 0's low IN_W bits of its PMEM word -------
@@ -155,14 +158,19 @@ module nnf_gemm #(
     wire [7:0]       idx_mask8 = (8'd1 << idx_bits) - 8'd1;
     wire [IDX_W-1:0] idx_mask = idx_mask8[IDX_W-1:0];
 
-    // -- the weight word at the array's top (b+7) ---------------------------------------------
-    reg [COLS*IN_W-1:0] w_word;
+    // -- the weight word at the array's top (b+8), from the registered memory data (b+7) -------
+    reg [COLS*IN_W-1:0]  w_word, wm_q;
+    reg [COLS*IDX_W-1:0] im_q;
+    always @(posedge clk) begin
+        wm_q <= wmem_rdata;
+        im_q <= imem_rdata;
+    end
     genvar j;
     generate
         for (j = 0; j < COLS; j = j + 1) begin : g_lookup
-            wire [IDX_W-1:0] idx = imem_rdata[j*IDX_W +: IDX_W] & idx_mask;
+            wire [IDX_W-1:0] idx = im_q[j*IDX_W +: IDX_W] & idx_mask;
             always @(posedge clk)
-                w_word[j*IN_W +: IN_W] <= shared ? cbook[idx*IN_W +: IN_W] : wmem_rdata[j*IN_W +: IN_W];
+                w_word[j*IN_W +: IN_W] <= shared ? cbook[idx*IN_W +: IN_W] : wm_q[j*IN_W +: IN_W];
         end
     endgenerate
 
@@ -178,7 +186,7 @@ module nnf_gemm #(
         end
     endgenerate
     always @(posedge clk) begin
-        if (k0_d6) begin
+        if (k0_d7) begin
             s_bias <= pm_bias;
             s_ms <= pm_ms;
             sp_ms <= s_ms;
@@ -189,7 +197,7 @@ module nnf_gemm #(
     // -- row loaders: row i takes its word in phase i and shifts one lane a cycle ------------
     wire                ld_v, ld_inb;
     wire [TAG_W-1:0]    ld_row;
-    nnf_delay #(.WIDTH(TAG_W + 2), .DEPTH(1)) u_ld (.clk(clk), .d({ag_v & run, ag_inb, ag_row}),
+    nnf_delay #(.WIDTH(TAG_W + 2), .DEPTH(2)) u_ld (.clk(clk), .d({ag_v & run, ag_inb, ag_row}),
                                                    .q({ld_v, ld_inb, ld_row}));
     wire [ROWS*IN_W-1:0] a_rows;
     genvar i;
@@ -210,7 +218,7 @@ module nnf_gemm #(
     wire [COLS-1:0] col_first;
     nnf_array #(.ROWS(ROWS), .COLS(COLS), .IN_W(IN_W), .ACC_W(ACC_W)) u_array (
         .clk(clk), .a_signed(a_signed), .w_signed(w_signed), .a_rows(a_rows), .w_word(w_word),
-        .first(k0_d7), .bias_word(s_bias), .col_res(col_acc), .col_first(col_first));
+        .first(k0_d8), .bias_word(s_bias), .col_res(col_acc), .col_first(col_first));
 
     generate
         for (j = 0; j < COLS; j = j + 1) begin : g_ms

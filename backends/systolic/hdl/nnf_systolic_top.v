@@ -69,10 +69,14 @@ module nnf_systolic_top #(
     // -- program memory and the instruction on its output -----------------------------------------
     wire                       prog_re;
     wire [PROG_AW-1:0]         prog_addr;
-    wire [`NNF_INSTR_BITS-1:0] ir;
+    wire [`NNF_INSTR_BITS-1:0] prog_rdata;
     nnf_sdp_ram #(.WIDTH(`NNF_INSTR_BITS), .DEPTH(PROG_DEPTH), .AW(PROG_AW), .INIT(PROG_INIT)) u_prog (
         .clk(clk), .we(1'b0), .waddr({PROG_AW{1'b0}}), .wdata({`NNF_INSTR_BITS{1'b0}}),
-        .re(prog_re), .raddr(prog_addr), .rdata(ir));
+        .re(prog_re), .raddr(prog_addr), .rdata(prog_rdata));
+    // the instruction register: the program memory's output one cycle later (DECODE reads the
+    // opcode from the memory; the units read every field from here, from their go cycle on)
+    reg [`NNF_INSTR_BITS-1:0] ir;
+    always @(posedge clk) ir <= prog_rdata;
 
     wire [3:0]  f_op = ir[`NNF_F_OP];
     wire [3:0]  f_sub = ir[`NNF_F_SUB];
@@ -122,7 +126,7 @@ module nnf_systolic_top #(
     wire gemm_fin, alu_fin, st_fin;
     nnf_controller #(.PROG_AW(PROG_AW)) u_ctrl (
         .clk(clk), .rst(rst), .start(start), .trace_en(trace_en), .resume(resume),
-        .op(f_op), .sync_id(f_count), .unit_fin(gemm_fin | alu_fin | st_fin),
+        .op(prog_rdata[`NNF_F_OP]), .sync_id(prog_rdata[`NNF_F_COUNT]), .unit_fin(gemm_fin | alu_fin | st_fin),
         .prog_re(prog_re), .prog_addr(prog_addr), .busy(busy), .done(done),
         .cycle_count(cycle_count), .layer_done(layer_done), .layer_id(layer_id),
         .go_gemm(go_gemm), .go_win(go_win), .go_elt(go_elt), .go_in(go_in), .go_out(go_out),
@@ -140,6 +144,8 @@ module nnf_systolic_top #(
     nnf_sdp_ram #(.WIDTH(WORD_W), .DEPTH(SPAD_DEPTH), .AW(SPAD_AW), .INIT("")) u_spad (
         .clk(clk), .we(spad_we), .waddr(spad_waddr), .wdata(spad_wdata),
         .re(spad_re), .raddr(spad_raddr), .rdata(spad_rdata));
+    reg [WORD_W-1:0] spad_q;  // GEMM and ALU take the word registered (the streams and dbg_data don't)
+    always @(posedge clk) spad_q <= spad_rdata;
 
     wire [WMEM_AW-1:0]    wmem_raddr;
     wire [WORD_W-1:0]     wmem_rdata;
@@ -194,7 +200,7 @@ module nnf_systolic_top #(
         .w_base(f_w_base), .p_base(f_p_base),
         .t_v(g_tv), .t_pv(g_tpv), .t_ihp(g_ihp), .t_iwp(g_iwp), .t_kdh(g_kdh), .t_kdw(g_kdw),
         .t_cw(g_cw), .t_row(g_row),
-        .ag_v(ag_v), .ag_inb(ag_inb), .ag_row(ag_tag[ROW_W-1:0]), .spad_rdata(spad_rdata),
+        .ag_v(ag_v), .ag_inb(ag_inb), .ag_row(ag_tag[ROW_W-1:0]), .spad_rdata(spad_q),
         .wmem_raddr(wmem_raddr), .wmem_rdata(wmem_rdata), .imem_raddr(imem_raddr),
         .imem_rdata(imem_rdata), .pmem_re(gemm_pmem_re), .pmem_raddr(gemm_pmem_raddr),
         .pmem_rdata(pmem_rdata), .col_acc(g_acc), .col_mult(g_mult), .col_shift(g_shift),
@@ -220,7 +226,7 @@ module nnf_systolic_top #(
         .m_a(f_m_a), .m_b(f_m_b), .n_a(f_n_a), .n_b(f_n_b), .p_base(f_p_base), .lut_offset(f_lut_offset),
         .t_v(w_tv), .t_ihp(w_ihp), .t_iwp(w_iwp), .t_kdh(w_kdh), .t_kdw(w_kdw), .t_cw(w_cw), .t_tag(w_tag),
         .ag_v(ag_v), .ag_inb(ag_inb), .ag_tag(ag_tag[1:0]),
-        .spad_raddr(alu_raddr), .spad_rdata(spad_rdata),
+        .spad_raddr(alu_raddr), .spad_rdata(spad_q),
         .pmem_re(alu_pmem_re), .pmem_raddr(alu_pmem_raddr), .pmem_rdata(pmem_rdata),
         .rq_in_valid(a_rq_v), .rq_acc(a_rq_acc), .rq_mult(a_rq_mult), .rq_shift(a_rq_shift),
         .rq_pair(a_rq_pair), .rq_out_valid(rq_v[0]), .rq_y(rq_y), .rq_prod(rq_prod),
@@ -276,5 +282,5 @@ module nnf_systolic_top #(
     assign dbg_data = spad_rdata;
 
     wire unused_ok = &{1'b0, s_axis_tlast, stalled, alu_active, st_active, rq_v[COLS-1:0],
-                       ir[`NNF_INSTR_BITS-1:0], dbg_addr};
+                       ir[`NNF_INSTR_BITS-1:0], prog_rdata[`NNF_INSTR_BITS-1:0], dbg_addr};
 endmodule
