@@ -72,15 +72,6 @@ def clock_name(net: str) -> str:
 
 # -- the LPF template ------------------------------------------------------------------------------------
 
-def top_ports(netlist_path: Path, top: str) -> list[tuple[str, str, int]]:
-    """(name, direction, bits) of the top module's ports, from yosys' JSON netlist."""
-    modules = json.loads(netlist_path.read_text())["modules"]
-    mod = next((m for m in modules.values() if m.get("attributes", {}).get("top")), modules.get(top))
-    if mod is None:
-        raise InputError(f"the netlist must contain the top module {top!r}, not only {sorted(modules)}")
-    return [(name, p["direction"], len(p["bits"])) for name, p in mod["ports"].items()]
-
-
 def lpf_template(ports: list[tuple[str, str, int]], part: str, package: str, freq_mhz: float,
                  clock: str = "clk") -> str:
     """An LPF for the top's ports: the clock constraint is real, every pin a placeholder."""
@@ -122,7 +113,7 @@ def place_and_route(synth: SynthResult, device: Device, package: str, freq_mhz: 
         raise InputError(f"--pnr needs an ECP5 target (ecp5-25k, ecp5-45k, ecp5-85k), not {device.target!r}: "
                          "no open place and route for it installs from PyPI")
     netlist = Path(synth.workdir) / "netlist.json"
-    ports = top_ports(netlist, synth.top)
+    ports = [tuple(p) for p in synth.ports]
     n_io = sum(b for _n, _d, b in ports)
     if n_io > device.packages[package]:
         raise InputError(f"the design's {n_io} IO bits must fit the {device.part}-{package}'s "

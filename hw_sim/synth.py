@@ -33,7 +33,7 @@ from nnforge.hw_sim import yowasp
 from nnforge.hw_sim.cells import resources
 from nnforge.hw_sim.devices import Device, get_device
 
-FLOW_VERSION = "nnforge-synth-1"
+FLOW_VERSION = "nnforge-synth-2"
 RTL_SUFFIXES = (".v", ".vh", ".sv", ".svh")
 
 
@@ -89,6 +89,7 @@ class SynthResult:
     sram_bits: int = 0  # generic: bits held in inferred memories ($mem_v2 macros)
     memories: list[dict[str, Any]] = field(default_factory=list)  # generic: every $mem_v2 cell
     rams: list[dict[str, Any]] = field(default_factory=list)  # FPGA: every instance holding block or LUT RAM
+    ports: list[list] = field(default_factory=list)  # the top's [name, direction, bits], for the LPF and IO check
     seconds: float = 0.0  # wall time of the run that made this result (not of a cache hit)
     cached: bool = False
     key: str = ""
@@ -290,6 +291,7 @@ def _parse(work: Path, design: Design, device: Device) -> SynthResult:
         totals=resources(family, all_cells), cells=dict(sorted(all_cells.items())),
         instances=instances, modules=modules)
     result.rams = _rams(family, top_raw, own, children)
+    result.ports = [[name, p["direction"], len(p["bits"])] for name, p in netlist[top_raw]["ports"].items()]
     if family == "generic":
         result.transistors, result.transistors_complete = _transistors(
             stat["design"].get("estimated_num_transistors"))

@@ -25,7 +25,7 @@ from typing import Any
 from nnforge.compiler.errors import InputError
 from nnforge.hw_sim import resource_model
 from nnforge.hw_sim.devices import DEVICES, UNITS, Device, check_freq, check_package, get_device
-from nnforge.hw_sim.pnr import PnrResult, bitstream as make_bitstream, lpf_template, place_and_route, top_ports
+from nnforge.hw_sim.pnr import PnrResult, bitstream as make_bitstream, lpf_template, place_and_route
 from nnforge.hw_sim.synth import RTL_SUFFIXES, Design, SynthResult, synthesize
 
 DEFAULT_TARGET = "ecp5-85k"
@@ -163,7 +163,7 @@ def run_synth(project_dir: str | Path, target: str | None = None, pnr: bool = Fa
     run = SynthRun(project, device, package, freq_mhz, model, synth, times=times)
     lpf = None
     if device.family == "ecp5":
-        lpf = lpf_template(top_ports(Path(synth.workdir) / "netlist.json", synth.top), device.part, package, freq_mhz)
+        lpf = lpf_template([tuple(p) for p in synth.ports], device.part, package, freq_mhz)
     if pnr:
         t0 = time.perf_counter()
         run.pnr, lpf = place_and_route(synth, device, package, freq_mhz, use_cache=use_cache)
