@@ -33,7 +33,7 @@ from nnforge.hw_sim import yowasp
 from nnforge.hw_sim.cells import resources
 from nnforge.hw_sim.devices import Device, get_device
 
-FLOW_VERSION = "nnforge-synth-2"
+FLOW_VERSION = "nnforge-synth-1"
 RTL_SUFFIXES = (".v", ".vh", ".sv", ".svh")
 
 
@@ -204,6 +204,10 @@ def synthesize(design: Design, target: str, flatten: bool = False, use_cache: bo
     entry, hit = cached_run(key, build)
     data = json.loads((entry / "result.json").read_text())
     data.update(cached=hit, workdir=str(entry))
+    if not data.get("ports"):  # an entry written before results kept the ports
+        top = json.loads((entry / "netlist.json").read_text())["modules"]
+        mod = next(m for m in top.values() if m.get("attributes", {}).get("top"))
+        data["ports"] = [[n, p["direction"], len(p["bits"])] for n, p in mod["ports"].items()]
     return SynthResult(**data)
 
 
