@@ -70,14 +70,15 @@ def test_conv2d_equals_the_definition(case, big, rng):
     assert (got.astype(object) == want).all()
 
 
-@pytest.mark.parametrize("big", [False, True])
-def test_dense_equals_the_definition(big, rng):
-    hi = 2**26 if big else 128
-    x = rng.integers(-hi, hi, size=(5, 37), dtype=np.int64)
-    w = rng.integers(-hi, hi, size=(37, 11), dtype=np.int64)
-    b = rng.integers(-hi, hi, size=11, dtype=np.int64)
+# (|x| bound, |w| bound, K): one float32 product; float32 chunks of 518 (255 * 127 * 518 < 2^24);
+# float64 (chunks of 2^24 / 2^30 would be too short); int64 (the bound passes 2^53)
+@pytest.mark.parametrize("xhi, whi, k", [(128, 128, 37), (256, 128, 2000), (2**20, 2**10, 300), (2**26, 2**26, 37)])
+def test_dense_equals_the_definition(xhi, whi, k, rng):
+    x = rng.integers(-xhi, xhi, size=(5, k), dtype=np.int64)
+    w = rng.integers(-whi, whi, size=(k, 11), dtype=np.int64)
+    b = rng.integers(-xhi, xhi, size=11, dtype=np.int64)
     got = reference.dense(_acc_node("dense", w, b), [x], WIDE)
-    want = [[sum(int(x[i, k]) * int(w[k, j]) for k in range(37)) + int(b[j]) for j in range(11)] for i in range(5)]
+    want = [[sum(int(x[i, j]) * int(w[j, c]) for j in range(k)) + int(b[c]) for c in range(11)] for i in range(5)]
     assert got.tolist() == want
 
 
