@@ -75,6 +75,8 @@ def to_files(graph: QGraph) -> tuple[dict, dict[str, np.ndarray]]:
 def from_files(doc: dict, arrays) -> QGraph:
     if doc.get("format") != FORMAT:
         raise InputError(f"a saved quantized model must have format {FORMAT!r}, not {doc.get('format')!r}")
+    widened = doc.get("narrowed", {})  # arrays saved in a narrower integer type: back to theirs
+    arrays = {k: (np.asarray(v).astype(widened[k]) if k in widened else v) for k, v in arrays.items()}
     tensors = {d["name"]: _tensor(d) for d in doc["tensors"]}
     nodes = []
     for i, nd in enumerate(doc["nodes"]):
@@ -113,11 +115,27 @@ def deterministic_zip(data: bytes) -> bytes:
     return buf.getvalue()
 
 
+def _narrowed(a: np.ndarray) -> np.ndarray:
+    """int64 codes in the narrowest of int8/int16/int32 that holds them (weights: int8 mostly)."""
+    if a.dtype != np.int64 or a.size == 0:
+        return a
+    lo, hi = int(a.min()), int(a.max())
+    for t in (np.int8, np.int16, np.int32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return a.astype(t)
+    return a
+
+
 def graph_files(graph: QGraph) -> dict[str, bytes]:
-    """The saved form of ``graph``; byte-identical for the same graph."""
+    """The saved form of ``graph``; byte-identical for the same graph.  Integer arrays are stored
+    in the narrowest type that holds them and listed under ``narrowed`` with their own type
+    (ResNet-50's int64 weight codes: 204 MB -> 26 MB before compression, much faster to write)."""
     import io
 
     doc, arrays = to_files(graph)
+    small = {k: _narrowed(np.asarray(v)) for k, v in arrays.items()}
+    doc["narrowed"] = {k: np.asarray(arrays[k]).dtype.str for k in sorted(small) if small[k].dtype != np.asarray(arrays[k]).dtype}
+    arrays = small
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return {"qgraph.json": json.dumps(doc, indent=1, sort_keys=True).encode(),

@@ -26,18 +26,42 @@ class Model:
         relax: the cleaned float Relax module (after the cleanup pipeline).
     """
 
-    def __init__(self, proto: onnx.ModelProto, inputs: list[TensorSpec], relax_mod, source: str):
+    def __init__(self, proto: onnx.ModelProto, inputs: list[TensorSpec], relax_mod, source: str, importer=None):
         self.onnx = proto
         self.inputs = inputs
         self.output_names = [o.name for o in proto.graph.output]
-        self.relax = relax_mod
+        self._relax = relax_mod
+        self._importer = importer  # () -> (relax module, onnx_names), run on first use when relax_mod is None
         self.source = source
-        self.onnx_names: dict[str, str] = {}  # Relax var name -> ONNX node name
+        self._onnx_names: dict[str, str] = {}  # Relax var name -> ONNX node name
         self._compiled = None
         self._fingerprint = hashlib.sha256(
             proto.SerializeToString(deterministic=True)
             + repr([(s.name, s.shape, s.dtype) for s in inputs]).encode()
         ).digest()
+
+    @property
+    def relax(self):
+        """The cleaned float Relax module (imported on first use by a lazily loaded model)."""
+        if self._relax is None:
+            self._relax, self._onnx_names = self._importer()
+            self._importer = None
+        return self._relax
+
+    @relax.setter
+    def relax(self, mod) -> None:
+        self._relax = mod
+
+    @property
+    def onnx_names(self) -> dict[str, str]:
+        """Relax var name -> ONNX node name."""
+        if self._relax is None:
+            self.relax  # noqa: B018  (imports the model)
+        return self._onnx_names
+
+    @onnx_names.setter
+    def onnx_names(self, names: dict[str, str]) -> None:
+        self._onnx_names = names
 
     def __repr__(self) -> str:
         ins = ", ".join(s.describe() for s in self.inputs)
@@ -110,6 +134,7 @@ def load(
     source: str | Path | onnx.ModelProto,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     max_elements: int | None = None,
+    lazy: bool = False,
 ) -> Model:
     """Read, validate and import an ONNX model, then run the cleanup pipeline.
 
@@ -119,9 +144,22 @@ def load(
             symbolic without one.
         max_elements: the most values one tensor may hold (declared, folded or imported);
             default ``compiler.limits.DEFAULT_MAX_ELEMENTS`` (2^28).
+        lazy: import into Relax (the costly part: seconds for ResNet-50) only when ``relax`` is
+            first used; for a model known to import, e.g. the one a saved quantized model holds.
     """
     from nnforge.compiler import limits
 
+    if lazy:
+        proto = onnx_frontend.read_model(source)
+        specs = onnx_frontend.resolve_inputs(proto, input_shapes)
+
+        def importer():
+            with limits.element_cap(max_elements):
+                model = _load(proto, input_shapes)
+            return model.relax, model.onnx_names
+
+        name = str(source) if not isinstance(source, onnx.ModelProto) else (proto.graph.name or "<ModelProto>")
+        return Model(proto, specs, None, name, importer)
     with limits.element_cap(max_elements):
         return _load(source, input_shapes)
 

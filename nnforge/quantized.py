@@ -106,10 +106,18 @@ class QuantizedModel:
 
     float_model: Model
     graph: QGraph
-    layers: list[FloatLayer]
+    _layers: list[FloatLayer] | None  # None: the float model's, found on first use (load_quantized)
     config: QuantConfig
     compress: CompressConfig | None = None  # pruning / weight sharing applied before quantization
     _compiled: object = field(default=None, repr=False)
+
+    @property
+    def layers(self) -> list[FloatLayer]:
+        """The float layers the graph was quantized from (compressed ones when quantized here)."""
+        if self._layers is None:
+            m = self.float_model
+            self._layers = float_layers(m.relax, m.output_names, m.onnx_names)[0]
+        return self._layers
 
     @property
     def relax(self):
@@ -321,7 +329,7 @@ def load_quantized(directory: str | Path) -> QuantizedModel:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise InputError(f"{str(config_path)!r} must be the config nnforge saved, not unreadable "
                          f"({type(err).__name__}: {' '.join(str(err).split())[:120]})") from None
-    model = load(read_model(directory / "model.onnx"), shapes or None)
-    layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
+    # lazily: compiling the saved model needs no Relax import (seconds for ResNet-50); simulating does
+    model = load(read_model(directory / "model.onnx"), shapes or None, lazy=True)
     graph.decisions = decisions
-    return QuantizedModel(model, graph, layers, parse_config(config), parse_prune_config(compress))
+    return QuantizedModel(model, graph, None, parse_config(config), parse_prune_config(compress))

@@ -138,3 +138,22 @@ def test_golden_vectors_of_a_large_model_are_capped_by_reference_macs(files, mon
     np.testing.assert_array_equal(g.outputs[0], reference.run(q.graph, q.quantize_inputs([x[:2]]))[q.graph.outputs[0]])
     monkeypatch.setattr(golden, "GOLDEN_MACS", 1)
     assert golden.golden_vectors(q, [x]).samples == 1
+
+
+def test_a_loaded_quantized_model_imports_relax_only_when_needed(files, tmp_path):
+    """load_quantized reads the float model lazily: compiling it needs no Relax import."""
+    root, x = files
+    model = nnforge.load(root / "model.onnx")
+    q = nnforge.quantize(model, [np.load(root / "calib.npz")["x"]], "w8a8")
+    nnforge.save(q, tmp_path / "q")
+    back = nnforge.load_quantized(tmp_path / "q")
+    assert back.float_model._relax is None and back._layers is None
+    from nnforge.compiler import qgraph_io
+
+    assert qgraph_io.graph_files(back.graph) == qgraph_io.graph_files(q.graph)
+    assert all(np.asarray(v).dtype == np.asarray(q.graph.nodes[i].attrs[k]).dtype
+               for i, n in enumerate(back.graph.nodes) for k, v in n.attrs.items() if isinstance(v, np.ndarray))
+    nnforge.compile_model(back, "hls", tmp_path / "prj", golden_inputs=[x])
+    assert back.float_model._relax is None  # still not imported
+    assert [l.name for l in back.layers] == [l.name for l in q.layers]  # imported now, same layers
+    np.testing.assert_array_equal(back.predict([x])["prob"], q.predict([x])["prob"])
