@@ -9,8 +9,10 @@ producers/epilogues inlined (pads kept, as k phases if read with stride k):
   output channels (``_conv_by_channels``): vectorized over output channels, 16 lanes with AVX-512
   (else 8).  A register tile is P pixels x R rows x V channel vectors (``_conv_tiles``: P | width,
   R | height, at most 24 accumulators, the most multiply-adds per load); each reduction step
-  loads V weight vectors from a per-tile copy of the weights laid out [reduction][channel] and
-  broadcasts P x R inputs.  Any width (ResNet's 28, 14 and 7 are no multiple of 8) and stride.
+  loads V weight vectors and broadcasts P x R inputs.  Constant weights are laid out
+  channels-last before fusion (``channels_last_weights``: OIHW -> IHWO, a Relax rewrite), so the
+  vectors load straight from them; other weights are copied per tile.  Any width (ResNet's 28,
+  14 and 7 are no multiple of 8) and stride.
 * anything else: loops ``S.. tile R.. rows cols lanes`` (innermost spatial loop vectorized by 8,
   <= 8 vector accumulators unrolled), and for a conv whose channels are not whole vectors
   ``S.. tile R.. chans rows cols lanes`` with 4 channels x 2 rows.
@@ -41,6 +43,7 @@ import os
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 os.environ.setdefault("TVM_BIND_THREADS", "0")
 
+import numpy as np  # noqa: E402
 import tvm  # noqa: E402
 from tvm import relax, s_tir, tirx  # noqa: E402
 from tvm.relax.backend.cpu_generic import pipeline as cpu  # noqa: E402
@@ -91,7 +94,7 @@ def _schedule(sch):
     if len(s) in (3, 4) and _reused_along(sch, block, spatial_vars[-3]):
         weights = _weight_read(sch, block, spatial_vars[-2:])
         if weights is not None and _conv_tiles(sch, s, weights) is not None:
-            return _conv_by_channels(sch, block, s, r, weights, *_conv_tiles(sch, s, weights))
+            return _conv_by_channels(sch, block, s, r, weights, spatial_vars[-3], *_conv_tiles(sch, s, weights))
     last = _extent(sch, s[-1])  # None: dynamic
     lanes = min(last, VECTOR) if last else VECTOR
     col, vec = sch.split(s[-1], factors=[None, lanes])
@@ -138,6 +141,13 @@ def _weight_read(sch, block, pixel_vars) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+def _indexed_last_by(sch, block, read: int, var) -> bool:
+    """Whether read ``read`` of ``block`` has iteration variable ``var`` (the output channel) in its
+    last index: the weights are channels-last already."""
+    region = sch.get(block).reads[read].region
+    return any(v.same_as(var) for v in tirx.analysis.undefined_vars(region[-1].min))
+
+
 def _conv_tiles(sch, s, weights) -> tuple[int, int, int] | None:
     """(pixels P, rows R, channel vectors V) of the register tile of ``_conv_by_channels``, or None
     when the output channels are not whole vectors.  P divides the output width, R its height and V
@@ -159,11 +169,11 @@ def _conv_tiles(sch, s, weights) -> tuple[int, int, int] | None:
     return None if best is None else best[1]
 
 
-def _conv_by_channels(sch, block, s, r, weights: int, p: int, rows: int, v: int):
+def _conv_by_channels(sch, block, s, r, weights: int, oc_var, p: int, rows: int, v: int):
     """A conv2d vectorized over output channels (any width, any stride): each register tile holds
     P x R output pixels of V x WIDE_VECTOR channels; each step of the reduction (input channel,
-    kernel row, kernel column, in that order: sums are unchanged) loads V weight vectors from a
-    per-tile copy of the weights laid out [reduction][channel] and broadcasts each input once."""
+    kernel row, kernel column, in that order: sums are unchanged) loads V weight vectors (from
+    channels-last weights, or a per-tile copy laid out so) and broadcasts each input once."""
     lead = [s[0]] if len(s) == 4 else []
     oc, oh, ow = s[-3:]
     oc_o, oc_v, oc_i = sch.split(oc, factors=[None, v, WIDE_VECTOR])
@@ -173,22 +183,24 @@ def _conv_by_channels(sch, block, s, r, weights: int, p: int, rows: int, v: int)
     par = sch.fuse(*lead, oc_o) if lead else oc_o
     sch.parallel(par)  # images x channel tiles
     # the accumulator tile channels-last, so each vector is stored whole (in a copy when the conv
-    # writes the function's output, whose layout is fixed); the weights per tile copied to
-    # [reduction][channel], so each is loaded whole
+    # writes the function's output, whose layout is fixed); weights channels-last too, so each
+    # vector is loaded whole
     out = sch.get(block).writes[0].source
     if not any(b.same_as(out) for b in sch.get(sch.get_sblock("root")).alloc_buffers):  # a parameter
         sch.cache_write(block, 0, "global")
     sch.transform_layout(block, ("write", 0), lambda n, c, h, w: (n, h, w, c))
-    cached = sch.cache_read(block, weights, "global")
-    sch.compute_at(cached, par)
-    sch.transform_layout(cached, ("write", 0), lambda o, i, kh, kw: (i, kh, kw, o))
+    cached = None
+    if not _indexed_last_by(sch, block, weights, oc_var):  # OIHW: copied per tile
+        cached = sch.cache_read(block, weights, "global")
+        sch.compute_at(cached, par)
+        sch.transform_layout(cached, ("write", 0), lambda o, i, kh, kw: (i, kh, kw, o))
     for loop in (oh_r, ow_p, oc_v):
         sch.unroll(loop)
     sch.vectorize(oc_i)
     for consumer in sch.get_consumers(block):  # epilogue per tile
         _try(sch.reverse_compute_at, consumer, ow_o)
     for producer in sch.get_producers(block):
-        if not producer.same_as(cached):
+        if cached is None or not producer.same_as(cached):
             _try(_parallel_outer, sch, producer)
     sch.decompose_reduction(block, r[0])
     stats["by_channels"] += 1
@@ -254,11 +266,50 @@ def cpu_target() -> tvm.target.Target:
     return tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()})
 
 
+def _conv_pattern():
+    from tvm.relax.dpl import is_const, is_op, wildcard
+
+    return is_op("relax.nn.conv2d")(wildcard(), is_const())
+
+
+def _channels_last_weights(call, _matches):
+    """``conv2d(x, W[O, I, kh, kw])`` -> ``conv2d(x, W[I, kh, kw, O], kernel_layout="IHWO")`` for a
+    constant W whose output channels are whole vectors: ``_conv_by_channels`` then loads weight
+    vectors straight from the constant instead of copying them per tile.  The same products in
+    the same order (input channel, kernel row, kernel column)."""
+    a = call.attrs
+    if (str(a.kernel_layout) != "OIHW" or str(a.data_layout) != "NCHW" or str(a.out_layout) not in ("", "NCHW")
+            or int(a.groups) != 1):
+        return call
+    from .relax_utils import const, const_value
+
+    w = const_value(call.args[1])
+    if w.ndim != 4 or w.shape[0] % WIDE_VECTOR:
+        return call
+    return relax.op.nn.conv2d(call.args[0], const(np.ascontiguousarray(w.transpose(1, 2, 3, 0))), strides=a.strides,
+                              padding=a.padding, dilation=a.dilation, groups=1, data_layout="NCHW",
+                              kernel_layout="IHWO", out_layout="NCHW", out_dtype=a.out_dtype)
+
+
+@tvm.transform.module_pass(opt_level=0, name="nnforge.ChannelsLastWeights")
+def channels_last_weights(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """``_channels_last_weights`` on every Relax function of ``mod``."""
+    from tvm.relax.dpl import rewrite_call
+
+    pattern = _conv_pattern()
+    out = mod.clone()
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            out[gv] = rewrite_call(pattern, _channels_last_weights, func)
+    return out
+
+
 def relax_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
     """cpu_generic's default Relax pipeline plus ``inner_spatial_vectorize`` after fusion.
     ``ConvertToDataflow`` first: fusion only works inside dataflow blocks, and the traced float
-    module (``layers.traced_module``, built from ``ToNonDataflow``) has none."""
-    passes = [relax.transform.ConvertToDataflow()]
+    module (``layers.traced_module``, built from ``ToNonDataflow``) has none; then the conv
+    weights channels-last (``channels_last_weights``)."""
+    passes = [relax.transform.ConvertToDataflow(), channels_last_weights]
     passes += cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)  # ends with FuseTIR
     passes += [dl.ApplyDefaultSchedule(inner_spatial_vectorize), *cpu.dataflow_lower_passes(target)]
     return tvm.transform.Sequential(passes + cpu.finalize_passes(target))

@@ -26,16 +26,17 @@ CASES = [  # (channels in, out, height, width, kernel, stride, dilation, padding
 ]
 
 
-def _build(case, dtype: str, epilogue: bool):
+def _build(case, dtype: str, epilogue: bool, weight_param: bool = False):
     c, o, h, w, k, s, d, p = case
     rng = np.random.default_rng(sum(case))
     weight = rng.integers(-3, 4, (o, c, k, k)).astype(dtype)
     bias = rng.integers(-5, 6, (1, o, 1, 1)).astype(dtype)
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((1, c, h, w), dtype))
-    with bb.function("main", [x]):
+    wv = relax.Var("w", relax.TensorType(weight.shape, dtype)) if weight_param else relax.const(weight)
+    with bb.function("main", [x, wv] if weight_param else [x]):
         with bb.dataflow():
-            y = bb.emit(relax.op.nn.conv2d(x, relax.const(weight), strides=s, padding=p, dilation=d, out_dtype=dtype))
+            y = bb.emit(relax.op.nn.conv2d(x, wv, strides=s, padding=p, dilation=d, out_dtype=dtype))
             if epilogue:  # bias and ReLU fuse into the conv's function
                 y = bb.emit(relax.op.nn.relu(relax.op.add(y, relax.const(bias))))
             out = bb.emit_output(y)
@@ -45,19 +46,21 @@ def _build(case, dtype: str, epilogue: bool):
                         dilation=(d, d)), data.astype(np.float64))
     if epilogue:
         want = np.maximum(want + bias, 0)
-    return bb.get(), data, want
+    return bb.get(), ([data, weight] if weight_param else [data]), want
 
 
-@pytest.mark.parametrize("epilogue", [True, False])  # False: the conv writes the function's output
+# weight_param: the weights are an input, not a constant, so they stay OIHW and are copied per tile
+# epilogue False: the conv writes the function's output
+@pytest.mark.parametrize("epilogue, weight_param", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("dtype", ["int32", "float32"])
 @pytest.mark.parametrize("case", CASES)
-def test_channel_vectorized_conv_is_exact(case, dtype, epilogue):
-    mod, data, want = _build(case, dtype, epilogue)
+def test_channel_vectorized_conv_is_exact(case, dtype, epilogue, weight_param):
+    mod, args, want = _build(case, dtype, epilogue, weight_param)
     before = dict(cpu_schedule.stats)
     vm = relax.VirtualMachine(cpu_schedule.build(mod), tvm.cpu())
     assert cpu_schedule.stats["by_channels"] == before["by_channels"] + 1
     assert cpu_schedule.stats["unscheduled"] == before["unscheduled"]
-    got = vm["main"](tvm.runtime.tensor(data)).numpy()
+    got = vm["main"](*[tvm.runtime.tensor(a) for a in args]).numpy()
     assert got.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(got.astype(np.float64), want)
 
