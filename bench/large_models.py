@@ -16,7 +16,8 @@ Stages (each command in its own process, so peak memory is per command; the onnx
    integer build against the numpy reference, every layer;
 6. batch-1 speed, in this process: ``QuantizedModel.predict(batch_size=1)`` (the bit-accurate
    integer simulation) against onnxruntime (default threads, and 1 thread) and nnforge's float
-   build, on the same 8 inputs, median of 3 trials; the ratio integer / onnxruntime;
+   build, on the same 16 inputs, median of 5 trials; the ratio integer / onnxruntime.  With
+   ``--threads N`` both run on N threads (TVM_NUM_THREADS, intra_op_num_threads);
 7. calibration per sample (``calibrate`` with its cache off, 8 samples, batch 1).
 
 Timings are wall-clock on a shared machine: the load average is printed with them.  Measurement
@@ -63,7 +64,7 @@ def _nnforge(*args) -> list[str]:
     return [sys.executable, "-m", "nnforge", *[str(a) for a in args]]
 
 
-def _median_rate(fn, samples: int, trials: int = 3) -> float:
+def _median_rate(fn, samples: int, trials: int = 5) -> float:
     fn()  # warm-up
     rates = []
     for _ in range(trials):
@@ -73,9 +74,11 @@ def _median_rate(fn, samples: int, trials: int = 3) -> float:
     return statistics.median(rates)
 
 
-def speed(model_path: Path, calib: np.ndarray, x: np.ndarray) -> dict:
+def speed(model_path: Path, calib: np.ndarray, x: np.ndarray, threads: int | None = None) -> dict:
     """Stage 6: batch-1 samples per second, ours against onnxruntime's, in this process."""
     os.environ.setdefault("TVM_BIND_THREADS", "0")  # before TVM's pool starts (bench/float_throughput.py)
+    if threads:
+        os.environ["TVM_NUM_THREADS"] = str(threads)
     import onnxruntime as ort
 
     import nnforge
@@ -85,7 +88,10 @@ def speed(model_path: Path, calib: np.ndarray, x: np.ndarray) -> dict:
     q.compile()
     fm = model.compile()
     name = model.inputs[0].name
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    default = ort.SessionOptions()
+    if threads:
+        default.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(model_path), default, providers=["CPUExecutionProvider"])
     one = ort.SessionOptions()
     one.intra_op_num_threads = 1
     sess1 = ort.InferenceSession(str(model_path), one, providers=["CPUExecutionProvider"])
@@ -113,6 +119,7 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="also empty the TVM and g++ build caches first")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--speed-only", action="store_true", help="stage 6 and 7 only")
+    ap.add_argument("--threads", type=int, default=None, help="stage 6 on this many threads, both engines")
     args = ap.parse_args()
     model_path = LIGHT / f"{args.model}.onnx"
     work = args.cache / "work"
@@ -121,7 +128,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     shape = (3, 224, 224)
     calib = rng.normal(size=(8, *shape)).astype(np.float32)
-    data = rng.normal(size=(8, *shape)).astype(np.float32)
+    data = rng.normal(size=(16, *shape)).astype(np.float32)
     np.savez(work / "calib.npz", x=calib)
     np.savez(work / "golden.npz", x=data[:2])
     np.savez(work / "data4.npz", x=data[:4])
@@ -158,7 +165,8 @@ def main() -> None:
         rows["simulate_check"].update(samples=sim["samples"], reference_mismatches=sim["reference_mismatches"])
         for key in ("quantize", "compile", "csim_build", "make_csim", "verify", "simulate_check"):
             rows[key]["output"] = rows[key]["output"].strip().splitlines()[-1][:300]
-    rows["speed"] = speed(model_path, calib, data)
+    rows["speed"] = speed(model_path, calib, data, args.threads)
+    rows["threads"] = args.threads or "default"
     rows["load_average_after"] = os.getloadavg()
     if not args.speed_only:
         q, c = rows["quantize"], rows["compile"]
