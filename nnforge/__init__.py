@@ -9,10 +9,41 @@
     report = nnforge.verify("out/prj", x, y)        # generated C vs the numpy reference
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from nnforge.compiler.errors import InputError, ModelError, NNForgeError
-from nnforge.model import Model, load
-from nnforge.quantized import QuantizedModel, load_quantized, quantize, save
-from nnforge.compile import Project, VerifyReport, compile_model, open_project, verify
+
+# The public names below import TVM and onnx (over a second); they load on first use (PEP 562), so
+# `import nnforge.cli` and `nnforge --help` stay fast.  name -> module that defines it.
+_LAZY = {
+    "Model": "nnforge.model", "load": "nnforge.model",
+    "QuantizedModel": "nnforge.quantized", "load_quantized": "nnforge.quantized", "quantize": "nnforge.quantized",
+    "save": "nnforge.quantized",
+    "Project": "nnforge.compile", "VerifyReport": "nnforge.compile", "compile_model": "nnforge.compile",
+    "open_project": "nnforge.compile", "verify": "nnforge.compile",
+}
+
+if TYPE_CHECKING:
+    from nnforge.compile import Project, VerifyReport, compile_model, open_project, verify
+    from nnforge.model import Model, load
+    from nnforge.quantized import QuantizedModel, load_quantized, quantize, save
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nnforge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = ["load", "Model", "quantize", "QuantizedModel", "save", "load_quantized",
            "NNForgeError", "ModelError", "InputError", "compile_model", "open_project", "verify", "Project",
