@@ -21,9 +21,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from nnforge.compiler.errors import InputError, NNForgeError, shown
+from nnforge.console import PipeConsole
 
-err_console = Console(stderr=True)
-out_console = Console()
+# full width in a pipe or a file, so tables are never cut (nnforge/console.py)
+err_console = PipeConsole(stderr=True)
+out_console = PipeConsole()
 
 
 def _parse_input_shapes(values: tuple[str, ...]) -> dict[str, tuple[int | str, ...]]:

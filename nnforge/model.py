@@ -14,6 +14,9 @@ import onnx
 from nnforge.compiler import executor, onnx_frontend
 from nnforge.compiler.errors import InputError, ModelError
 from nnforge.compiler.onnx_frontend import BATCH, TensorSpec
+from nnforge.console import plain_tvm_show
+
+plain_tvm_show()  # model.relax.show() into a pipe or a file: no ANSI colour codes
 
 
 class Model:

@@ -1,0 +1,58 @@
+"""Console output that survives a pipe.
+
+rich sizes its output to the terminal, and to 80 columns when stdout is a pipe or a file, so a
+table redirected to a file was cut (``21,290,6…``) and sentences wrapped mid-phrase.  Here a
+console whose file is not a terminal is as wide as its longest line: tables come out complete
+(rich sizes a table to its content, never to the console), text is never wrapped, and, as rich
+already does for a non-terminal, without colour or other ANSI codes.  A width given explicitly
+(``width=`` or ``$COLUMNS``) still wins.
+
+``plain_tvm_show`` does the same for TVM's ``IRModule.show()``, which otherwise writes
+Pygments' terminal colour codes into any stream.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console, ConsoleDimensions
+
+#: the width of a non-terminal console: wider than any line nnforge prints
+PIPE_WIDTH = 10_000
+
+
+class PipeConsole(Console):
+    """A rich ``Console`` that is ``PIPE_WIDTH`` wide when its file is not a terminal."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(PIPE_WIDTH, super().size.height)
+        return super().size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+def plain_tvm_show() -> None:
+    """Make TVM's ``show()`` print plain TVMScript when stdout is not a terminal (idempotent).
+
+    ``IRModule.show`` imports ``tvm.script.highlight.cprint`` at each call, so wrapping that one
+    function covers ``model.relax.show()`` and ``qmodel.relax.show()``; a terminal or a notebook
+    keeps TVM's colours."""
+    from tvm.script import highlight
+
+    if getattr(highlight.cprint, "_nnforge_plain", False):
+        return
+    colour = highlight.cprint
+
+    def cprint(printable, style=None, black_format=False):
+        if sys.stdout.isatty() or "ipykernel" in sys.modules:
+            return colour(printable, style=style, black_format=black_format)
+        if hasattr(printable, "script") and callable(printable.script):
+            printable = printable.script()
+        print(highlight._format(printable) if black_format else printable)
+
+    cprint._nnforge_plain = True
+    highlight.cprint = cprint
