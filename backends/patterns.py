@@ -95,6 +95,16 @@ def _lut() -> DFPattern:
     return is_op("relax.astype")(is_op("relax.take")(is_const(), idx))
 
 
+def _lrn() -> DFPattern:
+    """``_Lowerer.lrn``: the squares summed over channels by a conv on a reshaped view, the factor
+    looked up, then the requantization tail without a constant multiplier."""
+    x = is_op("relax.astype")(wildcard())
+    view = is_op("relax.reshape")(is_op("relax.multiply")(x, x), wildcard())
+    s = is_op("relax.reshape")(is_op("relax.nn.conv2d")(view, is_const()), wildcard())
+    factor = is_op("relax.take")(is_const(), _optional("relax.right_shift", s))
+    return saturate(round_shift(is_op("relax.multiply")(x, factor)))
+
+
 def _single(op: str, nargs: int = 1) -> Callable[[], DFPattern]:
     return lambda: is_op(op)(*[wildcard() for _ in range(nargs)])
 
@@ -108,6 +118,7 @@ BUILDERS: dict[str, Callable[[], DFPattern]] = {
     "add": _add,
     "mul": _mul,
     "lut": _lut,
+    "lrn": _lrn,
     "requant": _requant,
     "clip": _clip,
     "max_pool2d": _single("relax.nn.max_pool2d"),

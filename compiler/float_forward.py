@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import FloatLayer
+from .numerics import window_counts
 from .reference import _ceil_extra, _pad_nchw, _windows
 
 
@@ -45,7 +46,16 @@ def _max_pool2d(a, x):
 
 def _avg_pool2d(a, x):
     kh, kw = a["pool_size"]
-    return _windows(_pad_nchw(x, a["padding"], 0.0), kh, kw, a["strides"], (1, 1)).sum(axis=(-2, -1)) / (kh * kw)
+    total = _windows(_pad_nchw(x, a["padding"], 0.0), kh, kw, a["strides"], (1, 1)).sum(axis=(-2, -1))
+    if a.get("count_include_pad", True):
+        return total / (kh * kw)
+    return total / window_counts(x.shape[2:], (kh, kw), a["strides"], a["padding"])
+
+
+def _lrn(a, x):
+    sq = np.pad(x * x, [(0, 0), (a["before"], a["after"])] + [(0, 0)] * (x.ndim - 2))
+    s = sum(sq[:, j:j + x.shape[1]] for j in range(a["size"]))
+    return x / (a["bias"] + a["alpha"] / a["size"] * s) ** a["beta"]
 
 
 def _pad(a, x):
@@ -68,6 +78,7 @@ _OPS = {
     "transpose": lambda a, xs: np.transpose(xs[0], a["axes"]),
     "pad": lambda a, xs: _pad(a, xs[0]),
     "concat": lambda a, xs: np.concatenate(xs, axis=a["axis"]),
+    "lrn": lambda a, xs: _lrn(a, xs[0]),
 }
 
 

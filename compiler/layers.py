@@ -127,6 +127,53 @@ def _pool_attrs(call) -> dict:
                 count_include_pad=bool(getattr(a, "count_include_pad", False)))
 
 
+_LRN_STEPS = ("relax.power", "relax.add", "relax.multiply", "relax.squeeze", "relax.nn.avg_pool3d",
+              "relax.expand_dims", "relax.multiply")  # from the divisor up to the square
+
+
+def _lrn_chains(func, users: dict) -> tuple[dict, set]:
+    """The local response normalizations of ``func`` as TVM's ONNX importer writes them::
+
+        divide(x, power(add(multiply(squeeze(avg_pool3d(expand_dims(multiply(x, x)))), alpha), bias), beta))
+
+    (the 3-d pool, over channels only and counting its padding, is the window mean of the squares).
+    Returns {divide var: (x, attrs)} and the vars of the inner steps (each used only by the next)."""
+    value = {b.var: b.value for blk in func.body.blocks for b in blk.bindings}
+
+    def scalar(expr) -> float | None:
+        if is_constant(expr) and const_value(expr).size == 1:
+            return float(const_value(expr).reshape(()))
+        return None
+
+    chains, inner = {}, set()
+    for var, call in value.items():
+        if call_op_name(call) != "relax.divide":
+            continue
+        x, arg, steps = call.args[0], call.args[1], []
+        for op in _LRN_STEPS:  # each step's first argument is the previous step, used only there
+            v = value.get(arg) if isinstance(arg, relax.Var) and users.get(arg, 0) == 1 else None
+            if v is None or call_op_name(v) != op:
+                break
+            steps.append((arg, v))
+            arg = v.args[0]
+        if len(steps) != len(_LRN_STEPS):
+            continue
+        (_, power), (_, add), (_, mul), (_, squeeze), (_, pool), (_, expand), (_, square) = steps
+        beta, bias, alpha = scalar(power.args[1]), scalar(add.args[1]), scalar(mul.args[1])
+        pa = pool.attrs
+        size, pad = [int(v) for v in pa.pool_size], [int(v) for v in pa.padding]
+        if (not (square.args[0].same_as(x) and square.args[1].same_as(x)) or None in (beta, bias, alpha)
+                or [int(a) for a in expand.attrs.axis] != [1] or [int(a) for a in squeeze.attrs.axis] != [1]
+                or size[1:] != [1, 1] or pad[1:3] + pad[4:] != [0] * 4 or [int(v) for v in pa.strides] != [1] * 3
+                or not bool(pa.count_include_pad) or pad[0] + pad[3] + 1 != size[0]
+                or len(static_shape(x) or ()) != 4):
+            continue
+        # the pool divides by size: y = x / (bias + alpha/size * sum of squares)^beta, as ONNX LRN
+        chains[var] = (x, dict(size=size[0], before=pad[0], after=pad[3], alpha=alpha, beta=beta, bias=bias))
+        inner.update(v for v, _ in steps)
+    return chains, inner
+
+
 def float_layers(mod, output_names: list[str] | None = None,
                  onnx_names: dict[str, str] | None = None) -> tuple[list[FloatLayer], list[str]]:
     """The layers of ``mod['main']`` in order, and the names of ops left on the host.
@@ -149,6 +196,7 @@ def float_layers(mod, output_names: list[str] | None = None,
         return None
 
     alias: dict = {}  # var bound to another var -> the var it names
+    lrn_chains, lrn_inner = _lrn_chains(func, users)
     canon = binding_names(func, onnx_names)  # var -> (unique name, ONNX name)
     original: dict[str, str] = {}  # unique name -> the ONNX name it stands for
 
@@ -176,6 +224,12 @@ def float_layers(mod, output_names: list[str] | None = None,
             var, call = b.var, b.value
             if isinstance(call, relax.Var):  # `gv = lv`: an alias, e.g. of the graph output
                 alias[var] = alias.get(call, call)
+                continue
+            if var in lrn_inner:  # a step of a local response normalization, taken whole below
+                continue
+            if var in lrn_chains:
+                x, attrs = lrn_chains[var]
+                new("lrn", var, [alias.get(x, x)], **attrs)
                 continue
             op = call_op_name(call)
             if op is None:
@@ -232,9 +286,6 @@ def float_layers(mod, output_names: list[str] | None = None,
                 new("max_pool2d", var, acts, **_pool_attrs(call))
             elif op == "relax.nn.avg_pool2d":
                 attrs = _pool_attrs(call)
-                if any(attrs["padding"]) and not attrs["count_include_pad"]:
-                    raise ModelError(f"{label}: average pooling with padding must count the padding "
-                                     "(count_include_pad=1) to have an integer form")
                 if attrs["dilation"] != (1, 1) or attrs["ceil_mode"]:
                     raise ModelError(f"{label}: average pooling with dilation or ceil_mode has no integer form")
                 new("avg_pool2d", var, acts, **attrs)

@@ -180,7 +180,26 @@ class _Lowerer:
         ones = np.ones((c, 1, kh, kw), np.int32)  # window sum = depthwise conv with ones
         s = self.emit(relax.op.nn.conv2d(x, _c(ones, "int32"), strides=a["strides"],
                                          padding=a["padding"], groups=c, out_dtype="int32"))
-        return self.requant(s, a, out, None, node.name, kh * kw * self.max_abs(node))
+        m = np.asarray(a["multiplier"])  # [OH, OW] when the padding is not counted: one (M, n) per position
+        return self.requant(s, a, out, (1, 1) + m.shape if m.ndim == 2 else None, node.name,
+                            kh * kw * self.max_abs(node))
+
+    def lrn(self, node: QNode, xs, out: QType):
+        """The window sum of squares as a conv over a [N, 1, C, H*W] view, the table lookup, the requant."""
+        a = node.attrs
+        n, c, h, w = xs[0].ty.shape.values
+        c, h, w = (int(d.value) for d in (c, h, w))
+        x = self.emit(relax.op.astype(xs[0], "int64"))
+        sq = self.emit(relax.op.reshape(self.emit(relax.op.multiply(x, x)), [n, 1, c, h * w]))
+        ones = np.ones((1, 1, a["before"] + a["after"] + 1, 1), np.int64)
+        s = self.emit(relax.op.nn.conv2d(sq, _c(ones, "int64"), padding=(a["before"], 0, a["after"], 0),
+                                         out_dtype="int64"))
+        s = self.emit(relax.op.reshape(s, [n, c, h, w]))
+        if a["index_shift"]:
+            s = self.emit(relax.op.right_shift(s, _c(a["index_shift"], "int64")))
+        f = self.emit(relax.op.take(_c(a["table"], "int64"), s, axis=0, mode="clip"))
+        v = self.round_shift(self.emit(relax.op.multiply(x, f)), np.asarray(a["shift"], np.int64), a["rounding"])
+        return self.saturate(v, out, a["overflow"], a["lo"], a["hi"], node.name)
 
     def global_avg_pool(self, node: QNode, xs, out: QType):
         hw = xs[0].ty.shape.values[2:4]

@@ -169,3 +169,56 @@ def quantize(x: np.ndarray, scale: np.ndarray | float, qtype: QType, rounding: s
 
 def dequantize(q: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     return np.asarray(q, dtype=np.float64) * np.asarray(scale, dtype=np.float64)
+
+
+def window_counts(size: tuple[int, int], pool: tuple[int, int], strides: tuple[int, int],
+                  padding: tuple[int, int, int, int]) -> np.ndarray:
+    """[OH, OW]: how many taps of each pooling window lie inside the ``size`` = (H, W) input.
+
+    The divisor of an average pool that excludes its padding (ONNX ``count_include_pad=0``):
+    border windows average over fewer elements.  ``padding`` is (top, left, bottom, right)."""
+    (h, w), (kh, kw), (sh, sw) = size, pool, strides
+    top, left, bottom, right = padding
+
+    def inside(n: int, k: int, s: int, before: int, after: int) -> np.ndarray:
+        starts = np.arange((n + before + after - k) // s + 1) * s - before
+        return np.minimum(starts + k, n) - np.maximum(starts, 0)
+
+    return np.outer(inside(h, kh, sh, top, bottom), inside(w, kw, sw, left, right)).astype(np.int64)
+
+
+LRN_INDEX_BITS = 12  # the LRN factor table has at most 2^12 entries
+
+
+def lrn_index_shift(sum_bound: int) -> int:
+    """``k`` such that ``S >> k`` indexes the LRN table for every window sum ``0 <= S <= sum_bound``
+    with at most 2^LRN_INDEX_BITS entries."""
+    return max(0, int(sum_bound).bit_length() - LRN_INDEX_BITS)
+
+
+def lrn_table(sum_bound: int, ratio: float, bias: float, coeff: float, beta: float,
+              mult_bits: int = MULT_BITS) -> tuple[np.ndarray, int, int]:
+    """The LRN factor table ``(F, k, n)``: ``y = saturate(round_shift(q * F[S >> k], n))``.
+
+    ``S`` is the integer sum of squared codes over the channel window (``0 <= S <= sum_bound``),
+    ``coeff`` the real weight of one unit of ``S`` (``alpha / size * s_x^2``) and ``ratio`` the scale
+    ratio ``s_x / s_y``.  Entry ``j`` covers ``S`` in ``[j 2^k, (j+1) 2^k)`` and holds
+    ``f = ratio * (bias + coeff * S_j)^-beta`` at the bucket's middle ``S_j``, as an integer with
+    ``mult_bits`` bits at its largest (``F = floor(f 2^n + 1/2)``, one shift ``n`` for the table)."""
+    k = lrn_index_shift(sum_bound)
+    j = np.arange((int(sum_bound) >> k) + 1, dtype=np.float64)
+    first = j * 2.0**k
+    last = np.minimum(first + (2.0**k - 1), float(sum_bound))
+    base = bias + coeff * (first + last) / 2
+    if not np.all(np.isfinite(base)) or np.any(base <= 0):
+        raise ValueError(f"the LRN denominator bias + alpha/size * sum must be positive, not {base.min()}")
+    f = ratio * base ** (-beta)
+    top = float(f.max())
+    if not np.isfinite(top) or top <= 0:
+        raise ValueError(f"the LRN factors must be finite and positive, not max {top}")
+    n = (mult_bits - 1) - math.floor(math.log2(top))
+    table = np.floor(f * 2.0**n + 0.5).astype(np.int64)
+    if table.max() >= 1 << mult_bits:  # rounding carried into the next power of two
+        n -= 1
+        table = np.floor(f * 2.0**n + 0.5).astype(np.int64)
+    return table, k, n

@@ -23,12 +23,12 @@ import numpy as np
 from .calibration import TensorStats, choose_threshold, pow2_scale, weight_thresholds
 from .errors import ModelError
 from .layers import PASSTHROUGH, FloatLayer
-from .numerics import QType, quantize, quantize_multiplier
+from .numerics import QType, lrn_table, quantize, quantize_multiplier, window_counts
 from .onnx_frontend import TensorSpec
 from .qgraph import HostOp, QGraph, QNode, QTensor
 from .quant_config import LayerQuant, QuantConfig
 
-_REQUANTIZING = {"conv2d", "dense", "add", "mul", "lut", "global_avg_pool"}
+_REQUANTIZING = {"conv2d", "dense", "add", "mul", "lut", "global_avg_pool", "lrn"}
 
 
 @dataclass
@@ -210,6 +210,7 @@ def quantize_model(
                     nodes.append(QNode("requant", rq, [src], rq, dict(multiplier=m, shift=n, lo=None, hi=None,
                                                                        rounding=lq.rounding, overflow="SAT")))
                     tensors[rq] = QTensor(rq, tensors[src].shape, out.qtype, out.scale)
+                    params[rq] = out  # the concat's own attrs read their inputs' parameters
                     src = rq
                 fixed.append(src)
             in_names = fixed
@@ -328,10 +329,27 @@ def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuan
         return {k: a[k] for k in ("pool_size", "strides", "padding", "dilation", "ceil_mode")}
     if layer.op == "avg_pool2d":
         kh, kw = a["pool_size"]
-        m, n = _multiplier(layer.name, "average", ins[0].scale / (out.scale * kh * kw), "float")
-        _check_requant(layer.name, "average", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * kh * kw, m, n)
+        count = kh * kw
+        if not a.get("count_include_pad", True):  # border windows average over the taps inside the input
+            counts = window_counts(_shape(layer.inputs[0])[2:], (kh, kw), a["strides"], a["padding"])
+            count = counts if np.unique(counts).size > 1 else int(counts.flat[0])  # [OH, OW], or one divisor
+        m, n = _multiplier(layer.name, "average", ins[0].scale / (out.scale * np.asarray(count, np.float64)), "float")
+        _check_requant(layer.name, "average", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * kh * kw, np.ravel(m),
+                       np.ravel(n))
         return dict(pool_size=a["pool_size"], strides=a["strides"], padding=a["padding"],
                     multiplier=m, shift=n, lo=lo, hi=hi, **common)
+    if layer.op == "lrn":
+        qin = ins[0].qtype
+        xmax = max(abs(qin.lo), qin.hi)
+        bound = a["size"] * xmax * xmax
+        try:
+            table, k, n = lrn_table(bound, ins[0].scale / out.scale, a["bias"],
+                                    a["alpha"] / a["size"] * ins[0].scale ** 2, a["beta"])
+        except ValueError as err:
+            raise ModelError(f"layer {layer.name!r}: LRN has an integer form only with {err}") from None
+        _check_requant(layer.name, "LRN", xmax, int(table.max()), n)
+        return dict(before=a["before"], after=a["after"], table=table, index_shift=k, shift=n, lo=lo, hi=hi,
+                    **common)
     if layer.op == "global_avg_pool":
         m, n = _multiplier(layer.name, "average", ins[0].scale / (out.scale * a["window"]), "float")
         _check_requant(layer.name, "average", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * int(a["window"]), m, n)

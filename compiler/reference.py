@@ -106,10 +106,27 @@ def max_pool2d(node: QNode, xs, out_type) -> np.ndarray:
 
 
 def avg_pool2d(node: QNode, xs, out_type) -> np.ndarray:
+    """The window sum (padding as zeros) times ``M >> n``: one (M, n), or one per output position
+    ([OH, OW]: an average that excludes the padding divides border windows by fewer taps)."""
     a = node.attrs
     x = _pad_nchw(xs[0].astype(np.int64), a["padding"], 0)
     win = _windows(x, *a["pool_size"], a["strides"], (1, 1))
-    return _requant(win.sum(axis=(-2, -1)), a, out_type)
+    m, n = np.asarray(a["multiplier"]), np.asarray(a["shift"])
+    if m.ndim == 2:
+        m, n = m.reshape((1, 1) + m.shape), n.reshape((1, 1) + n.shape)
+    return requantize(win.sum(axis=(-2, -1)), m, n, out_type, a["rounding"], a["overflow"], a["lo"], a["hi"])
+
+
+def lrn(node: QNode, xs, out_type) -> np.ndarray:
+    """Local response normalization: ``S`` = the sum of squared codes over the channels
+    ``c - before .. c + after`` (those that exist), then ``saturate(round_shift(q * F[S >> k], n))``."""
+    a = node.attrs
+    x = xs[0].astype(np.int64)
+    sq = np.pad(x * x, [(0, 0), (a["before"], a["after"])] + [(0, 0)] * (x.ndim - 2))
+    c = x.shape[1]
+    s = sum(sq[:, j:j + c] for j in range(a["before"] + a["after"] + 1))
+    return requantize(x * a["table"][s >> a["index_shift"]], 1, a["shift"], out_type, a["rounding"],
+                      a["overflow"], a["lo"], a["hi"])
 
 
 def global_avg_pool(node: QNode, xs, out_type) -> np.ndarray:
@@ -165,7 +182,7 @@ OPS: dict[str, Callable] = {
     "conv2d": conv2d, "dense": dense, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d,
     "global_avg_pool": global_avg_pool, "add": add, "mul": mul, "requant": requant,
     "concat": concat, "clip": clip, "lut": lut, "reshape": reshape, "transpose": transpose,
-    "pad": pad,
+    "pad": pad, "lrn": lrn,
 }
 
 

@@ -246,6 +246,16 @@ def _stream_estimate(graph: QGraph, node: QNode) -> LayerEstimate:
         cost, depth = _requant_unit(node, _signed_width(xq.bits, xq.signed), b)
     elif node.op == "lut":
         cost = memory(len(a["table"]), b)
+    elif node.op == "lrn":  # window sum of squares over a channel line buffer, table, multiply, requant
+        plane = int(np.prod([int(d) for d in graph.tensors[node.inputs[0]].shape[2:]]))
+        taps = int(a["before"]) + int(a["after"]) + 1
+        sq = multiplier(_signed_width(xq.bits, xq.signed), _signed_width(xq.bits, xq.signed))
+        f_bits = int(np.max(a["table"])).bit_length()
+        # CHW order: a channel window needs the taps - 1 planes before it buffered
+        cost = sq * taps + memory(len(a["table"]), f_bits) + memory(plane, xq.bits) * (taps - 1)
+        req, stages = _requant_unit(node, _signed_width(xq.bits, xq.signed) + f_bits, b, a["table"])
+        cost += req
+        depth = _clog2(taps) + stages + 2
     elif node.op == "clip":
         cost = Cost(lut=2 * b, ff=b)
     elif node.op in ("concat", "pad"):

@@ -225,9 +225,11 @@ def pool(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     _expect(node, "output shape", ctx.shapes[node.output], (c, oh, ow))
     p = dict(C=c, H=h, W_=w, OH=oh, OW=ow, KH=kh, KW=kw, SH=sh, SW=sw, DH=dh, DW=dw, PT=t, PL=l,
              INT64_MIN=c_int(_INT64_MIN))
-    if node.op == "avg_pool2d":
-        p["rq"], _ = requant_spec(a, out_t, node, ident, None)
-        return KernelSpec("pool", "avg", ident, f"k_{ident}", ins, outs, p)
+    if node.op == "avg_pool2d":  # one (M, n), or one per output position ([OH, OW]: padding not counted)
+        per_position = np.ndim(a["multiplier"]) == 2
+        p["rq"], arrays = requant_spec(a, out_t, node, ident, oh * ow if per_position else None)
+        p["rq_index"] = f"oh * {ow} + ow" if p["rq"].per_channel else "c"
+        return KernelSpec("pool", "avg", ident, f"k_{ident}", ins, outs, p, tuple(arrays))
     return KernelSpec("pool", "max", ident, f"k_{ident}", ins, outs, p)
 
 
@@ -308,11 +310,32 @@ def lut(ctx: Context, node: QNode, ident: str) -> KernelSpec:
                       dict(size=ctx.size(node.output), table=f"L_{ident}", offset=c_int(offset)), consts)
 
 
+def lrn(ctx: Context, node: QNode, ident: str) -> KernelSpec:
+    """Local response normalization (reference.lrn): the window sum of squares indexes the factor table."""
+    a = node.attrs
+    c, h, w = ctx.shapes[node.inputs[0]]
+    table = np.asarray(a["table"], dtype=np.int64).reshape(-1)
+    in_t, out_t = ctx.qtype(node.inputs[0]), ctx.qtype(node.output)
+    bound = (a["before"] + a["after"] + 1) * max(-in_t.lo, in_t.hi) ** 2
+    if (bound >> int(a["index_shift"])) >= table.size:
+        raise InputError(f"the table of lrn node {node.name!r} must cover every window sum up to {bound}, "
+                         f"not {table.size} entries at index shift {a['index_shift']}")
+    meff, sh, half = shift_constants(1, a["shift"], a["rounding"], node)
+    ins, outs = _ports(ctx, node)
+    consts = (wts.carray(f"F_{ident}", "int64_t", table),)
+    sat = c_saturate(saturate_spec(out_t, a["overflow"], a["lo"], a["hi"], node))
+    return KernelSpec("lut", "lrn", ident, f"k_{ident}", ins, outs,
+                      dict(C=c, HW=h * w, before=int(a["before"]), after=int(a["after"]),
+                           k=int(a["index_shift"]), table=f"F_{ident}",
+                           rq=Requant(False, c_int(meff[0]), str(int(sh[0])), c_int(half[0]), sat)), consts)
+
+
 # -- data movement ----------------------------------------------------------------------------------------
 
 def transpose(ctx: Context, node: QNode, ident: str) -> KernelSpec:
-    axes = [int(x) for x in node.attrs["axes"]]
     s = ctx.shapes[node.inputs[0]]
+    axes = node.attrs["axes"]  # None: ONNX's default, every axis reversed (the batch axis too)
+    axes = list(range(len(s), -1, -1)) if axes is None else [int(x) for x in axes]
     if not axes or axes[0] != 0:
         raise InputError(f"transpose node {node.name!r} must keep the batch axis first, not axes {axes}")
     perm = [x - 1 for x in axes[1:]]
@@ -357,7 +380,7 @@ def reshape(ctx: Context, node: QNode, ident: str) -> KernelSpec:
 
 BUILDERS = {
     "dense": dense, "conv2d": conv2d, "max_pool2d": pool, "avg_pool2d": pool, "global_avg_pool": pool,
-    "add": eltwise, "mul": eltwise, "requant": eltwise, "clip": eltwise, "concat": concat, "lut": lut,
+    "add": eltwise, "mul": eltwise, "requant": eltwise, "clip": eltwise, "concat": concat, "lut": lut, "lrn": lrn,
     "transpose": transpose, "pad": pad, "reshape": reshape,
 }
 FAMILIES = ("dense", "conv2d", "pool", "eltwise", "concat", "lut", "datamove")
