@@ -46,7 +46,11 @@ _CONTAINERS = {
     "uint8": (TensorProto.UINT8, 8, False),
     "int16": (TensorProto.INT16, 16, True),
     "uint16": (TensorProto.UINT16, 16, False),
+    "int4": (TensorProto.INT4, 4, True),
+    "uint4": (TensorProto.UINT4, 4, False),
 }
+_NARROW = {"int8", "uint8"}  # every opset; int32 too for a DequantizeLinear (biases)
+_WIDE = {"int16", "uint16", "int4", "uint4"}  # from opset 21
 _WIDE_OPSET = 21  # first ai.onnx opset whose QuantizeLinear/DequantizeLinear take (u)int16
 _PER_CHANNEL_OPSET = 13  # first opset with the ``axis`` attribute
 ZERO_POINT_MODES = ("recentre", "strict")
@@ -616,6 +620,9 @@ def _qparams(g: _Graph, node: onnx.NodeProto, x_dtype: np.dtype | None = None
         dtype = x_dtype if x_dtype is not None else np.dtype(np.uint8)
     if zp is None:
         zp = np.zeros(scale.shape, dtype)
+    elif zp.shape != scale.shape and not (zp.size == scale.size == 1):
+        raise ModelError(f"node {node.name!r}: the zero point {node.input[2]!r} must have the scale's shape "
+                         f"{list(scale.shape)}, not {list(zp.shape)}")
     return scale.astype(np.float32), zp, int(_attr(node, "axis", 1)), np.dtype(dtype).name
 
 
@@ -641,6 +648,36 @@ def _quantize_linear(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, axis: int
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
+@dataclass(frozen=True)
+class QDQWeight:
+    """A constant a DequantizeLinear dequantizes: ``real = codes * scale`` (codes are ``q - zp``).
+
+    ``axis`` is the per-channel axis (None: one scale); ``dtype`` the stored container;
+    ``node`` the DequantizeLinear's name."""
+
+    codes: np.ndarray  # int64
+    scale: np.ndarray  # float32, one value or one per channel
+    axis: int | None
+    dtype: str
+    zero_point: np.ndarray
+    node: str
+
+
+@dataclass
+class StrippedQDQ:
+    """What ``strip_qdq`` recovers: the float graph and what every pair and constant said.
+
+    ``params`` and ``sources`` are keyed by the float tensor's name in ``model``; ``sources``
+    names the QuantizeLinear output (the integer codes) in the model as given, for comparisons.
+    ``weights`` is keyed by the float initializer's name in ``model``."""
+
+    model: onnx.ModelProto
+    params: dict[str, QDQParam]
+    weights: dict[str, QDQWeight]
+    sources: dict[str, str]
+    unrounded: dict[str, str] = dataclasses.field(default_factory=dict)  # float tensor -> the Q node's input
+
+
 def import_qdq(model: onnx.ModelProto | str | Path, zero_point: str = "recentre"
                ) -> tuple[onnx.ModelProto, dict[str, QDQParam]]:
     """Strip a QDQ model back to its float graph; return it and the activations' parameters.
@@ -659,6 +696,12 @@ def import_qdq(model: onnx.ModelProto | str | Path, zero_point: str = "recentre"
 
     QOperator-format models (QLinearConv, ...) and integer graph inputs/outputs are rejected.
     """
+    stripped = strip_qdq(model, zero_point)
+    return stripped.model, stripped.params
+
+
+def strip_qdq(model: onnx.ModelProto | str | Path, zero_point: str = "recentre") -> StrippedQDQ:
+    """``import_qdq``, keeping the dequantized constants' codes and the pairs' integer tensors."""
     _check_mode(zero_point)
     proto = onnx.load(str(model)) if isinstance(model, str | Path) else model
     out_model = onnx.ModelProto()
@@ -673,6 +716,9 @@ def import_qdq(model: onnx.ModelProto | str | Path, zero_point: str = "recentre"
     alias: dict[str, str] = {}  # DQ output -> float tensor
     params: dict[str, QDQParam] = {}
     float_inits: dict[str, np.ndarray] = {}
+    weights: dict[str, QDQWeight] = {}  # DQ output -> codes (renamed with the initializers below)
+    sources: dict[str, str] = {}  # float tensor -> the QuantizeLinear output holding its codes
+    unrounded: dict[str, str] = {}  # float tensor -> the QuantizeLinear input (before rounding)
 
     def consumers(t):
         return [n for n in g.nodes if t in n.input and id(n) not in removed]
@@ -680,14 +726,20 @@ def import_qdq(model: onnx.ModelProto | str | Path, zero_point: str = "recentre"
     for node in g.nodes:
         if node.op_type == "DequantizeLinear" and node.input[0] in consts:
             q = g.constant(node.input[0])
-            scale, zp, axis, _ = _qparams(g, node, q.dtype)
+            scale, zp, axis, dtype = _qparams(g, node, q.dtype)
+            _check_dtype(node, dtype, _opset(proto), constant=True)
+            if scale.size > 1:
+                _check_channel_axis(g, node, axis, q.ndim)
             float_inits[node.output[0]] = _dequantize(q, scale, zp, axis)
+            weights[node.output[0]] = QDQWeight(q.astype(np.int64) - _broadcast_zp(zp, q.ndim, axis), scale,
+                                                axis if scale.size > 1 else None, dtype, zp, node.name)
             removed.add(id(node))
     for node in g.nodes:
         if node.op_type != "QuantizeLinear":
             continue
         x, y = node.input[0], node.output[0]
         scale, zp, axis, dtype = _qparams(g, node)
+        _check_dtype(node, dtype, _opset(proto))
         users = consumers(y)
         if y in g.outputs or not users or any(u.op_type != "DequantizeLinear" for u in users):
             other = next((u.op_type for u in users if u.op_type != "DequantizeLinear"), "a graph output")
@@ -715,6 +767,8 @@ def import_qdq(model: onnx.ModelProto | str | Path, zero_point: str = "recentre"
             raise ModelError(f"tensor {src!r} is quantized twice with different parameters "
                              f"({params[src]} and {p})")
         params[src] = p
+        sources[src] = y
+        unrounded[src] = x
         for dq in users:
             alias[dq.output[0]] = src
     for node in g.nodes:
@@ -744,6 +798,8 @@ def import_qdq(model: onnx.ModelProto | str | Path, zero_point: str = "recentre"
         _rename(g, src, out)
         if src in params:
             params[out] = params.pop(src)
+            sources[out] = sources.pop(src)
+            unrounded[out] = unrounded.pop(src)
         renamed.add(src)
     for y in list(alias):
         src = resolve(y)
@@ -753,16 +809,49 @@ def import_qdq(model: onnx.ModelProto | str | Path, zero_point: str = "recentre"
         _rename(g, src, y)
         if src in params:
             params[y] = params.pop(src)
+            sources[y] = sources.pop(src)
+            unrounded[y] = unrounded.pop(src)
         renamed.add(src)
     for name, value in float_inits.items():
         g.inits[name] = numpy_helper.from_array(value, name)
     _insert_relus(g, params)
-    _restore_names(g)
+    renamed_inits = _restore_names(g)
+    weights = {renamed_inits.get(k, k): w for k, w in weights.items()}
     g.finish()
     onnx.checker.check_model(out_model)
     for name, p in params.items():
         p.to_nnforge(zero_point, name)
-    return out_model, params
+    return StrippedQDQ(out_model, params, weights, sources, unrounded)
+
+
+def _check_dtype(node: onnx.NodeProto, dtype: str, opset: int, constant: bool = False) -> None:
+    """The integer types nnforge maps: (u)int8 at any opset, (u)int16 and (u)int4 from opset 21,
+    int32 for a dequantized constant (a bias)."""
+    allowed = _NARROW | (_WIDE if opset >= _WIDE_OPSET else set()) | ({"int32"} if constant else set())
+    if dtype not in allowed:
+        later = "" if opset >= _WIDE_OPSET else f"; int4, uint4, int16, uint16 from opset {_WIDE_OPSET}"
+        raise ModelError(f"node {node.name!r}: the {node.op_type} type must be one of {', '.join(sorted(allowed))} "
+                         f"at opset {opset}{later}, not {dtype}")
+
+
+def _check_channel_axis(g: _Graph, node: onnx.NodeProto, axis: int, ndim: int) -> None:
+    """A per-axis weight scale must run along the consumer's output channels."""
+    for user in g.consumers(node.output[0]):
+        if user.op_type not in ("Conv", "Gemm", "MatMul") or list(user.input).index(node.output[0]) != 1:
+            continue
+        want = {"Conv": 0, "Gemm": 0 if _attr(user, "transB", 0) else 1, "MatMul": ndim - 1}[user.op_type]
+        if axis % ndim != want:
+            raise ModelError(f"node {node.name!r}: the per-axis scale of {node.input[0]!r} must be along the output "
+                             f"channel (axis {want} for {user.op_type} {user.name!r}), not axis {axis}")
+
+
+def _broadcast_zp(zp: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    z = zp.astype(np.int64)
+    if z.size <= 1:
+        return z.reshape(())
+    shape = [1] * ndim
+    shape[axis % ndim] = z.size
+    return z.reshape(shape)
 
 
 def _rename(g: _Graph, old: str, new: str) -> None:
@@ -800,8 +889,10 @@ def _insert_relus(g: _Graph, params: dict[str, QDQParam]) -> None:
                 nonneg.add(out)
 
 
-def _restore_names(g: _Graph) -> None:
-    """``W_DequantizeLinear_Output`` -> ``W`` for float initializers, where ``W`` is free."""
+def _restore_names(g: _Graph) -> dict[str, str]:
+    """``W_DequantizeLinear_Output`` -> ``W`` for float initializers, where ``W`` is free; returns
+    the renames."""
+    renames: dict[str, str] = {}
     live = {n for node in g.nodes for n in (*node.input, *node.output)} | set(g.outputs) | set(g.inputs)
     for name in list(g.inits):
         if not name.endswith("_DequantizeLinear_Output"):
@@ -815,6 +906,8 @@ def _restore_names(g: _Graph) -> None:
         g.inits[new] = tensor
         _rename(g, name, new)
         live.add(new)
+        renames[name] = new
+    return renames
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,7 +44,9 @@ def _scale(threshold: float, qtype: QType, mode: str) -> float:
 
 
 def _act_param(stats: TensorStats, lq: LayerQuant, act: tuple, name: str,
-               fixed_scale: float | None = None) -> _Param:
+               fixed_scale: float | None = None, fixed_type: QType | None = None) -> _Param:
+    if fixed_type is not None and fixed_scale is not None:  # imported (pre-quantized models): kept as given
+        return _Param(fixed_type, float(fixed_scale))
     lo, hi = act
     nonneg = stats.nonnegative or (lo is not None and lo >= 0)
     signed = (not nonneg) if lq.act_signed is None else lq.act_signed
@@ -127,13 +129,15 @@ def _acc_dtype(x: QType, w_codes: np.ndarray, bias: np.ndarray, axis: int) -> st
 def quantize_model(
     layers: list[FloatLayer], host: list[str], inputs: list[TensorSpec],
     stats: dict[str, TensorStats], config: QuantConfig, output_names: list[str],
-    fixed_scales: dict[str, float] | None = None,
+    fixed_scales: dict[str, float] | None = None, fixed_types: dict[str, QType] | None = None,
 ) -> QGraph:
     """Build the quantized graph. ``stats`` holds calibration statistics by tensor name:
     each model input's name and each layer's name (never a Relax var name: those repeat).  ``fixed_scales`` pins the
     scale of activations (by model input name or layer name), e.g. scales imported from an
-    ONNX QDQ model; their types still come from the config and the statistics."""
+    ONNX QDQ model; their types still come from the config and the statistics, unless
+    ``fixed_types`` pins them too (pre-quantized models: compiler/prequant_graph.py)."""
     fixed_scales = dict(fixed_scales or {})
+    fixed_types = dict(fixed_types or {})
     if len(output_names) != 1:
         raise ModelError(
             f"quantization supports models with one output for now, not {len(output_names)} ({output_names})"
@@ -147,7 +151,8 @@ def quantize_model(
     tensor_of: dict = {}  # relax var -> tensor name
     qinputs = []
     for spec in inputs:
-        p = _act_param(stats[spec.name], default, (None, None), spec.name, fixed_scales.get(spec.name))
+        p = _act_param(stats[spec.name], default, (None, None), spec.name, fixed_scales.get(spec.name),
+                       fixed_types.get(spec.name))
         params[spec.name] = p
         qinputs.append(QTensor(spec.name, spec.shape, p.qtype, p.scale))
     compute = [l for l in layers if l.name not in host]
@@ -169,7 +174,7 @@ def quantize_model(
                 params[layer.name] = ins[0]
             else:
                 params[layer.name] = _act_param(stats[layer.name], lq, layer.act, layer.name,
-                                                fixed_scales.get(layer.name))
+                                                fixed_scales.get(layer.name), fixed_types.get(layer.name))
 
     def _tensor(layer, var) -> str:
         return tensor_of.get(var, var.name)

@@ -398,7 +398,7 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
     """Prune, share and quantize; report the weights' storage against float32 (docs/compression.md)."""
     from nnforge.data import load_inputs, top1_accuracy
 
-    from nnforge.compiler.compression_report import compression_report, plot_histograms
+    from nnforge.compiler.compression_report import compression_report, plot_histograms, storage_name
     from nnforge.compiler.quant_config import parse_config
     from nnforge.quantized import quantize as run_quantize
 
@@ -446,20 +446,21 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
         click.echo(json.dumps(doc))
         return
     table = Table(header_style="bold", show_footer=True,
-                  caption="index and gap bits: Huffman payload + code table" if huffman else None)
-    for col, foot in (("layer", "total"), ("op\nlayout", ""), ("params", f"{report.params:,}"),
+                  caption="index and gap bits as stored: Huffman coded (payload + table), or \"fixed\" where that is"
+                          " not smaller" if huffman else None)
+    for col, foot in (("layer", "total"), ("op\nstorage", ""), ("params", f"{report.params:,}"),
                       ("nonzero", f"{report.nonzeros:,}"), ("bits/\nindex", ""),
                       ("index\nbits", ""), ("gap\nbits", ""),
                       ("bytes", f"{report.total_bytes:,}"), ("ratio", f"{report.compression_ratio:.1f}x")):
-        left = col in ("layer", "op\nlayout")
+        left = col in ("layer", "op\nstorage")
         table.add_column(col, footer=foot, overflow="fold", justify="left" if left else "right",
                          min_width=6 if left else 5)
     for l in report.layers:
-        index_bits = l.index_huffman_bits if huffman else l.index_stream_bits
-        gap_bits = l.sparse_huffman_bits if huffman else l.sparse_stream_bits
-        table.add_row(escape(l.name), f"{l.op}\n{l.layout}", f"{l.params:,}", f"{l.nonzeros:,}",
-                      str(l.index_bits) + (f"\nK={l.codebook_size}" if l.shared else ""),
-                      f"{index_bits:,}", f"{gap_bits:,}", f"{l.total_bytes:,}", f"{l.compression_ratio:.1f}x")
+        fixed = lambda used, raw: "\nfixed" if huffman and raw and not used else ""  # Huffman not smaller: kept
+        table.add_row(escape(l.name), f"{l.op}\n{storage_name(l.shared, l.layout == 'sparse')}", f"{l.params:,}",
+                      f"{l.nonzeros:,}", str(l.index_bits) + (f"\nK={l.codebook_size}" if l.shared else ""),
+                      f"{l.index_stored_bits:,}{fixed(l.index_huffman_used, l.index_stream_bits)}",
+                      f"{l.sparse_stored_bits:,}{fixed(l.sparse_huffman_used, l.sparse_stream_bits)}", f"{l.total_bytes:,}", f"{l.compression_ratio:.1f}x")
     out_console.print(table)
     out_console.print(f"weights: {report.total_bytes:,} bytes against {report.float_bytes:,} bytes in float32 "
                       f"({report.compression_ratio:.2f}x, {'with' if huffman else 'without'} Huffman coding)",

@@ -38,6 +38,8 @@ class Model:
         self.source = source
         self._onnx_names: dict[str, str] = {}  # Relax var name -> ONNX node name
         self._compiled = None
+        # what a pre-quantized model (QDQ, QOperator, QONNX) carries; None for a float model
+        self.prequantized = None
         self._fingerprint = hashlib.sha256(
             proto.SerializeToString(deterministic=True)
             + repr([(s.name, s.shape, s.dtype) for s in inputs]).encode()
@@ -153,7 +155,7 @@ def load(
     from nnforge.compiler import limits
 
     if lazy:
-        proto = onnx_frontend.read_model(source)
+        proto, carried = _strip_prequantized(onnx_frontend.read_model(source))
         specs = onnx_frontend.resolve_inputs(proto, input_shapes)
 
         def importer():
@@ -162,16 +164,34 @@ def load(
             return model.relax, model.onnx_names
 
         name = str(source) if not isinstance(source, onnx.ModelProto) else (proto.graph.name or "<ModelProto>")
-        return Model(proto, specs, None, name, importer)
+        model = Model(proto, specs, None, name, importer)
+        model.prequantized = carried
+        return model
     with limits.element_cap(max_elements):
         return _load(source, input_shapes)
+
+
+def _strip_prequantized(proto: onnx.ModelProto):
+    """``(float model, Prequantized)`` for a pre-quantized model (compiler/prequant.py), else
+    ``(proto, None)``."""
+    from nnforge.compiler.errors import NNForgeError
+    from nnforge.compiler.prequant import detect_format, read_prequantized
+
+    try:
+        found = read_prequantized(proto)
+    except NNForgeError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a malformed graph fails in onnx or numpy; name the cause
+        raise ModelError(f"the pre-quantized ({detect_format(proto)}) model must be well formed, not "
+                         f"unreadable ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+    return (proto, None) if found is None else found
 
 
 def _load(source, input_shapes) -> Model:
     from nnforge.compiler import relax_import
     from nnforge.compiler.passes import cleanup
 
-    proto = onnx_frontend.read_model(source)
+    proto, carried = _strip_prequantized(onnx_frontend.read_model(source))
     onnx_frontend.check_model(proto)
     onnx_frontend.warn_nonfinite(proto)
     specs = onnx_frontend.resolve_inputs(proto, input_shapes)
@@ -192,4 +212,5 @@ def _load(source, input_shapes) -> Model:
     name = str(source) if not isinstance(source, onnx.ModelProto) else (proto.graph.name or "<ModelProto>")
     model = Model(proto, specs, cleanup(mod), name)
     model.onnx_names = names
+    model.prequantized = carried
     return model

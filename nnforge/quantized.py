@@ -225,6 +225,10 @@ def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_si
     from nnforge.compiler.compress import compress_layers
     from nnforge.compiler.quantize import quantize_model
 
+    if getattr(model, "prequantized", None) is not None:  # QDQ / QOperator / QONNX: keep what it carries
+        from nnforge.compiler.prequant_graph import quantize_prequantized
+
+        return quantize_prequantized(model, calib, config, batch_size, progress, stats, compress, cache)
     cfg = parse_config(config)
     comp = parse_prune_config(compress)
     layers, host = float_layers(model.relax, model.output_names, model.onnx_names)

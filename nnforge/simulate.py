@@ -46,6 +46,7 @@ class SimulationReport:
     reference_mismatches: int | None = None
     auto_decisions: list[str] = field(default_factory=list)
     compression: dict | None = None  # settings, per-layer sparsity/codebook size (when compressed)
+    prequantized: dict | None = None  # a pre-quantized model against its own runtime (compiler/prequant_compare.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -56,6 +57,8 @@ class SimulationReport:
                 layer["sqnr_db"] = None
         if self.reference_mismatches is None:
             d.pop("reference_mismatches")
+        if self.prequantized is None:
+            d.pop("prequantized")
         return d
 
 
@@ -114,8 +117,12 @@ def simulate(
     if labels is not None and (np.ndim(labels) != 1 or len(labels) != len(data[0])):
         raise InputError(f"labels must be 1-D with one label per sample ({len(data[0])}), "
                          f"not shape {list(np.shape(labels))}")
+    pre = getattr(model, "prequantized", None)
     if qmodel is not None:
         calib_note = "the given quantized model's"
+    elif pre is not None:  # the model carries its quantization; calib only for layers it leaves float
+        calib_note = (f"none: the {pre.format} model carries its quantization"
+                      + (f" ({len(calib[0])} calibration samples for float layers)" if calib is not None else ""))
     elif calib is None and stats is None:
         calib, _, k = split_calibration(data)
         calib_note = f"first {k} samples of the test data (no --calib given)"
@@ -194,6 +201,11 @@ def simulate(
         auto_decisions=list(graph.decisions),
         compression=None if qmodel.compress is None else compression_summary(qmodel),
     )
+    if pre is not None and qmodel.float_model is model:
+        from nnforge.compiler.prequant_compare import compare
+
+        report.config = f"pre-quantized ({pre.format}), kept as carried"
+        report.prequantized = compare(qmodel, data, labels, q_pred, batch_size=batch_size)
     return qmodel, report
 
 
