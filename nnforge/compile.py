@@ -80,6 +80,28 @@ def _jsonable(v):
     return v
 
 
+def compress_settings_text(comp) -> str:
+    """The compression settings as one readable line for report.md (report.json keeps the dict)."""
+    from nnforge.compiler.compression_report import settings_text
+
+    return settings_text(comp)
+
+
+def exact_storage_form(form: str | None, node) -> str | None:
+    """A backend's storage token as exact words: ``sparse`` of a layer with a codebook stores codebook
+    indices, so it is ``codebook + sparse indices``; ``codebook`` is ``codebook + dense indices``."""
+    from nnforge.compiler.compression_report import storage_name
+
+    shared = node.attrs.get("codebook") is not None
+    if form == "dense":
+        return storage_name(False, False)
+    if form == "codebook":
+        return storage_name(True, False)
+    if form == "sparse":
+        return storage_name(shared, True)
+    return form
+
+
 def build_report(qmodel, design, options: dict, layer_info: list[dict], estimates: list, golden: Golden) -> dict:
     """report.json: kernels (op, shapes, storage, weight bytes, MACs, estimates, the backend's
     layer info), host items, totals."""
@@ -98,6 +120,7 @@ def build_report(qmodel, design, options: dict, layer_info: list[dict], estimate
             extra.pop(key, None)
         row.update(_jsonable(extra))
         row.setdefault("storage", None)
+        row["storage_form"] = exact_storage_form(row["storage"], node)  # a shared layer's "sparse": codebook + sparse indices
         row.setdefault("weight_bytes", 0)
         row.setdefault("macs", layer_macs(graph, node))
         e = est.get(node.name)
@@ -118,8 +141,8 @@ def build_report(qmodel, design, options: dict, layer_info: list[dict], estimate
         totals["estimated_kernels"] = len(rows)
     storage: dict[str, int] = {}
     for r in kernels:
-        if r.get("storage"):
-            storage[r["storage"]] = storage.get(r["storage"], 0) + 1
+        if r.get("storage_form"):
+            storage[r["storage_form"]] = storage.get(r["storage_form"], 0) + 1
     tensors = lambda names: [{"name": n, "shape": list(sample_shape(graph, n)), "type": str(graph.tensors[n].qtype),
                               "scale": float(graph.tensors[n].scale)} for n in names]
     comp = qmodel.compress
@@ -132,6 +155,7 @@ def build_report(qmodel, design, options: dict, layer_info: list[dict], estimate
         "outputs": tensors(graph.outputs),
         "quantization": {"config": qmodel.config.describe(),
                          "compress": None if comp is None else _jsonable(comp.to_dict()),
+                         "compress_text": None if comp is None else compress_settings_text(comp),
                          "decisions": list(graph.decisions)},
         "kernels": kernels,
         "host": [asdict(h) for h in design.host],

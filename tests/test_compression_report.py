@@ -54,10 +54,14 @@ def test_shared_sparse_layer_by_hand():
     # table 8 + 2*2 + 3*2 = 18
     assert r.sparse_huffman_bits == 8 + 18
     assert r.bias_bits == 2 * 2  # biases 0, 1: two's complement needs 2 bits each
-    assert r.total_bits == 16 + 25 + 26 + 4  # 71 bits
-    assert r.total_bytes == 9  # ceil(71 / 8)
+    # both codes are larger than the fixed-width streams (10 bits each): each is stored fixed-width
+    assert (r.index_huffman_used, r.sparse_huffman_used) == (False, False)
+    assert (r.index_stored_bits, r.sparse_stored_bits) == (10, 10)
+    assert r.storage == "codebook + sparse indices"
+    assert r.total_bits == 16 + 10 + 10 + 4  # 40 bits, not 16 + 25 + 26 + 4 with the codes
+    assert r.total_bytes == 5
     assert r.float_bytes == 4 * (10 + 2)
-    assert r.compression_ratio == pytest.approx(48 / 9)
+    assert r.compression_ratio == pytest.approx(48 / 5)
 
 
 def test_shared_sparse_layer_without_huffman():
