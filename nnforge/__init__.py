@@ -7,6 +7,7 @@
     qmodel = nnforge.quantize(model, [x_calib], "w4a8")
     project = nnforge.compile_model(qmodel, "hls", "out/prj", golden_inputs=[x])
     report = nnforge.verify("out/prj", x, y)        # generated C vs the numpy reference
+    result = nnforge.explore(model, [x_calib], [x], y, max_drop=0.01, objectives=["bytes"])  # result.best
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _LAZY = {
     "save": "nnforge.quantized",
     "Project": "nnforge.compile", "VerifyReport": "nnforge.compile", "compile_model": "nnforge.compile",
     "open_project": "nnforge.compile", "verify": "nnforge.compile",
+    "explore": "nnforge.explore",  # the package, callable as the function (nnforge/explore/__init__.py)
 }
 
 if TYPE_CHECKING:
@@ -36,7 +38,8 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nnforge' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module == f"nnforge.{name}" else getattr(imported, name)  # a package is the name itself
     globals()[name] = value  # later look-ups skip __getattr__
     return value
 
@@ -47,5 +50,5 @@ def __dir__() -> list[str]:
 
 __all__ = ["load", "Model", "quantize", "QuantizedModel", "save", "load_quantized",
            "NNForgeError", "ModelError", "InputError", "compile_model", "open_project", "verify", "Project",
-           "VerifyReport"]
+           "VerifyReport", "explore"]
 __version__ = "0.1.0"

@@ -213,7 +213,11 @@ def run(model_path: str, input_path: str, output_path: str, batch_size: int, for
 def _quant_spec(bits: str | None, config: str | None):
     if bits and config:
         raise click.UsageError("give either --bits or --config, not both")
-    return config if config else (bits or "w8a8")
+    if config:  # a [compress] table (explore's best.toml) is read by _compress_spec
+        from nnforge.compiler.point_config import split_config
+
+        return split_config(config)[0]
+    return bits or "w8a8"
 
 
 quant_options = [
@@ -223,12 +227,20 @@ quant_options = [
 
 
 def _compress_spec(prune: float | None, prune_config: str | None, share: str | int | None, refine: str | None,
-                   structured: bool):
+                   structured: bool, config: str | None = None):
     """The CompressConfig the compression options describe, or None when none is given.
 
-    ``--prune-config`` is the base; ``--prune``, ``--share``, ``--refine`` and ``--structured``
-    override its global keys."""
+    ``--prune-config`` (or the ``[compress]`` table of the ``--config`` file) is the base;
+    ``--prune``, ``--share``, ``--refine`` and ``--structured`` override its global keys."""
     from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
+    from nnforge.compiler.point_config import split_config
+
+    in_config = split_config(config)[1] if config else None
+    if in_config is not None:
+        if prune_config is not None:
+            raise click.UsageError(f"--prune-config must not be given with --config {config!r}: its [compress] "
+                                   "table holds the compression settings already")
+        prune_config = in_config
 
     share_text = share
     if isinstance(share, str):
@@ -244,7 +256,7 @@ def _compress_spec(prune: float | None, prune_config: str | None, share: str | i
         if refine is not None or structured:
             raise click.UsageError("--refine and --structured need --prune, --share or --prune-config")
         return None
-    data = parse_prune_config(Path(prune_config)).to_dict() if prune_config else {}
+    data = parse_prune_config(prune_config if in_config else Path(prune_config)).to_dict() if prune_config else {}
     if prune is not None:
         data.update(sparsity=prune, quality=None)
     if share is not None:
@@ -301,7 +313,7 @@ def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_
     from nnforge.simulate import simulate as run_simulation
 
     config = parse_config(_quant_spec(bits, config_path))
-    comp = _compress_spec(prune, prune_config, share, refine, structured)
+    comp = _compress_spec(prune, prune_config, share, refine, structured, config_path)
     model = _load(model_path, input_shapes)
     data, labels = load_inputs(data_path, model.inputs)
     calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
@@ -363,7 +375,7 @@ def quantize(model_path, calib_path, bits, config_path, prune, prune_config, sha
     inputs = [i for i in (model_path, calib_path, config_path, prune_config) if i]
     _output(out_dir, True, force, *inputs)
     config = parse_config(_quant_spec(bits, config_path))
-    comp = _compress_spec(prune, prune_config, share, refine, structured)
+    comp = _compress_spec(prune, prune_config, share, refine, structured, config_path)
     model = _load(model_path, input_shapes)
     calib = load_inputs(calib_path, model.inputs)[0]
     qmodel = run_quantize(model, calib, config, compress=comp)
@@ -406,7 +418,7 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
     if out_dir is not None:
         _output(out_dir, True, force, *inputs)
     config = parse_config(_quant_spec(bits, config_path))
-    comp = _compress_spec(prune, prune_config, share, refine, structured)
+    comp = _compress_spec(prune, prune_config, share, refine, structured, config_path)
     model = _load(model_path, input_shapes)
     calib = load_inputs(calib_path, model.inputs)[0]
     data, labels = load_inputs(data_path, model.inputs) if data_path else (None, None)
@@ -660,7 +672,7 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
         model = qmodel.float_model
     else:
         config = parse_config(_quant_spec(bits, config_path))
-        comp = _compress_spec(prune, prune_config, share, refine, structured)
+        comp = _compress_spec(prune, prune_config, share, refine, structured, config_path)
         model = _load(model_path, input_shapes)
     calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
     golden = load_inputs(data_path, model.inputs)[0] if data_path else calib
@@ -801,3 +813,8 @@ def synth_cmd(project_dir, target, pnr, bitstream, freq, package, as_json):
         click.echo(json.dumps(run_json(run)))
     else:
         print_run(run, out_console)
+
+
+from nnforge.explore.command import explore_cmd  # noqa: E402  (its heavy imports are inside the command)
+
+main.add_command(explore_cmd)
