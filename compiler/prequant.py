@@ -146,12 +146,20 @@ def read_prequantized(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, Prequant
         from .qoperator import to_qdq
 
         qdq_model = to_qdq(proto)
-    float_model, carried = _from_qdq(qdq_model, fmt)
+    float_model, carried = _from_qdq(qdq_model, fmt, proto)
     carried.original = proto
     return float_model, carried
 
 
-def _from_qdq(proto: onnx.ModelProto, fmt: str) -> tuple[onnx.ModelProto, Prequantized]:
+def _unrounded(original: onnx.ModelProto, stripped, name: str) -> str:
+    """The QuantizeLinear input of tensor ``name`` where the model as given has that tensor."""
+    t = stripped.unrounded.get(name, "")
+    return t if t and any(t in n.output for n in original.graph.node) else ""
+
+
+def _from_qdq(proto: onnx.ModelProto, fmt: str, original: onnx.ModelProto | None = None
+              ) -> tuple[onnx.ModelProto, Prequantized]:
+    original = original if original is not None else proto
     from .qdq import _CONTAINERS, strip_qdq
 
     stripped = strip_qdq(proto, "recentre")
@@ -161,7 +169,7 @@ def _from_qdq(proto: onnx.ModelProto, fmt: str) -> tuple[onnx.ModelProto, Prequa
         qtype, scale = p.to_nnforge("recentre", name)
         acts[name] = CarriedTensor(qtype, scale, p.exact, "half_even", stripped.sources[name], name,
                                    True, p.zero_point, p.scale, what=f"{p.dtype} zp {p.zero_point}",
-                                   source_type=_CONTAINERS[p.dtype][0], unrounded=stripped.unrounded.get(name, ""))
+                                   source_type=_CONTAINERS[p.dtype][0], unrounded=_unrounded(original, stripped, name))
         if not p.exact:
             notes.append(f"tensor {name!r}: {p.dtype} zero point {p.zero_point} is asymmetric; re-centred onto "
                          f"zero point 0 as {qtype} with scale {scale:.6g} = {scale / p.scale:.4f} x the "

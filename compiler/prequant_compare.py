@@ -149,6 +149,11 @@ def _note(pre: Prequantized, tensors: list[dict], agreement: float) -> str:
                + ("ties (a value exactly half-way, common with power-of-two scales) round to even in qonnx's ROUND "
                   "and up in nnforge's RND" if "half_even" in rounding else
                   "results within float32's rounding error of a boundary can land on either side"))
+    elif pre.format == "qoperator":
+        why = ("onnxruntime runs the QOperator kernels (QLinearConv, QGemm, ...: int32 accumulation, then a float32 "
+               "multiplier s_x*s_w/s_y and rounding half to even); nnforge quantizes the input in float64 rounding "
+               "half up and requantizes with a 15-bit integer multiplier M / 2^n: a value near a rounding boundary "
+               "can land on either side, and a one-step difference propagates to later layers")
     else:
         why = ("onnxruntime (ORT_DISABLE_ALL) dequantizes, computes each float op in float32 and quantizes "
                "x / float32(scale) with rounding half to even; nnforge quantizes the input in float64 rounding "

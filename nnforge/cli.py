@@ -132,6 +132,10 @@ def inspect(model_path: str, as_json: bool, input_shapes: tuple[str, ...]) -> No
             "outputs": model.output_names,
             **summary.to_dict(),
         }
+        if model.prequantized is not None:  # QDQ / QOperator / QONNX: what it carries, per layer
+            from nnforge.interop_view import carried_layers
+
+            doc["prequantized"] = {**model.prequantized.describe(), "layers": carried_layers(model)}
         click.echo(json.dumps(doc))
         return
     table = Table(title=escape(model_path), show_footer=True, header_style="bold")
@@ -154,6 +158,10 @@ def inspect(model_path: str, as_json: bool, input_shapes: tuple[str, ...]) -> No
     out_console.print(f"inputs: {ins}   outputs: {', '.join(model.output_names)}", highlight=False, markup=False)
     if any(isinstance(d, str) for s in model.inputs for d in s.shape):
         out_console.print("MACs are per sample (symbolic batch dimension counted as 1).", highlight=False)
+    if model.prequantized is not None:
+        from nnforge.interop_view import print_carried
+
+        print_carried(model, out_console)
 
 
 def _progress() -> Progress:
@@ -349,6 +357,10 @@ def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_
         out_console.print(f"auto: {line}", highlight=False, markup=False)
     for h in report.host_ops:
         out_console.print(f"host (float): {h['name']}: {h['reason']}", highlight=False, markup=False)
+    if report.prequantized is not None:
+        from nnforge.interop_view import print_runtime_agreement
+
+        print_runtime_agreement(report.prequantized, out_console)
     if report.reference_mismatches is not None:
         out_console.print(f"reference mismatches: {report.reference_mismatches} differing codes over all traced tensors",
                           highlight=False, markup=False)
@@ -358,7 +370,8 @@ def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_
 
 @main.command()
 @click.argument("model_path", metavar="MODEL.onnx")
-@click.option("--calib", "calib_path", required=True, metavar="CALIB.npz")
+@click.option("--calib", "calib_path", metavar="CALIB.npz",
+              help="Calibration data (a pre-quantized model needs none: QDQ, QOperator, QONNX).")
 @_with(quant_options)
 @_with(compress_options)
 @click.option("--output", "-o", "out_dir", required=True, metavar="OUT", help="Directory for the quantized model.")
@@ -377,19 +390,40 @@ def quantize(model_path, calib_path, bits, config_path, prune, prune_config, sha
     config = parse_config(_quant_spec(bits, config_path))
     comp = _compress_spec(prune, prune_config, share, refine, structured, config_path)
     model = _load(model_path, input_shapes)
-    calib = load_inputs(calib_path, model.inputs)[0]
+    _need_calib(model, calib_path)
+    calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
     qmodel = run_quantize(model, calib, config, compress=comp)
     save(qmodel, Path(out_dir), force, inputs=inputs)
     for line in qmodel.graph.decisions:
         err_console.print(f"decision: {escape(line)}", highlight=False)
     described = config.describe() + ("" if comp is None else f"; {comp.describe()}")
-    click.echo(f"quantized {model_path} ({described}) with {len(calib[0])} calibration samples; "
+    source = f"{len(calib[0])} calibration samples" if calib else f"the {model.prequantized.format} model's own quantization"
+    click.echo(f"quantized {model_path} ({described}) with {source}; "
                f"{len(qmodel.graph.nodes)} integer layers written to {out_dir}")
+
+
+def _prequantized_file(path: str) -> bool:
+    """Whether ``path`` reads as a pre-quantized ONNX model (a file that doesn't read is left to the load)."""
+    from nnforge.compiler.onnx_frontend import read_model
+    from nnforge.compiler.prequant import detect_format
+
+    try:
+        return detect_format(read_model(path)) is not None
+    except NNForgeError:
+        return False
+
+
+def _need_calib(model, calib_path: str | None) -> None:
+    """--calib is needed unless the model carries its quantization (compiler/prequant.py)."""
+    if calib_path is None and model.prequantized is None:
+        raise click.UsageError("--calib must be given to quantize a float model (a pre-quantized QDQ, QOperator or "
+                               "QONNX model needs none)")
 
 
 @main.command()
 @click.argument("model_path", metavar="MODEL.onnx")
-@click.option("--calib", "calib_path", required=True, metavar="CALIB.npz")
+@click.option("--calib", "calib_path", metavar="CALIB.npz",
+              help="Calibration data (a pre-quantized model needs none).")
 @click.option("--data", "data_path", metavar="TEST.npz",
               help="Evaluation data: x (and labels y) for float against compressed accuracy.")
 @_with(compress_options)
@@ -420,11 +454,12 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
     config = parse_config(_quant_spec(bits, config_path))
     comp = _compress_spec(prune, prune_config, share, refine, structured, config_path)
     model = _load(model_path, input_shapes)
-    calib = load_inputs(calib_path, model.inputs)[0]
+    _need_calib(model, calib_path)
+    calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
     data, labels = load_inputs(data_path, model.inputs) if data_path else (None, None)
     with _progress() as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed below as decisions
-        task = bar.add_task("calibrating", total=len(calib[0]))
+        task = bar.add_task("calibrating", total=len(calib[0]) if calib else None)
         qmodel = run_quantize(model, calib, config, batch_size, compress=comp,
                               progress=lambda done, _n: bar.update(task, completed=done))
         task = bar.add_task("coding weights", total=None)
@@ -661,9 +696,9 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
         if given:
             raise click.UsageError(f"{', '.join(given)} must not be given with the quantized model directory "
                                    f"{model_path!r}: it is quantized already (its config.json holds the settings)")
-    elif calib_path is None:
-        raise click.UsageError("--calib must be given to compile an ONNX model (or pass the directory "
-                               "`nnforge quantize -o` wrote instead of the model)")
+    elif calib_path is None and not _prequantized_file(model_path):
+        raise click.UsageError("--calib must be given to compile a float ONNX model (or pass the directory "
+                               "`nnforge quantize -o` wrote, or a pre-quantized QDQ, QOperator or QONNX model)")
     _output(out_dir, True, force, model_path, calib_path, data_path, config_path, prune_config)
     options = parse_option_strings(option_values)
     resolve_options(get_backend(backend_name), options)  # bad backend or option: fail before any work
@@ -679,7 +714,7 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
     with _progress() as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed as decisions
         if not quantized_dir:
-            task = bar.add_task("calibrating", total=len(calib[0]))
+            task = bar.add_task("calibrating", total=len(calib[0]) if calib else None)
             qmodel = run_quantize(model, calib, config, progress=lambda d, n: bar.update(task, completed=d),
                                   compress=comp)
         tasks: dict[str, object] = {}
