@@ -138,7 +138,9 @@ def _note(pre: Prequantized, tensors: list[dict], agreement: float) -> str:
         return f"every traced code equals the runtime's; top-1 agreement {agreement:.2%}"
     where = (f"codes first differ at {first['tensor']!r} ({first['codes_identical']:.2%} identical, at most "
              f"{first['max_step_difference']} step(s) apart)")
-    if first.get("boundary_distance") is not None:
+    if first.get("boundary_distance") == 0:
+        where += "; every differing code's unrounded value (the runtime's input to its rounding) was an exact tie (half-way)"
+    elif first.get("boundary_distance") is not None:
         where += (f"; every differing code's unrounded value (the runtime's float32 input to its rounding) lay within "
                   f"{first['boundary_distance']:.2g} of a step of half-way between two codes")
     rounding = {t.rounding for t in pre.activations.values()}

@@ -148,6 +148,8 @@ def _layer_weight(model, pre: Prequantized, layer: FloatLayer, names: dict[str, 
     if node is None or len(node.input) < 2 or node.input[1] not in pre.weights:
         return None
     w = pre.weights[node.input[1]]
+    if w.qtype.bits > 16:
+        raise ModelError(f"node {w.node!r}: a weight must have at most 16 bits, not {w.qtype.bits}")
     ref = np.asarray(layer.attrs["weight"], np.float64)
     axis = 0 if layer.op == "conv2d" else 1
     for codes, channel_axis in ((w.codes, w.axis), (w.codes.T, None if w.axis is None else 1 - w.axis % 2)):
