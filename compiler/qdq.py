@@ -12,7 +12,7 @@
   always 0) and build a quantized model that keeps them.
 * ``compare_with_onnxruntime`` measures how closely onnxruntime runs an exported model.
 
-``docs/qdq.md`` documents the mapping and where onnxruntime and nnforge differ.
+``docs/interop.md`` documents the mapping and where onnxruntime and nnforge differ.
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ def test_export_weights_and_biases_are_nnforge_codes(qmodel, exported):
 
 
 def test_export_agrees_with_onnxruntime(qmodel, exported, digits):
-    """Measured on digits (450 test images), docs/qdq.md: the reference path (no graph
+    """Measured on digits (450 test images), docs/interop.md: the reference path (no graph
     optimizations: DequantizeLinear -> float op -> QuantizeLinear) agrees on 100% of argmax,
     84.5% of logit codes, never by more than 1 code; onnxruntime's fused integer kernels
     agree on 99.1% of argmax on an AVX2 CPU without VNNI (u8 x s8 pair sums saturate there,
