@@ -120,8 +120,19 @@ def shrink(space: SearchSpace, table: list[SensitivityRow], max_drop: float,
     return SearchSpace(layers, list(space.scale_modes), list(space.calibrations)), limits
 
 
+LADDER = ((0.8, 4), (0.9, 4), (0.9, 3), (0.93, 3), (0.95, 3), (0.95, 2))  # (prune, share bits)
+
+
 def seeds(space: SearchSpace, limits: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Points to try first: every knob at its limit, and halfway between the baseline and it."""
+    """Points to try first.
+
+    1. every knob at its own limit, and halfway between the baseline and it;
+    2. a ladder of global settings (every layer pruned ``p`` and shared ``k`` bits, ``LADDER``),
+       as a user would try by hand, for the search to refine per layer: each layer's prune
+       capped by its range, the last weighted layer's by its own limit (no later layer makes up
+       for its loss), and weights at ``k + 1`` bits or the layer's limit if wider (a codebook of
+       2^k codes of k bits or fewer shares nothing).
+    """
     base = space.baseline()
     at_limit, halfway = dict(base), dict(base)
     for name, lim in limits.items():
@@ -136,7 +147,18 @@ def seeds(space: SearchSpace, limits: dict[str, dict[str, Any]]) -> list[dict[st
         if lim.get("prune") is not None:
             at_limit[f"{name}:prune"] = lim["prune"]
             halfway[f"{name}:prune"] = round(lim["prune"] * 0.9, 2)
-    out = [space.clamp(at_limit), space.clamp(halfway)]
+    out = [at_limit, halfway]
+    last = space.layers[-1].name if space.layers else None
+    for p, k in LADDER:
+        point = dict(base)
+        for l in space.layers:
+            lim = limits.get(l.name, {})
+            cap = l.prune_max if l.name != last else (lim.get("prune") or 0.0)
+            point[f"{l.name}:prune"] = min(p, cap)
+            point[f"{l.name}:share"] = k
+            point[f"{l.name}:weight_bits"] = max(k + 1, lim.get("weight_bits") or k + 1)
+        out.append(point)
+    out = [space.clamp(p) for p in out]
     return [p for i, p in enumerate(out) if p not in out[:i]]
 
 

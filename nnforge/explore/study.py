@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -55,8 +56,10 @@ def open_study(storage, directions: list[str], seed: int, resume: bool, settings
         drop = trial.user_attrs.get("drop")
         return [1.0 if drop is None else drop - max_drop]
 
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints,
-                                         n_startup_trials=8, warn_independent_sampling=False)
+    with warnings.catch_warnings():  # multivariate and constraints_func are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints,
+                                             n_startup_trials=8)
     names = optuna.study.get_all_study_names(storage)
     if STUDY_NAME in names and not resume:
         n = len(optuna.load_study(study_name=STUDY_NAME, storage=storage).trials)
