@@ -105,6 +105,8 @@ def shrink(space: SearchSpace, table: list[SensitivityRow], max_drop: float,
             setattr(new, knob, [b for b in getattr(new, knob) if b >= floor] or [BASELINE_BITS])
         if "prune" in grid:
             lim["prune"] = _limit(table, l.name, "prune", max_drop, grid["prune"])[0]
+            safe = _limit(table, l.name, "prune", max_drop, grid["prune"][:1])[0]
+            lim["prune_safe"] = safe if safe is not None else 0.0  # the grid's safest value, if within max_drop
             limit, beyond = _limit(table, l.name, "prune", cut, grid["prune"])
             top = beyond if beyond is not None else (limit if limit is not None else min(grid["prune"]))
             new.prune_max = min(l.prune_max, top, PRUNE_MAX)
@@ -129,8 +131,8 @@ def seeds(space: SearchSpace, limits: dict[str, dict[str, Any]]) -> list[dict[st
     1. every knob at its own limit, and halfway between the baseline and it;
     2. a ladder of global settings (every layer pruned ``p`` and shared ``k`` bits, ``LADDER``),
        as a user would try by hand, for the search to refine per layer: each layer's prune
-       capped by its range, the last weighted layer's by its own limit (no later layer makes up
-       for its loss), and weights at ``k + 1`` bits or the layer's limit if wider (a codebook of
+       capped by its range, the last weighted layer's by the grid's safest prune value (no later
+       layer makes up for its loss, and its loss adds to everything upstream's), and weights at ``k + 1`` bits or the layer's limit if wider (a codebook of
        2^k codes of k bits or fewer shares nothing).
     """
     base = space.baseline()
@@ -153,7 +155,7 @@ def seeds(space: SearchSpace, limits: dict[str, dict[str, Any]]) -> list[dict[st
         point = dict(base)
         for l in space.layers:
             lim = limits.get(l.name, {})
-            cap = l.prune_max if l.name != last else (lim.get("prune") or 0.0)
+            cap = l.prune_max if l.name != last else lim.get("prune_safe", 0.0)
             point[f"{l.name}:prune"] = min(p, cap)
             point[f"{l.name}:share"] = k
             point[f"{l.name}:weight_bits"] = max(k + 1, lim.get("weight_bits") or k + 1)
