@@ -96,11 +96,11 @@ def _lut() -> DFPattern:
 
 
 def _lrn() -> DFPattern:
-    """``_Lowerer.lrn``: the squares summed over channels by a conv on a reshaped view, the factor
-    looked up, then the requantization tail without a constant multiplier."""
+    """``_Lowerer.lrn``: the squares summed over channels by a conv3d, the factor looked up, then the
+    requantization tail without a constant multiplier."""
     x = is_op("relax.astype")(wildcard())
-    view = is_op("relax.reshape")(is_op("relax.multiply")(x, x), wildcard())
-    s = is_op("relax.reshape")(is_op("relax.nn.conv2d")(view, is_const()), wildcard())
+    view = is_op("relax.expand_dims")(is_op("relax.multiply")(x, x))
+    s = is_op("relax.squeeze")(is_op("relax.nn.conv3d")(view, is_const()))
     factor = is_op("relax.take")(is_const(), _optional("relax.right_shift", s))
     return saturate(round_shift(is_op("relax.multiply")(x, factor)))
 

@@ -185,16 +185,15 @@ class _Lowerer:
                             kh * kw * self.max_abs(node))
 
     def lrn(self, node: QNode, xs, out: QType):
-        """The window sum of squares as a conv over a [N, 1, C, H*W] view, the table lookup, the requant."""
+        """The window sum of squares as a conv3d over channels (of [N, 1, C, H, W]), the table lookup,
+        the requant.  No reshape or pad: a backend without LRN must not take part of the chain."""
         a = node.attrs
-        n, c, h, w = xs[0].ty.shape.values
-        c, h, w = (int(d.value) for d in (c, h, w))
         x = self.emit(relax.op.astype(xs[0], "int64"))
-        sq = self.emit(relax.op.reshape(self.emit(relax.op.multiply(x, x)), [n, 1, c, h * w]))
-        ones = np.ones((1, 1, a["before"] + a["after"] + 1, 1), np.int64)
-        s = self.emit(relax.op.nn.conv2d(sq, _c(ones, "int64"), padding=(a["before"], 0, a["after"], 0),
+        sq = self.emit(relax.op.expand_dims(self.emit(relax.op.multiply(x, x)), axis=1))
+        ones = np.ones((1, 1, a["before"] + a["after"] + 1, 1, 1), np.int64)
+        s = self.emit(relax.op.nn.conv3d(sq, _c(ones, "int64"), padding=(a["before"], 0, 0, a["after"], 0, 0),
                                          out_dtype="int64"))
-        s = self.emit(relax.op.reshape(s, [n, c, h, w]))
+        s = self.emit(relax.op.squeeze(s, axis=[1]))
         if a["index_shift"]:
             s = self.emit(relax.op.right_shift(s, _c(a["index_shift"], "int64")))
         f = self.emit(relax.op.take(_c(a["table"], "int64"), s, axis=0, mode="clip"))

@@ -17,7 +17,11 @@ Ops and their attrs (arrays are int64 numpy arrays):
                     accounting and plots only, never read by an executor)
 ``max_pool2d``      pool_size, strides, padding, dilation, ceil_mode
 ``avg_pool2d``      pool_size, strides, padding (window sum incl. padding), multiplier, shift, lo,
-                    hi, rounding, overflow
+                    hi, rounding, overflow; multiplier and shift are [OH, OW] (one per output
+                    position) when the padding is not counted and border windows hold fewer taps
+``lrn``             before, after (channel window c-before..c+after), table [T], index_shift k,
+                    shift n, lo, hi, rounding, overflow:
+                    y = saturate(round_shift(x * table[S >> k], n)), S = sum of x^2 over the window
 ``global_avg_pool`` multiplier, shift, lo, hi, rounding, overflow   (sum over H, W)
 ``add``             multipliers (Ma, Mb), shifts (na, nb), lo, hi, rounding, overflow
 ``mul``             multiplier, shift, lo, hi, rounding, overflow     (a * b, requantized)

@@ -40,3 +40,23 @@ def test_resnet50_inspect_totals():
     assert abs(s.total_macs - 4.1e9) / 4.1e9 < 0.02
     assert sum(layer.op == "conv2d" for layer in s.layers) == 53
     assert sum(layer.op == "dense" for layer in s.layers) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["light_inception_v1", "light_inception_v2"])
+def test_inception_simulates_bit_exact(name, rng):
+    """v1's two LRNs and v2's eight average pools that exclude their padding in integer form: the TVM
+    integer build equals the numpy reference on every layer of 2 samples (fixed batch 1, one at a time).
+    Two TVM builds of a full-size model are most of its time; ``nnforge simulate --check`` on 4 samples,
+    the issue's measure, is recorded in docs/numerics.md."""
+    from nnforge.simulate import simulate
+
+    model = nnforge.load(LIGHT / f"{name}.onnx")
+    x = rng.standard_normal((2, 3, 224, 224)).astype("float32")
+    qmodel, report = simulate(model, [x], None, "w8a8", calib=[x], check=True)
+    ops = [n.op for n in qmodel.graph.nodes]
+    if name == "light_inception_v1":
+        assert ops.count("lrn") == 2
+    else:
+        assert sum(n.op == "avg_pool2d" and np.ndim(n.attrs["multiplier"]) == 2 for n in qmodel.graph.nodes) == 7
+    assert report.samples == 2 and report.reference_mismatches == 0

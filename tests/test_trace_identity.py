@@ -92,9 +92,8 @@ def test_calibration_statistics_come_from_each_layers_own_tensor(duplicated, rng
 
 
 @pytest.mark.slow
-# Not here: the Inception models never reach calibration; float_layers refuses v1's
-# LocalResponseNormalization and v2's average pooling that excludes its padding (no integer form).
-@pytest.mark.parametrize("name", ["light_resnet50", "light_squeezenet", "light_densenet121"])
+@pytest.mark.parametrize("name", ["light_resnet50", "light_squeezenet", "light_densenet121", "light_inception_v1",
+                                  "light_inception_v2"])
 def test_light_model_traces_every_layer_with_its_own_shape(name):
     """Structural (no build): the traced module's i-th output has layer i's shape."""
     model = nnforge.load(LIGHT / f"{name}.onnx")
@@ -104,3 +103,7 @@ def test_light_model_traces_every_layer_with_its_own_shape(name):
         assert [int(d) for d in ty.shape.values] == list(static_shape(layer.output)), layer.name
     if name == "light_resnet50":  # the model of the bug report: the names really repeat
         assert len(_duplicate_names(model.relax)) == 12
+    if name == "light_inception_v1":  # its two LRNs are layers of their own (found whole), not on the host
+        assert [l.name for l in layers if l.op == "lrn"] == ["n3", "n8"]
+    if name == "light_inception_v2":  # average pools that exclude their padding (count_include_pad=0)
+        assert sum(l.op == "avg_pool2d" and not l.attrs["count_include_pad"] for l in layers) == 8

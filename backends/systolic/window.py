@@ -80,6 +80,9 @@ def avg_pool2d(ctx: Context, node: QNode) -> LayerSpec:
     oh = (h + t + b - kh) // sh + 1
     ow = (w + l + r - kw) // sw + 1
     _sum_bound(ctx, node, kh * kw)
+    if np.ndim(a["multiplier"]) == 2:  # the WINDOW unit requantizes a whole tensor by one (M, n)
+        raise Unsupported(f"average pool layer {node.name!r} excludes its padding, so its divisor varies by "
+                          f"output position; the WINDOW unit has one multiplier per tensor")
     m, n = scalar_multiplier(node, a["multiplier"], a["shift"])
     return _window(ctx, node, isa.WIN_SUM, x, dict(kh=kh, kw=kw, sh=sh, sw=sw, dh=1, dw=1, pt=t, pl=l, m_a=m,
                                                    n_a=n), (oh, ow), out_fields(ctx, node))
