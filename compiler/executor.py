@@ -108,7 +108,13 @@ def check_inputs(specs: list[TensorSpec], arrays: list[np.ndarray], allow_empty:
     """Check shapes and dtypes against the model's inputs; cast float64 data to float32.
 
     Zero samples are refused (a dataset run, calibration or simulation has nothing to do),
-    except with ``allow_empty`` (one direct call of the model on a zero-size batch)."""
+    except with ``allow_empty`` (one direct call of the model on a zero-size batch).  A single-input
+    model also takes one bare array instead of a list of one."""
+    if isinstance(arrays, np.ndarray):  # not a list of 450 rows: the one input's array
+        if len(specs) != 1:
+            raise InputError(f"the inputs must be a list of {len(specs)} arrays, one per input "
+                             f"({', '.join(s.name for s in specs)}), not one array")
+        arrays = [arrays]
     if len(arrays) != len(specs):
         raise InputError(
             f"the model takes {len(specs)} input(s) ({', '.join(s.name for s in specs)}), "

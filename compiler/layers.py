@@ -98,6 +98,23 @@ def _name(var, op: str, index: int) -> str:
     return f"{op}_{index}" if _GENERATED.match(var.name) else var.name
 
 
+def binding_positions(func) -> dict:
+    """Relax var -> (position among ``func``'s bindings, bound value)."""
+    return {b.var: (i, b.value) for i, b in enumerate(b for blk in func.body.blocks for b in blk.bindings)}
+
+
+def generated_name(call, position: int) -> str:
+    """The name of a layer whose output var carries no ONNX name (the importer made it up): its
+    Relax op and its binding's position in ``main``, e.g. ``softmax_39``.  ``inspect``
+    (summary.py) and the integer graph (``float_layers``) both name such layers with it, so a
+    host layer has one name in every command."""
+    op = call_op_name(call) or "layer"
+    short = op.removeprefix("relax.").removeprefix("nn.")
+    if op == "relax.matmul" and is_constant(call.args[1]):
+        short = "dense"
+    return f"{short}_{position}"
+
+
 def _clamp_bounds(call) -> tuple[float | None, float | None] | None:
     """(lo, hi) of relu / clip / maximum(x, c) / minimum(x, c); None for other ops."""
     op = call_op_name(call)
@@ -198,6 +215,7 @@ def float_layers(mod, output_names: list[str] | None = None,
     alias: dict = {}  # var bound to another var -> the var it names
     lrn_chains, lrn_inner = _lrn_chains(func, users)
     canon = binding_names(func, onnx_names)  # var -> (unique name, ONNX name)
+    positions = binding_positions(func)
     original: dict[str, str] = {}  # unique name -> the ONNX name it stands for
 
     def named(var, fallback: str) -> str:
@@ -208,12 +226,13 @@ def float_layers(mod, output_names: list[str] | None = None,
         return onnx_names.get(fallback, fallback)
 
     def new(op, var, inputs, **attrs):
-        layers.append(FloatLayer(op, named(var, _name(var, op, len(layers))), list(inputs), var, attrs))
+        fallback = generated_name(positions[var][1], positions[var][0]) if _GENERATED.match(var.name) else var.name
+        layers.append(FloatLayer(op, named(var, fallback), list(inputs), var, attrs))
         producer[var] = len(layers) - 1
         activations.add(var)
 
     def extend(layer, var):
-        if _GENERATED.match(layer.output.name) and layer.name.startswith(f"{layer.op}_") and not _GENERATED.match(var.name):
+        if _GENERATED.match(layer.output.name) and layer.name not in original and not _GENERATED.match(var.name):
             layer.name = named(var, var.name)  # the ONNX name sits on the last binding
         layer.output = var
         producer[var] = layers.index(layer)

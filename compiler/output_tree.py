@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, shown
+from .spelling import option
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "nnforge-manifest/1"
@@ -64,10 +65,12 @@ def written_by_nnforge(path: Path) -> bool:
 
 
 def check_output(path: str | Path, *, directory: bool, force: bool, inputs: Iterable[str | Path] = (),
-                 flag: str = "--output") -> Path:
+                 flag: str | None = None) -> Path:
     """``path`` as a Path once it is a valid output of one command (see the module docstring);
     an InputError that names the path and the rule otherwise.  ``inputs`` are the command's own
-    input files (model, data, configs)."""
+    input files (model, data, configs).  ``flag`` names the path in errors (default: ``--output`` from
+    the CLI, "the output path" from Python: ``spelling.py``)."""
+    flag = flag or option("output")
     try:
         return _check_output(path, directory, force, inputs, flag)
     except OSError as err:  # a name too long, a loop of links, a folder that cannot be listed
@@ -105,17 +108,17 @@ def _check_output(path, directory: bool, force: bool, inputs, flag: str) -> Path
     if not directory and p.is_dir():
         raise InputError(f"{flag} must be a file path, not the directory {text!r}")
     if exists and not force:
-        raise InputError(f"output {kind} {text!r} already exists; pass --force to replace it")
+        raise InputError(f"output {kind} {text!r} already exists; pass {option('force')} to replace it")
     if exists:
         if directory:
             if p.is_symlink() or not p.is_dir():
-                raise InputError(f"{flag} with --force replaces only a directory nnforge wrote, not {text!r} "
+                raise InputError(f"{flag} with {option('force')} replaces only a directory nnforge wrote, not {text!r} "
                                  f"(a {'link' if p.is_symlink() else 'file'})")
             if not written_by_nnforge(p) and any(p.iterdir()):
-                raise InputError(f"{flag} with --force replaces only a directory nnforge wrote (with a "
+                raise InputError(f"{flag} with {option('force')} replaces only a directory nnforge wrote (with a "
                                  f"{MANIFEST}), not {text!r}; move or remove it yourself")
         elif p.is_symlink() or not p.is_file():
-            raise InputError(f"{flag} with --force replaces only a regular file, not {text!r}")
+            raise InputError(f"{flag} with {option('force')} replaces only a regular file, not {text!r}")
     return p
 
 
@@ -306,7 +309,7 @@ def _os_error(out: Path, err: OSError) -> InputError:
 
 
 def write_tree(out: str | Path, files: Mapping[str, str | bytes], force: bool = False,
-               inputs: Iterable[str | Path] = (), flag: str = "--output", manifest: bool = True) -> Path:
+               inputs: Iterable[str | Path] = (), flag: str | None = None, manifest: bool = True) -> Path:
     """Write ``files`` (relative path -> text or bytes) as directory ``out`` plus ``manifest.json``,
     atomically (module docstring).  Returns ``out``."""
     out = check_output(out, directory=True, force=force, inputs=inputs, flag=flag)
@@ -327,7 +330,7 @@ def write_tree(out: str | Path, files: Mapping[str, str | bytes], force: bool = 
         except FileExistsError:
             if not force:
                 raise InputError(f"output directory {str(out)!r} already exists (it appeared while this run "
-                                 f"was working: another run?); pass --force to replace it") from None
+                                 f"was working: another run?); pass {option('force')} to replace it") from None
             check_output(out, directory=True, force=True, inputs=inputs, flag=flag)  # still nnforge's?
             _swap(tmp, out)  # tmp now holds the previous tree
     except OSError as err:
@@ -339,7 +342,7 @@ def write_tree(out: str | Path, files: Mapping[str, str | bytes], force: bool = 
 
 
 def write_file(out: str | Path, data: bytes, force: bool = False, inputs: Iterable[str | Path] = (),
-               flag: str = "--output") -> Path:
+               flag: str | None = None) -> Path:
     """Write one output file atomically: a temporary sibling, then a rename that never replaces an
     existing file without ``force``."""
     out = check_output(out, directory=False, force=force, inputs=inputs, flag=flag)
@@ -353,7 +356,7 @@ def write_file(out: str | Path, data: bytes, force: bool = False, inputs: Iterab
         except FileExistsError:
             if not force:
                 raise InputError(f"output file {str(out)!r} already exists (it appeared while this run was "
-                                 f"working: another run?); pass --force to overwrite it") from None
+                                 f"working: another run?); pass {option('force')} to overwrite it") from None
             check_output(out, directory=False, force=True, inputs=inputs, flag=flag)
             os.replace(tmp, out)
     except OSError as err:

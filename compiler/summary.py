@@ -77,18 +77,20 @@ _GENERATED = re.compile(r"^(lv|gv)\d*$")  # names the BlockBuilder makes up
 def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, str] | None = None) -> Summary:
     """The layer table of ``mod['main']``; graph outputs are named by ``output_names`` and
     variables by their ONNX node names (``onnx_names``)."""
-    from .layers import binding_names, unique_names  # one naming rule with the integer graph's layers
+    from .layers import binding_names, binding_positions, generated_name, unique_names  # one naming rule with
+    # the integer graph's layers (layers.float_layers)
 
     onnx_names = onnx_names or {}
     func = mod["main"]
     canon = binding_names(func, onnx_names)  # var -> (unique name, ONNX name)
+    positions = binding_positions(func)
     original: dict[str, str] = {}
 
-    def _layer_name(var, op: str, index: int, outputs: dict) -> str:
+    def _layer_name(var, anchor, outputs: dict) -> str:
         if var in outputs:
             return outputs[var]
         if _GENERATED.match(var.name):
-            return f"{op}_{index}"
+            return generated_name(positions[anchor][1], positions[anchor][0])
         if var in canon:
             original[canon[var][0]] = canon[var][1]
             return canon[var][0]
@@ -114,7 +116,7 @@ def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, 
         ):
             layer = layers[by_var[value.args[0]]]
             layer.params += const_value(value.args[1]).size
-            layer.name = _layer_name(var, layer.op, by_var[value.args[0]], outputs)
+            layer.name = _layer_name(var, value.args[0], outputs)
             continue
         in_shapes = [
             list(static_shape(a) or []) for a in value.args if isinstance(a, relax.Var)
@@ -123,7 +125,7 @@ def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, 
         if op == "relax.matmul" and is_constant(value.args[1]):
             short = "dense"
         layer = Layer(
-            name=_layer_name(var, short, len(layers), outputs),
+            name=_layer_name(var, var, outputs),
             op=short,
             input_shapes=in_shapes,
             output_shape=list(out_shape),

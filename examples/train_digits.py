@@ -27,6 +27,8 @@ Outputs (all written next to this script, in ``examples/``)
   ``y`` int64 [N].
 * ``digits_calib.npz`` - 256 samples drawn from the TRAINING split (for
   quantisation calibration): ``x`` float32 [256, 1, 8, 8], ``y`` int64 [256].
+* ``digits_mlp_test.npz``, ``digits_mlp_calib.npz`` - the same two sets flattened
+  for the MLP: ``x`` float32 [N, 64].
 
 Both ONNX files are exported from ``model.eval()`` with opset 17 and the
 TorchScript-based exporter (``dynamo=False``) with ``do_constant_folding=True``
@@ -218,6 +220,11 @@ def main() -> int:
     calib_idx = np.sort(rng.choice(len(x_train), size=N_CALIB, replace=False))
     np.savez_compressed(HERE / "digits_test.npz", x=x_test, y=y_test)
     np.savez_compressed(HERE / "digits_calib.npz", x=x_train[calib_idx], y=y_train[calib_idx])
+    # the same samples flattened for the MLP, so its commands need no reshape (and print no warning)
+    for name in ("digits_test", "digits_calib"):
+        with np.load(HERE / f"{name}.npz") as d:
+            np.savez_compressed(HERE / f"{name.replace('digits', 'digits_mlp')}.npz",
+                                x=d["x"].reshape(len(d["x"]), 64), y=d["y"])
 
     results = {}
     specs = [

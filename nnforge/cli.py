@@ -92,8 +92,10 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, debug: bool, max_elements: int | None) -> None:
     """nnforge: compile trained neural networks into bit-exact hardware sources."""
-    from nnforge.compiler import limits
+    from nnforge.compiler import limits, spelling
 
+    spelled = spelling.use_cli()  # errors name --force, not force=True, for this command
+    ctx.call_on_close(lambda: spelling.reset(spelled))
     warnings.simplefilter("default" if debug else "ignore", DeprecationWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     if max_elements is not None:

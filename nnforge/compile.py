@@ -44,6 +44,7 @@ from nnforge.backends.macs import layer_macs
 from nnforge.backends.options import parse_option_strings, parse_options, resolve_options
 from nnforge.backends.registry import BackendError
 from nnforge.compiler.errors import InputError
+from nnforge.compiler.spelling import option
 from nnforge.compiler.output_tree import MANIFEST, check_manifest, check_output, write_tree
 from nnforge.compiler.qgraph import QGraph
 
@@ -500,7 +501,7 @@ def files_failure(path: str | Path, allow_modified: bool = False) -> "VerifyRepo
     return VerifyReport(samples=0, mismatches=0, compared_tensors=0, backend=backend,
                         source="not simulated: the project's files changed", changed_files=changed,
                         notes=[f"changed since `nnforge compile` ({MANIFEST}): {', '.join(changed)}; "
-                               f"recompile, or verify the edited project with --allow-modified"])
+                               f"recompile, or verify the edited project with {option('allow_modified')}"])
 
 
 def _changed_files(project: Project, notes: list[str]) -> list[str]:
@@ -541,7 +542,7 @@ def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None 
         return VerifyReport(samples=0, mismatches=0, compared_tensors=0, backend=project.backend_name,
                             source="not simulated: the project's files changed", changed_files=changed,
                             notes=file_notes + [f"{', '.join(changed)} is missing: the project's files cannot be "
-                                                f"checked; recompile, or verify it with --allow-modified"])
+                                                f"checked; recompile, or verify it with {option('allow_modified')}"])
     qmodel = project.qmodel
     graph = qmodel.graph
     golden_in, golden_out = project.golden_codes()

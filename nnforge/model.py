@@ -13,6 +13,7 @@ import onnx
 
 from nnforge.compiler import executor, onnx_frontend
 from nnforge.compiler.errors import InputError, ModelError
+from nnforge.compiler.spelling import option
 from nnforge.compiler.onnx_frontend import BATCH, TensorSpec
 from nnforge.console import plain_tvm_show
 
@@ -97,9 +98,12 @@ class Model:
         return dict(zip(self.output_names, outs))
 
     def predict(
-        self, arrays: list[np.ndarray], batch_size: int = 256, progress=None
+        self, arrays: list[np.ndarray] | np.ndarray, batch_size: int = 256, progress=None
     ) -> dict[str, np.ndarray]:
         """Run over a whole dataset in batches; outputs are concatenated along axis 0.
+
+        ``arrays``: one array per input, in input order; a single-input model also takes the bare
+        array (as ``run``, ``Project.predict`` and ``verify`` do).
 
         With a symbolic batch dimension, up to ``batch_size`` samples go in one call; with a
         fixed batch B, the data is cut into chunks of B.  ``progress(done, total)`` is called
@@ -116,7 +120,7 @@ class Model:
         if isinstance(fixed, int) and n % step:
             raise InputError(
                 f"the model's batch dimension is fixed at {step}, so the number of samples must be "
-                f"a multiple of {step}, not {n}; re-import with --input-shape to change it"
+                f"a multiple of {step}, not {n}; re-import with {option('input_shape')} to change it"
             )
         compiled = self.compile()
         chunks: list[list[np.ndarray]] = []

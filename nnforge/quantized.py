@@ -12,6 +12,7 @@ import numpy as np
 from nnforge.compiler import executor, reference
 from nnforge.compiler.calibration import ActivationStats, TensorStats
 from nnforge.compiler.errors import InputError
+from nnforge.compiler.spelling import option
 from nnforge.compiler.layers import FloatLayer, float_layers, tensor_names, traced_module
 from nnforge.compiler.qgraph import QGraph, apply_host_ops
 from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
@@ -90,7 +91,7 @@ def _check_divisible(arrays, batch_size: int, model: Model) -> None:
     if isinstance(model.inputs[0].shape[0], int) and len(arrays[0]) % batch_size:
         raise InputError(
             f"the model's batch dimension is fixed at {batch_size}, so the number of samples must be "
-            f"a multiple of {batch_size}, not {len(arrays[0])}; re-import with --input-shape to change it"
+            f"a multiple of {batch_size}, not {len(arrays[0])}; re-import with {option('input_shape')} to change it"
         )
 
 

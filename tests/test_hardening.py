@@ -171,7 +171,7 @@ def test_manifest_and_verify_work_for_any_backend(tmp_path):
 def test_force_replaces_only_what_nnforge_wrote(tmp_path):
     out = tmp_path / "out"
     write_tree(out, {"a.txt": "1"})
-    with pytest.raises(InputError, match="already exists; pass --force"):
+    with pytest.raises(InputError, match="already exists; pass force=True"):  # from Python: the keyword
         write_tree(out, {"a.txt": "2"})
     write_tree(out, {"b.txt": "2"}, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["b.txt", MANIFEST]
