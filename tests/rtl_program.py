@@ -1,5 +1,6 @@
 """Helpers for the top-level RTL tests: lay tensors out as docs/systolic.md says, write the memory
-images, run hw_sim/systolic/tb_program.py on a build of nnf_systolic_top, read the results.
+images, run hw_sim/systolic/tb_program.py on a build of nnf_tb_harness (around nnf_systolic_top),
+read the results.
 
 Nothing here computes what the hardware computes; the tests' oracles are plain numpy plus
 ``nnforge.compiler.numerics`` (and, as a second opinion, ``backends/systolic/isa_sim.py``).
@@ -121,7 +122,7 @@ def run_rtl(work: Path, hw: Hw, program: list[Instr], images: Images, inputs: np
         np.save(work / "golden.npy", np.asarray(golden, dtype=np.int64))
         cfg["golden"] = "golden.npy"
     (work / "config.json").write_text(json.dumps(cfg))
-    build = rtl.build(hw.parameters(), simulator=simulator)
+    build = rtl.build_harness(hw.parameters(), simulator=simulator)
     rtl.run(build, "tb_program", work, {"NNF_TB_CONFIG": str(work / "config.json")}, [TB_DIR])
     with np.load(work / "results.npz") as r:
         traces = {int(k[len("trace_"):]): r[k] for k in r.files if k.startswith("trace_")}

@@ -2,6 +2,7 @@
 
 =====================  ==================================================================
 ``tb/tb_program.py``    the cocotb program testbench (a copy of ``hw_sim/systolic``'s)
+``tb/nnf_tb_harness.v`` its Verilog half, the simulation's top around the accelerator (a copy)
 ``tb/run_sim.py``       its runner: ``cocotb_tools.runner`` + Verilator, no nnforge import
 ``tb/inputs.npy``       the golden samples' input words ``[n, words, C]``
 ``tb/golden.npy``       the expected output words: the reference's codes in every data lane
@@ -33,9 +34,10 @@ from .manifest import pack_inputs, unpack_words
 from .params import Params
 
 TB_SOURCE = "tb_program.py"
-# the standalone runner's Verilator arguments: those of hw_sim/rtl.py (lint is its own step, with the
-# library's one waiver in rtl/nnf_lint.vlt)
-BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+TB_HARNESS = "nnf_tb_harness.v"
+# the standalone runner's Verilator arguments: those of hw_sim/rtl.py's harness build (lint is its
+# own step, with the library's one waiver in rtl/nnf_lint.vlt; the harness makes its own clock)
+BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--timing"]
 
 
 def _templates() -> jinja2.Environment:
@@ -94,10 +96,10 @@ def golden_words(graph, manifest: dict, sources: dict[str, str | bytes], golden)
     return words, out & ((1 << bits) - 1)
 
 
-def _tb_source() -> bytes | None:
+def _tb_source(name: str = TB_SOURCE) -> bytes | None:
     import nnforge.hw_sim
 
-    path = Path(nnforge.hw_sim.__file__).parent / "systolic" / TB_SOURCE
+    path = Path(nnforge.hw_sim.__file__).parent / "systolic" / name
     return path.read_bytes() if path.is_file() else None
 
 
@@ -107,15 +109,16 @@ def project_files(p: Params, graph, manifest: dict, sources: dict[str, str | byt
     env = _templates()
     words, expected = golden_words(graph, manifest, sources, golden)
     files: dict[str, str | bytes] = {"tb/inputs.npy": _npy(words), "tb/golden.npy": _npy(expected)}
-    tb = _tb_source()
-    if tb is not None:
+    tb, harness = _tb_source(), _tb_source(TB_HARNESS)
+    if tb is not None and harness is not None:  # the two halves of one testbench
         files[f"tb/{TB_SOURCE}"] = tb
+        files[f"tb/{TB_HARNESS}"] = harness
     config = {"inputs": "inputs.npy", "golden": "golden.npy", "trace": False, "trace_regions": {},
               "results": "results.npz", "cols": p.cols, "in_bits": p.machine.in_bits,
               "max_cycles": manifest["max_cycles"]}
     files["tb/config.json"] = json.dumps(config, indent=1) + "\n"
     ctx = {"top": p.top, "version": report["nnforge_version"], "m": manifest, "p": p, "report": report,
-           "params": p.verilog_parameters(), "samples": golden.samples, "has_tb": tb is not None,
+           "params": p.verilog_parameters(), "samples": golden.samples, "has_tb": tb is not None and harness is not None,
            "layers": manifest["layers"], "host": manifest["host"],
            "us": lambda cycles: f"{cycles / p.clock_mhz:.2f}", "build_args": json.dumps(BUILD_ARGS)}
     files["tb/run_sim.py"] = env.get_template("run_sim.py.j2").render(ctx)

@@ -23,6 +23,7 @@ from . import isa, isa_sim
 from .manifest import pack_inputs, unpack_words
 
 TB_MODULE = "tb_program"
+HARNESS_SOURCE = "nnf_tb_harness.v"  # its Verilog half
 
 
 def _manifest(project: Path) -> dict:
@@ -105,8 +106,11 @@ def simulate(project: Path, inputs: list[np.ndarray], trace: bool = True) -> Sim
         raise InputError(f"the systolic RTL simulation needs a Verilog simulator: {missing}")
     m = _manifest(project)
     words = pack_inputs(m, inputs)
-    build_dir = rtl.build(m["parameters"])
-    tb_dir = project / "tb" if (project / "tb" / f"{TB_MODULE}.py").is_file() else _package_tb()
+    # the project's own testbench when it has both halves (a project written before the harness
+    # existed has a tb_program.py for the bare top: the package's then)
+    own = project / "tb"
+    tb_dir = own if all((own / f).is_file() for f in (f"{TB_MODULE}.py", HARNESS_SOURCE)) else _package_tb()
+    build_dir = rtl.build_harness(m["parameters"], harness=tb_dir / HARNESS_SOURCE)
     with tempfile.TemporaryDirectory(prefix="nnf-systolic-") as tmp:
         run_dir = Path(tmp)
         for doc in m["memories"].values():
