@@ -123,6 +123,11 @@ def yosys_script(design: Design, family: str, flatten: bool = False) -> str:
     """The yosys script of one flow; it runs in a directory holding rtl/ and the memory images."""
     top = design.top
     lines = ["read_verilog -defer -I rtl " + " ".join(f"rtl/{p.name}" for p in design.sources)]
+    if family == "ecp5":
+        # NNF_ECP5: the RTL instantiates MULT18X18D with its own registers (nnf_mul_reg.v), whose
+        # black box must be known before `hierarchy -check`
+        lines = ["read_verilog -lib +/lattice/cells_bb_ecp5.v",
+                 lines[0].replace("read_verilog -defer", "read_verilog -defer -D NNF_ECP5")]
     if design.parameters:
         sets = " ".join(f"-set {k} {_param_value(k, v)}" for k, v in design.parameters)
         lines.append(f"chparam {sets} {top}")

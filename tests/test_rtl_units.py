@@ -276,11 +276,12 @@ PE_SETS = [{"IN_W": 8, "ACC_W": 32}, {"IN_W": 3, "ACC_W": 12}]
 @SIM_SETTINGS
 @given(data=st.data())
 def test_pe_accumulates_tiles(params, data, tmp_path_factory):
-    """Back-to-back tiles of random length: res = bias + sum ext(a)*ext(w) (ACC_W wrap), two
-    cycles after the next tile's first; operands pass through one cycle later."""
+    """Back-to-back tiles of random length: res = bias + sum ext(a)*ext(w) (ACC_W wrap), three
+    cycles after the next tile's first (operand and product registers around the multiply);
+    operands pass through one cycle later; the sign flags are sampled one cycle ahead."""
     in_w, acc_w = params["IN_W"], params["ACC_W"]
     n_tiles = data.draw(st.integers(3, 8), label="tiles")
-    rows = []  # a_signed, w_signed, a, w, first, bias
+    rows = [[0, 0, 0, 0, 0, 0]]  # a_signed, w_signed, a, w, first, bias (one idle cycle first)
     tiles = []
     for s in range(n_tiles + 1):
         last = s == n_tiles
@@ -295,9 +296,10 @@ def test_pe_accumulates_tiles(params, data, tmp_path_factory):
         tiles.append((len(rows), sa, sw, a, w, bias))
         for i in range(k):
             rows.append([int(sa), int(sw), a[i], w[i], int(i == 0), bias])
-    rows += [[0, 0, 0, 0, 0, 0]] * 3
+    rows += [[0, 0, 0, 0, 0, 0]] * 4
     table = np.array(rows, dtype=np.int64)
-    table[1:, 5] = table[:-1, 5].copy()  # the PE samples bias one cycle after first_in
+    table[2:, 5] = table[:-2, 5].copy()  # the PE samples bias two cycles after first_in
+    table[:-1, 0:2] = table[1:, 0:2].copy()  # ... and the sign flags one cycle before the operands
     widths = [1, 1, in_w, in_w, 1, acc_w]
     names = ["a_signed", "w_signed", "a_in", "w_in", "first_in", "bias"]
     out = port_sim("nnf_pe", params, tmp_path_factory.mktemp("pe"),
@@ -311,9 +313,9 @@ def test_pe_accumulates_tiles(params, data, tmp_path_factory):
     finish = set()
     for (start, sa, sw, a, w, bias), (nxt, *_rest) in zip(tiles[:-1], tiles[1:]):
         want = bias + int(np.dot(np.array(a, dtype=np.int64), np.array(w, dtype=np.int64)))
-        assert res[nxt + 2] == unsigned(want, acc_w), (start, a, w, bias)
-        finish.add(nxt + 2)
-    others = [t for t in range(len(rows)) if t not in finish and t >= 3]
+        assert res[nxt + 3] == unsigned(want, acc_w), (start, a, w, bias)
+        finish.add(nxt + 3)
+    others = [t for t in range(len(rows)) if t not in finish and t >= 4]
     assert not res[others].any()  # res is 0 except when a tile finishes
 
 
@@ -329,14 +331,14 @@ ARRAY_SETS = [{"ROWS": 3, "COLS": 4, "IN_W": 8, "ACC_W": 32}, {"ROWS": 2, "COLS"
 @given(data=st.data())
 def test_array_matmul(params, data, tmp_path_factory):
     """Back-to-back tiles (K >= COLS k-steps each, random signedness): column j's row i of tile s
-    is bias + A_s[i] . B_s[:, j] at t_{s+1} + i + j + 2, and 0 in every other cycle."""
+    is bias + A_s[i] . B_s[:, j] at t_{s+1} + i + j + 3, and 0 in every other cycle."""
     R, C, in_w, acc_w = params["ROWS"], params["COLS"], params["IN_W"], params["ACC_W"]
     n_tiles = data.draw(st.integers(2, 5), label="tiles")
     sa, sw = data.draw(st.booleans(), label="a_signed"), data.draw(st.booleans(), label="w_signed")
     lo_a = -(1 << (in_w - 1)) if sa else 0
     lo_w = -(1 << (in_w - 1)) if sw else 0
     tiles, starts = [], []
-    t = 0
+    t = 1  # one idle cycle first: the PEs register the sign flags
     for s in range(n_tiles):
         k = data.draw(st.integers(C, 3 * C), label="k")
         seed = data.draw(st.integers(0, 2 ** 32 - 1), label="seed")
@@ -351,7 +353,7 @@ def test_array_matmul(params, data, tmp_path_factory):
         starts.append(t)
         t += k
     starts.append(t)  # the flush wavefront
-    total = t + 1 + R + C + 4
+    total = t + 1 + R + C + 5
     a_rows = np.zeros((total, R), np.int64)
     w_word = np.zeros((total, C), np.int64)
     first = np.zeros((total, 1), np.int64)
@@ -360,7 +362,7 @@ def test_array_matmul(params, data, tmp_path_factory):
         k = w.shape[0]
         w_word[t0:t0 + k] = w
         first[t0] = 1
-        bias_word[t0:t0 + C] = bias  # held COLS cycles from first
+        bias_word[t0 + 1:t0 + 1 + C] = bias  # held COLS cycles from one cycle after first
         for i in range(R):
             a_rows[t0 + i:t0 + i + k, i] = a[i]
     first[starts[-1]] = 1
@@ -375,11 +377,11 @@ def test_array_matmul(params, data, tmp_path_factory):
         want = a.astype(np.int64) @ w.astype(np.int64) + bias[None, :]
         for i in range(R):
             for j in range(C):
-                row = t_next + i + j + 2
+                row = t_next + i + j + 3
                 assert res[row, j] == unsigned(want[i, j], acc_w), (i, j, want[i, j])
                 seen[row, j] = True
-    first_tile_rows = [starts[0] + i + j + 2 for i in range(R) for j in range(C)]
+    first_tile_rows = [starts[0] + i + j + 3 for i in range(R) for j in range(C)]
     seen[first_tile_rows, :] = True  # the (garbage) tile before the first
     assert not res[~seen].any()
-    for j in range(C):  # col_first: `first` at column j's top, one cycle later
-        assert np.array_equal(np.flatnonzero(out["col_first"][:, j]), np.array(starts) + j + 1)
+    for j in range(C):  # col_first: `first` at column j's top, two cycles later
+        assert np.array_equal(np.flatnonzero(out["col_first"][:, j]), np.array(starts) + j + 2)

@@ -155,10 +155,15 @@ TAP_LATENCY = 5  # nnf_tap_agen: bounds, ih*in_w, +iw, *in_ps, +base: issue -> s
 # Every memory's read data is registered before any logic uses it (MEM_LATENCY: the read, the data
 # register), so block RAM clock-to-out never shares a cycle with logic.
 MEM_LATENCY = 2
+# The PE's multiply (nnf_mul_reg): an operand register, then the product register (on ECP5 the
+# MULT18X18D's own input and output registers), so a sum leaves a PE MUL_LATENCY + 1 cycles after
+# its `first`.
+MUL_LATENCY = 2
 # GEMM: issue -> operands at the array (tap address, memory read and register, row load:
-# TAP_LATENCY + MEM_LATENCY + 1), plus the start cycle and the final write; the flush wavefront
-# then crosses the array (ROWS + COLS with the deskew)
-GEMM_FIXED_LATENCY = TAP_LATENCY + MEM_LATENCY + 1 + 2
+# TAP_LATENCY + MEM_LATENCY + 1), plus the start cycle and the final write, plus the PE's
+# multiply beyond its first register (MUL_LATENCY - 1); the flush wavefront then crosses the array
+# (ROWS + COLS with the deskew)
+GEMM_FIXED_LATENCY = TAP_LATENCY + MEM_LATENCY + 1 + 2 + (MUL_LATENCY - 1)
 # WINDOW: start, the last tap's address (TAP_LATENCY), read and register, accumulate, requant, write
 WINDOW_DRAIN = 1 + TAP_LATENCY + MEM_LATENCY + 1 + REQUANT_LATENCY
 # ELTWISE: start, read and register, lane register, MUL's second pass through the multiplier (3),

@@ -238,17 +238,22 @@ module nnf_alu #(
     assign pmem_raddr = lut_addr[PMEM_AW-1:0];
 
     // -- write sequencer: out_base + p*out_ps + c, in order ----------------------------------------
-    reg [15:0] wr_c;
+    // wr_lc = (wr_c == n_words-1), a register computed a cycle ahead (nw1, nwm2 taken at go)
+    reg [15:0] wr_c, nwm2;
     reg [31:0] wr_pix, wr_addr;
+    reg        wr_lc, nw1;
     wire we = run & (lut ? lut_wv : rq_out_valid);
     always @(posedge clk) begin
         if (go) begin
             wr_c <= 16'd0; wr_pix <= out_base; wr_addr <= out_base;
+            nw1 <= (n_words == 16'd1); wr_lc <= (n_words == 16'd1); nwm2 <= n_words - 16'd2;
         end else if (we) begin
-            if ({1'b0, wr_c} + 17'd1 == {1'b0, n_words}) begin
-                wr_c <= 16'd0; wr_pix <= wr_pix + {16'd0, out_ps}; wr_addr <= wr_pix + {16'd0, out_ps};
+            if (wr_lc) begin
+                wr_c <= 16'd0; wr_lc <= nw1;
+                wr_pix <= wr_pix + {16'd0, out_ps}; wr_addr <= wr_pix + {16'd0, out_ps};
             end else begin
-                wr_c <= wr_c + 16'd1; wr_addr <= wr_addr + 32'd1;
+                wr_c <= wr_c + 16'd1; wr_lc <= (wr_c == nwm2);
+                wr_addr <= wr_addr + 32'd1;
             end
         end
     end

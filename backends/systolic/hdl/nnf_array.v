@@ -12,11 +12,13 @@
 // Ports and latency (k-step k's weights and `first` on w_word/first at cycle t):
 //   w_word lane j, first     column j's top at t+j; PE (i, j) at t+i+j
 //   a_rows lane i            must carry k-step k's operand at t+i (PE (i, j) at t+i+j)
-//   bias_word lane j         sampled when `first` reaches column j's top (t+j): hold it for
-//                            COLS cycles from t
-//   col_res lane j           row i's finished sum of the previous tile at t+i+j+2, when `first`
+//   a_signed, w_signed       static while an instruction runs (each PE registers them)
+//   bias_word lane j         sampled one cycle after `first` reaches column j's top (t+j+1):
+//                            hold it for COLS cycles from t+1
+//   col_res lane j           row i's finished sum of the previous tile at t+i+j+3, when `first`
 //                            was high at t (combinational OR of the PEs' result registers)
-//   col_first[j]             `first` at column j's top, one cycle later: t+j+1
+//   col_first[j]             `first` at column j's top, two cycles later: t+j+2 (when the
+//                            column's requant parameters are loaded, one cycle before row 0's sum)
 module nnf_array #(
     parameter integer ROWS = 4,
     parameter integer COLS = 4,
@@ -56,14 +58,17 @@ module nnf_array #(
                 .clk(clk), .d({first, w_word[j*IN_W +: IN_W]}),
                 .q({f_top[j], w_link[j*IN_W +: IN_W]}));
             assign f_link[j] = f_top[j];
+            // the PEs add the bias two cycles after `first` (the registered multiply): the column
+            // register takes it one cycle after `first` passes the top and holds it a tile
             reg [ACC_W-1:0] bias_r;
-            reg             f_d;
+            reg             f_d, f_d2;
             always @(posedge clk) begin
                 f_d <= f_top[j];
-                if (f_top[j]) bias_r <= bias_word[j*ACC_W +: ACC_W];
+                f_d2 <= f_d;
+                if (f_d) bias_r <= bias_word[j*ACC_W +: ACC_W];
             end
             assign bias_col[j*ACC_W +: ACC_W] = bias_r;
-            assign f_top_d[j] = f_d;
+            assign f_top_d[j] = f_d2;
             // the column's finishing row (the others' res are 0)
             reg [ACC_W-1:0] or_v;
             integer r;

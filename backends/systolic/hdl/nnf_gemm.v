@@ -9,18 +9,20 @@
 //   b+5   scratchpad read address (nnf_tap_agen), WMEM/IMEM address
 //   b+6   memory data; PMEM address of the tile's {bias, M, n} word (k-step 0)
 //   b+7   the data registers (spad_rdata comes registered from the top); the row loader takes
-//         its word (zeros for padding / missing pixels); the PMEM word is staged
+//         its word (zeros for padding / missing pixels)
 //   b+8   row operand lane 0 and the k-step's weight word (after the codebook lookup) at the
-//         array, which takes the tile's biases (X = 8)
-//   then  row i, column j finishes at b+X+2+i+j (tile s-1's sums when tile s's first arrives),
-//         the column's requant unit (RQ_LAT cycles) and the deskew (COLS-1-j) align row i of
-//         every column at b+X+1+COLS+RQ_LAT+i, when it is written.
+//         array (X = 8); the PMEM word (which holds on the memory's output until the next
+//         tile's read) is staged: the biases for the array, M/n for the requant units
+//   then  row i, column j finishes at b+X+3+i+j (tile s-1's sums when tile s's first arrives;
+//         the PE's multiply has operand and product registers), the column's requant unit
+//         (RQ_LAT cycles) and the deskew (COLS-1-j) align row i of every column at
+//         b+X+2+COLS+RQ_LAT+i, when it is written.
 // The requantization parameters of tile s-1 must stay at column j's requant input while tile
 // s starts, so M/n are staged twice (s_ms -> sp_ms -> sp_ms_d) and each column loads its own
-// lane when `first` passes its top.
+// lane when `first` passes its top (col_first, two cycles later).
 //
 // Drain (fixed, docs/systolic.md "Cycle model"): fin is high DRAIN_TAIL cycles after the flush
-// wavefront, in the cycle of the last write: DRAIN_TAIL = X + COLS + RQ_LAT + ROWS.
+// wavefront, in the cycle of the last write: DRAIN_TAIL = X + COLS + RQ_LAT + ROWS + 1.
 module nnf_gemm #(
     parameter integer ROWS = 4,
     parameter integer COLS = 4,
@@ -91,8 +93,8 @@ module nnf_gemm #(
     output wire                  fin
 );
     localparam integer X = 8;                       // issue -> operands at the array
-    localparam integer TOKEN_DELAY = X + COLS + RQ_LAT;
-    localparam integer DRAIN_TAIL = X + COLS + RQ_LAT + ROWS;
+    localparam integer TOKEN_DELAY = X + COLS + RQ_LAT + 1;
+    localparam integer DRAIN_TAIL = X + COLS + RQ_LAT + ROWS + 1;
     localparam integer LB = ACC_W + 22;             // PMEM lane: {shift[5:0], mult[15:0], bias}
     localparam integer NCB = 1 << IDX_W;
     localparam [15:0] ROWS16 = ROWS[15:0];
@@ -186,7 +188,7 @@ module nnf_gemm #(
         end
     endgenerate
     always @(posedge clk) begin
-        if (k0_d7) begin
+        if (k0_d8) begin
             s_bias <= pm_bias;
             s_ms <= pm_ms;
             sp_ms <= s_ms;
@@ -230,31 +232,50 @@ module nnf_gemm #(
     endgenerate
 
     // -- write sequencer: ROWS words per tile, from the token before the first of them --------
+    // The loop-end conditions are registers, each computed a cycle ahead from registers (an
+    // increment, a compare and a mux in series missed 100 MHz): wr_owl = (wr_ow == out_w-1),
+    // wr_ohge = (wr_oh >= out_h), wr_ohge1 = (wr_oh+1 >= out_h), wr_c1 = (wr_cnt == 1),
+    // wr_nz = (wr_cnt != 0).  owm2 = out_w-2 and ohm2 = out_h-2 are taken at go.
     reg        seen;               // the first token is the first tile's start (nothing to write)
     reg [15:0] wr_cnt;             // rows left in the tile being written
     reg [15:0] wr_oh, wr_ow;
     reg [31:0] wr_addr, wr_nb;     // out_base + m*out_ps + n; out_base + n
-    wire        wr_wrap = ({1'b0, wr_ow} + 17'd1 == {1'b0, out_w});
-    wire [16:0] wr_nx_oh = wr_wrap ? {1'b0, wr_oh} + 17'd1 : {1'b0, wr_oh};
-    wire        wr_new_n = (wr_cnt == 16'd1) & (wr_nx_oh >= {1'b0, out_h});
+    reg        wr_owl, wr_ohge, wr_ohge1, wr_c1, wr_nz;
+    reg        z_owl, z_ohge, z_ohge1;   // the flags of pixel 0
+    reg [15:0] owm2;
+    reg [17:0] ohm2;               // signed
+    wire        wr_new_n = wr_c1 & (wr_owl ? wr_ohge1 : wr_ohge);
+    wire        start_tile = token & seen;
     always @(posedge clk) begin
         if (go) begin
             seen <= 1'b0; wr_cnt <= 16'd0; wr_oh <= 16'd0; wr_ow <= 16'd0;
             wr_addr <= out_base; wr_nb <= out_base;
+            wr_c1 <= 1'b0; wr_nz <= 1'b0;
+            z_owl <= (out_w == 16'd1); z_ohge <= (out_h == 16'd0); z_ohge1 <= (out_h <= 16'd1);
+            wr_owl <= (out_w == 16'd1); wr_ohge <= (out_h == 16'd0); wr_ohge1 <= (out_h <= 16'd1);
+            owm2 <= out_w - 16'd2;
+            ohm2 <= {2'b0, out_h} - 18'd2;
         end else begin
             if (token) seen <= 1'b1;
-            wr_cnt <= (token & seen) ? ROWS16 : (wr_cnt != 16'd0 ? wr_cnt - 16'd1 : 16'd0);
-            if (wr_cnt != 16'd0) begin
+            wr_cnt <= start_tile ? ROWS16 : (wr_nz ? wr_cnt - 16'd1 : 16'd0);
+            wr_c1 <= start_tile ? (ROWS16 == 16'd1) : (wr_nz & (wr_cnt == 16'd2));
+            wr_nz <= start_tile | (wr_nz & ~wr_c1);
+            if (wr_nz) begin
                 if (wr_new_n) begin
                     wr_oh <= 16'd0; wr_ow <= 16'd0;
+                    wr_owl <= z_owl; wr_ohge <= z_ohge; wr_ohge1 <= z_ohge1;
                     wr_nb <= wr_nb + 32'd1; wr_addr <= wr_nb + 32'd1;
                 end else begin
-                    wr_oh <= wr_nx_oh[15:0]; wr_ow <= wr_wrap ? 16'd0 : wr_ow + 16'd1;
+                    wr_oh <= wr_owl ? wr_oh + 16'd1 : wr_oh;
+                    wr_ow <= wr_owl ? 16'd0 : wr_ow + 16'd1;
+                    wr_owl <= wr_owl ? z_owl : (wr_ow == owm2);
+                    wr_ohge <= wr_owl ? wr_ohge1 : wr_ohge;
+                    wr_ohge1 <= wr_owl ? ($signed({2'b0, wr_oh}) >= $signed(ohm2)) : wr_ohge1;
                     wr_addr <= wr_addr + {16'd0, out_ps};
                 end
             end
         end
     end
-    assign spad_we = run & (wr_cnt != 16'd0) & (wr_oh < out_h);
+    assign spad_we = run & wr_nz & ~wr_ohge;
     assign spad_waddr = wr_addr[SPAD_AW-1:0];
 endmodule

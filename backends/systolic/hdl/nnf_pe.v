@@ -4,14 +4,19 @@
 //
 // ext() sign-extends a code when its flag is set, else zero-extends it (IN_W+1 bits, so the
 // product of any two codes is exact in 2*IN_W+2 bits); the accumulator wraps at ACC_W bits.
+// The multiply is nnf_mul_reg (operand and product registers: on ECP5 the MULT18X18D's own),
+// so the routes into and out of the DSP row get a cycle each.  The sign flags are static for a
+// whole instruction and are registered here, next to the multiplier, so that a flag's fan-out
+// over the array never shares a cycle with the multiply.
 //
 // Ports and latency (cycle t = a_in/w_in/first_in present):
+//   a_signed, w_signed        sampled at t-1 (registered; they hold while an instruction runs)
 //   a_out, w_out, first_out   t+1  the operands, passed to the right / lower neighbour
-//   product register          t+1  ext(a_in) * ext(w_in)
-//   acc                       t+2  updated with that product (bias instead of acc when first)
-//   res                       t+2  the previous tile's finished sum when first_in was high at
+//   product                   t+2  ext(a_in) * ext(w_in)
+//   acc                       t+3  updated with that product (bias instead of acc when first)
+//   res                       t+3  the previous tile's finished sum when first_in was high at
 //                                  t, else 0 (the column ORs its rows' res)
-// bias is sampled at t+1 (the column holds it while its rows start the tile).
+// bias is sampled at t+2 (the column holds it while its rows start the tile).
 module nnf_pe #(
     parameter integer IN_W = 8,
     parameter integer ACC_W = 32
@@ -30,13 +35,21 @@ module nnf_pe #(
 );
     localparam integer PW = 2 * IN_W + 2;
 
-    wire signed [IN_W:0] ea = {a_signed & a_in[IN_W-1], a_in};
-    wire signed [IN_W:0] ew = {w_signed & w_in[IN_W-1], w_in};
+    reg as_q, ws_q;
+    always @(posedge clk) begin
+        as_q <= a_signed;
+        ws_q <= w_signed;
+    end
+    wire [IN_W:0] ea = {as_q & a_in[IN_W-1], a_in};
+    wire [IN_W:0] ew = {ws_q & w_in[IN_W-1], w_in};
 
-    reg signed [PW-1:0] prod;
-    reg                 first_d;
-    reg [ACC_W-1:0]     acc;
-    wire [ACC_W-1:0]    prod_x;  // the product, sign-extended (or wrapped) to ACC_W bits
+    wire [PW-1:0]    prod;
+    reg              first_d, first_d2;
+    reg [ACC_W-1:0]  acc;
+    wire [ACC_W-1:0] prod_x;  // the product, sign-extended (or wrapped) to ACC_W bits
+
+    nnf_mul_reg #(.A_W(IN_W + 1), .B_W(IN_W + 1), .A_SIGNED(1), .B_SIGNED(1)) u_mul (
+        .clk(clk), .a(ea), .b(ew), .p(prod));
 
     generate
         if (ACC_W > PW) begin : g_ext
@@ -50,9 +63,9 @@ module nnf_pe #(
         a_out     <= a_in;
         w_out     <= w_in;
         first_out <= first_in;
-        prod      <= ea * ew;
         first_d   <= first_in;
-        acc       <= (first_d ? bias : acc) + prod_x;
-        res       <= first_d ? acc : {ACC_W{1'b0}};
+        first_d2  <= first_d;
+        acc       <= (first_d2 ? bias : acc) + prod_x;
+        res       <= first_d2 ? acc : {ACC_W{1'b0}};
     end
 endmodule

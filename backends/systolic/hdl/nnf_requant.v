@@ -14,11 +14,13 @@
 //
 // Stages (one register each; an unpipelined 32x16 multiply misses 100 MHz on ECP5):
 //   1 operands   2 two half-width partial products (DSP-sized)   3 product
+// (stages 1 and 2 are nnf_mul_reg's operand and product registers: on ECP5 the MULT18X18D's own)
 //   4 arithmetic shift right by n, and bit n-1 (the round bit)    5 + round bit (+ previous)
 //   6 wrap to out_bits                                            7 clamp to [lo, hi]
 // Latency: y and out_valid are 7 cycles after acc/in_valid; prod is 3 cycles after acc.
-// The static controls (rnd, wrap, out_signed, out_bits, lo, hi) must hold while values are in
-// flight (they are instruction fields).
+// The static controls (rnd, wrap, out_signed, out_bits, lo, hi) are instruction fields: they are
+// registered here (with what the stages derive from them) and must hold from one cycle before a
+// value enters until it leaves; the first use is stage 4's.
 module nnf_requant #(
     parameter integer IN_W = 8,
     parameter integer ACC_W = 32
@@ -44,23 +46,34 @@ module nnf_requant #(
     localparam integer PW = ACC_W + 17;        // the full product
     localparam integer SW = PW + 1;            // after rounding and the pair add
 
-    // 1: operands
-    reg [ACC_W-1:0] acc1;
-    reg [16:0]      m1;
-    reg [5:0]       n1;
-    reg             pair1, v1;
+    // the static controls, registered next to the stages that use them
+    reg             rnd_q, wrap_q, lo_gt_hi;
+    reg [SW-1:0]    keep;                      // the low out_bits bits
+    reg [4:0]       ob_m1;
+    reg             ob_sign;                   // out_signed and out_bits != 0
+    reg signed [SW-1:0] lo_x, hi_x;
     always @(posedge clk) begin
-        acc1 <= acc; m1 <= mult; n1 <= shift; pair1 <= pair; v1 <= in_valid;
+        rnd_q <= rnd;
+        wrap_q <= wrap;
+        keep <= ~({SW{1'b1}} << out_bits);
+        ob_m1 <= out_bits - 5'd1;
+        ob_sign <= out_signed & (out_bits != 5'd0);
+        lo_x <= {{(SW - 32){lo[31]}}, lo};
+        hi_x <= {{(SW - 32){hi[31]}}, hi};
+        lo_gt_hi <= $signed(lo) > $signed(hi);
     end
 
-    // 2: partial products
-    reg signed [LO_W+17:0] pl2;
-    reg signed [HI_W+16:0] ph2;
-    reg [5:0]              n2;
-    reg                    pair2, v2;
+    // 1, 2: operands, partial products
+    wire [LO_W+17:0] pl2;
+    wire [HI_W+16:0] ph2;
+    nnf_mul_reg #(.A_W(LO_W + 1), .B_W(17), .A_SIGNED(1), .B_SIGNED(1)) u_pl (
+        .clk(clk), .a({1'b0, acc[LO_W-1:0]}), .b(mult), .p(pl2));
+    nnf_mul_reg #(.A_W(HI_W), .B_W(17), .A_SIGNED(1), .B_SIGNED(1)) u_ph (
+        .clk(clk), .a(acc[ACC_W-1:LO_W]), .b(mult), .p(ph2));
+    reg [5:0]              n1, n2;
+    reg                    pair1, v1, pair2, v2;
     always @(posedge clk) begin
-        pl2 <= $signed({1'b0, acc1[LO_W-1:0]}) * $signed(m1);
-        ph2 <= $signed(acc1[ACC_W-1:LO_W]) * $signed(m1);
+        n1 <= shift; pair1 <= pair; v1 <= in_valid;
         n2 <= n1; pair2 <= pair1; v2 <= v1;
     end
 
@@ -83,7 +96,7 @@ module nnf_requant #(
     reg          rb4, pair4, v4;
     always @(posedge clk) begin
         sh4 <= p64_sh[PW-1:0];
-        rb4 <= rnd & (n3 != 6'd0) & p64[n3m1];
+        rb4 <= rnd_q & (n3 != 6'd0) & p64[n3m1];
         pair4 <= pair3; v4 <= v3;
     end
 
@@ -98,22 +111,17 @@ module nnf_requant #(
     end
 
     // 6: wrap to out_bits (kept when !wrap)
-    wire [SW-1:0] keep = ~({SW{1'b1}} << out_bits);
-    wire [4:0]    ob_m1 = out_bits - 5'd1;
-    wire          w_neg = out_signed & (out_bits != 5'd0) & s5[{1'b0, ob_m1}];
+    wire          w_neg = ob_sign & s5[{1'b0, ob_m1}];
     reg [SW-1:0]  s6;
     reg           v6;
     always @(posedge clk) begin
-        s6 <= !wrap ? s5 : (w_neg ? (s5 | ~keep) : (s5 & keep));
+        s6 <= !wrap_q ? s5 : (w_neg ? (s5 | ~keep) : (s5 & keep));
         v6 <= v5;
     end
 
     // 7: clamp to [lo, hi] (as numpy.clip: hi wins when lo > hi)
-    wire signed [SW-1:0] lo_x = {{(SW - 32){lo[31]}}, lo};
-    wire signed [SW-1:0] hi_x = {{(SW - 32){hi[31]}}, hi};
     wire below = $signed(s6) < lo_x;
     wire above = $signed(s6) > hi_x;
-    wire lo_gt_hi = $signed(lo) > $signed(hi);
     reg [IN_W-1:0] y7;
     reg            v7;
     always @(posedge clk) begin

@@ -70,7 +70,7 @@ module nnf_systolic_top #(
     wire                       prog_re;
     wire [PROG_AW-1:0]         prog_addr;
     wire [`NNF_INSTR_BITS-1:0] prog_rdata;
-    nnf_sdp_ram #(.WIDTH(`NNF_INSTR_BITS), .DEPTH(PROG_DEPTH), .AW(PROG_AW), .INIT(PROG_INIT)) u_prog (
+    nnf_static_ram #(.WIDTH(`NNF_INSTR_BITS), .DEPTH(PROG_DEPTH), .AW(PROG_AW), .INIT(PROG_INIT)) u_prog (
         .clk(clk), .we(1'b0), .waddr({PROG_AW{1'b0}}), .wdata({`NNF_INSTR_BITS{1'b0}}),
         .re(prog_re), .raddr(prog_addr), .rdata(prog_rdata));
     // the instruction register: the program memory's output one cycle later (DECODE reads the
@@ -149,20 +149,20 @@ module nnf_systolic_top #(
 
     wire [WMEM_AW-1:0]    wmem_raddr;
     wire [WORD_W-1:0]     wmem_rdata;
-    nnf_sdp_ram #(.WIDTH(WORD_W), .DEPTH(WMEM_DEPTH), .AW(WMEM_AW), .INIT(WMEM_INIT)) u_wmem (
+    nnf_static_ram #(.WIDTH(WORD_W), .DEPTH(WMEM_DEPTH), .AW(WMEM_AW), .INIT(WMEM_INIT)) u_wmem (
         .clk(clk), .we(1'b0), .waddr({WMEM_AW{1'b0}}), .wdata({WORD_W{1'b0}}),
         .re(1'b1), .raddr(wmem_raddr), .rdata(wmem_rdata));
 
     wire [IMEM_AW-1:0]    imem_raddr;
     wire [COLS*IDX_W-1:0] imem_rdata;
-    nnf_sdp_ram #(.WIDTH(COLS * IDX_W), .DEPTH(IMEM_DEPTH), .AW(IMEM_AW), .INIT(IMEM_INIT)) u_imem (
+    nnf_static_ram #(.WIDTH(COLS * IDX_W), .DEPTH(IMEM_DEPTH), .AW(IMEM_AW), .INIT(IMEM_INIT)) u_imem (
         .clk(clk), .we(1'b0), .waddr({IMEM_AW{1'b0}}), .wdata({COLS*IDX_W{1'b0}}),
         .re(1'b1), .raddr(imem_raddr), .rdata(imem_rdata));
 
     wire                  pmem_re, gemm_pmem_re, alu_pmem_re;
     wire [PMEM_AW-1:0]    pmem_raddr, gemm_pmem_raddr, alu_pmem_raddr;
     wire [PM_W-1:0]       pmem_rdata;
-    nnf_sdp_ram #(.WIDTH(PM_W), .DEPTH(PMEM_DEPTH), .AW(PMEM_AW), .INIT(PMEM_INIT)) u_pmem (
+    nnf_static_ram #(.WIDTH(PM_W), .DEPTH(PMEM_DEPTH), .AW(PMEM_AW), .INIT(PMEM_INIT)) u_pmem (
         .clk(clk), .we(1'b0), .waddr({PMEM_AW{1'b0}}), .wdata({PM_W{1'b0}}),
         .re(pmem_re), .raddr(pmem_raddr), .rdata(pmem_rdata));
 

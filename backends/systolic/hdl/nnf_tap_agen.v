@@ -7,7 +7,9 @@
 // The sequencers keep ihp/iwp/kdh/kdw as running sums, so the only multipliers are the two
 // AW x AW ones here (DSP-sized), shared by GEMM and WINDOW.  tag rides along unchanged.
 // Latency: 5 cycles from the request (v, pv, ihp, ..., tag) to addr/inb_o/v_o/tag_o
-// (1 bounds, 2 ih*in_w, 3 +iw, 4 *in_ps, 5 +in_base+cw).
+// (1 ih, iw, 2 ih*in_w and the bounds, 3 +iw, 4 *in_ps, 5 +in_base+cw).  Both multiplies are
+// nnf_mul_reg (operand and product registers, on ECP5 the MULT18X18D's own), so each stands
+// between registers: stages 1-2 and 3-4.
 module nnf_tap_agen #(
     parameter integer AW = 12,      // scratchpad address width (<= 32)
     parameter integer TAG_W = 4
@@ -30,47 +32,56 @@ module nnf_tap_agen #(
     output wire             v_o,
     output wire [TAG_W-1:0] tag_o
 );
-    // 1: coordinates and bounds
+    // 1: coordinates (ih, iw in full: the bounds are checked in stage 2, next to the multiply)
     wire signed [26:0] ih = $signed({ihp[25], ihp}) + $signed({11'd0, kdh});
     wire signed [26:0] iw = $signed({iwp[25], iwp}) + $signed({11'd0, kdw});
-    wire inb = pv & (ih >= 27'sd0) & (ih < $signed({11'd0, in_h})) & (iw >= 27'sd0) & (iw < $signed({11'd0, in_w}));
     wire [31:0] ih32 = {{5{ih[26]}}, ih};
-    wire [31:0] iw32 = {{5{iw[26]}}, iw};
     wire [31:0] base_cw = in_base + {16'd0, cw};
     wire [31:0] in_w32 = {16'd0, in_w};
     wire [31:0] in_ps32 = {16'd0, in_ps};
-    reg [AW-1:0] ih1, iw1, cw1;  // cw1.. = in_base + cw
-    reg          inb1, v1;
+    reg signed [26:0] ih1, iw1;
+    reg [AW-1:0] cw1;  // cw1.. = in_base + cw
+    reg          pv1, v1;
     reg [TAG_W-1:0] tag1;
     always @(posedge clk) begin
-        ih1 <= ih32[AW-1:0]; iw1 <= iw32[AW-1:0]; cw1 <= base_cw[AW-1:0];
-        inb1 <= inb; v1 <= v; tag1 <= tag;
+        ih1 <= ih; iw1 <= iw; cw1 <= base_cw[AW-1:0];
+        pv1 <= pv; v1 <= v; tag1 <= tag;
     end
 
-    // 2: ih * in_w
-    reg [AW-1:0] p2, iw2, cw2;
+    // 1, 2: ih * in_w (nnf_mul_reg: its operand registers are stage 1's, its product stage 2's);
+    // 2: the bounds
+    wire [2*AW-1:0] p2w;
+    nnf_mul_reg #(.A_W(AW), .B_W(AW), .A_SIGNED(0), .B_SIGNED(0)) u_mul_w (
+        .clk(clk), .a(ih32[AW-1:0]), .b(in_w32[AW-1:0]), .p(p2w));
+    wire [AW-1:0] p2 = p2w[AW-1:0];
+    wire inb = pv1 & (ih1 >= 27'sd0) & (ih1 < $signed({11'd0, in_h})) & (iw1 >= 27'sd0) &
+               (iw1 < $signed({11'd0, in_w}));
+    wire [31:0] iw32 = {{5{iw1[26]}}, iw1};
+    reg [AW-1:0] iw2, cw2;
     reg          inb2, v2;
     reg [TAG_W-1:0] tag2;
     always @(posedge clk) begin
-        p2 <= ih1 * in_w32[AW-1:0];
-        iw2 <= iw1; cw2 <= cw1; inb2 <= inb1; v2 <= v1; tag2 <= tag1;
+        iw2 <= iw32[AW-1:0]; cw2 <= cw1; inb2 <= inb; v2 <= v1; tag2 <= tag1;
     end
 
-    // 3: + iw: the input pixel
-    reg [AW-1:0] pix3, cw3;
+    // 3: + iw: the input pixel (into the next multiply's operand register)
+    wire [AW-1:0] pix3 = p2 + iw2;
+    reg [AW-1:0] cw3;
     reg          inb3, v3;
     reg [TAG_W-1:0] tag3;
     always @(posedge clk) begin
-        pix3 <= p2 + iw2;
         cw3 <= cw2; inb3 <= inb2; v3 <= v2; tag3 <= tag2;
     end
 
-    // 4: * in_ps
-    reg [AW-1:0] p4, cw4;
+    // 3, 4: * in_ps (nnf_mul_reg)
+    wire [2*AW-1:0] p4w;
+    nnf_mul_reg #(.A_W(AW), .B_W(AW), .A_SIGNED(0), .B_SIGNED(0)) u_mul_ps (
+        .clk(clk), .a(pix3), .b(in_ps32[AW-1:0]), .p(p4w));
+    wire [AW-1:0] p4 = p4w[AW-1:0];
+    reg [AW-1:0] cw4;
     reg          inb4, v4;
     reg [TAG_W-1:0] tag4;
     always @(posedge clk) begin
-        p4 <= pix3 * in_ps32[AW-1:0];
         cw4 <= cw3; inb4 <= inb3; v4 <= v3; tag4 <= tag3;
     end
 

@@ -6,6 +6,9 @@
 // {first tap of the word, last tap of the word}.  The pixel walk (ihp = oh*sh - pt,
 // iwp = ow*sw - pl) and the kernel offsets (kdh = ki*dh, kdw = kj*dw) are running sums.
 // Latency: the first tap issues the cycle after go; `body` is high in every issue cycle.
+// The loop-end conditions (lkj = (kj == kw-1), lki, lc, lwo, loh) and the first-tap flag are
+// registers computed a cycle ahead: each from the counter's current value and a constant taken
+// at go (kw-2, ...), or a constant when the counter restarts at 0.
 module nnf_window_seq (
     input  wire        clk,
     input  wire        rst,
@@ -36,18 +39,22 @@ module nnf_window_seq (
     wire [25:0] neg_pt = 26'd0 - {18'd0, pt};
     wire [25:0] neg_pl = 26'd0 - {18'd0, pl};
     wire empty = (n_words == 16'd0) | (kh == 8'd0) | (kw == 8'd0) | (out_h == 16'd0) | (out_w == 16'd0);
-    wire last_kj = ({1'b0, kj} + 9'd1 == {1'b0, kw});
-    wire last_ki = ({1'b0, ki} + 9'd1 == {1'b0, kh});
-    wire last_c = ({1'b0, c} + 17'd1 == {1'b0, n_words});
-    wire wrap_ow = ({1'b0, ow} + 17'd1 == {1'b0, out_w});
-    wire last_oh = ({1'b0, oh} + 17'd1 == {1'b0, out_h});
+    reg        lkj, lki, lc, lwo, loh, first;    // the loop-end flags, the first tap of a word
+    reg        kj1, ki1, c1, ow1;                // a loop of one iteration
+    reg [7:0]  kjm2, kim2;
+    reg [15:0] cm2, owm2, ohm2;
+    wire last_kj = lkj;
+    wire last_ki = lki;
+    wire last_c = lc;
+    wire wrap_ow = lwo;
+    wire last_oh = loh;
 
     assign t_ihp = ihp;
     assign t_iwp = iwp;
     assign t_kdh = kdh;
     assign t_kdw = kdw;
     assign t_cw = c;
-    assign t_tag = {(ki == 8'd0) & (kj == 8'd0), last_ki & last_kj};
+    assign t_tag = {first, last_ki & last_kj};
 
     always @(posedge clk) begin
         if (rst) begin
@@ -56,24 +63,30 @@ module nnf_window_seq (
             body <= ~empty;
             oh <= 16'd0; ow <= 16'd0; c <= 16'd0; ki <= 8'd0; kj <= 8'd0;
             kdh <= 16'd0; kdw <= 16'd0; ihp <= neg_pt; iwp <= neg_pl;
+            kj1 <= (kw == 8'd1); ki1 <= (kh == 8'd1); c1 <= (n_words == 16'd1); ow1 <= (out_w == 16'd1);
+            lkj <= (kw == 8'd1); lki <= (kh == 8'd1); lc <= (n_words == 16'd1); lwo <= (out_w == 16'd1);
+            loh <= (out_h == 16'd1); first <= 1'b1;
+            kjm2 <= kw - 8'd2; kim2 <= kh - 8'd2; cm2 <= n_words - 16'd2; owm2 <= out_w - 16'd2;
+            ohm2 <= out_h - 16'd2;
         end else if (body) begin
+            first <= last_kj & last_ki;
             if (!last_kj) begin
-                kj <= kj + 8'd1; kdw <= kdw + {8'd0, dw};
+                kj <= kj + 8'd1; kdw <= kdw + {8'd0, dw}; lkj <= (kj == kjm2);
             end else begin
-                kj <= 8'd0; kdw <= 16'd0;
+                kj <= 8'd0; kdw <= 16'd0; lkj <= kj1;
                 if (!last_ki) begin
-                    ki <= ki + 8'd1; kdh <= kdh + {8'd0, dh};
+                    ki <= ki + 8'd1; kdh <= kdh + {8'd0, dh}; lki <= (ki == kim2);
                 end else begin
-                    ki <= 8'd0; kdh <= 16'd0;
+                    ki <= 8'd0; kdh <= 16'd0; lki <= ki1;
                     if (!last_c) begin
-                        c <= c + 16'd1;
+                        c <= c + 16'd1; lc <= (c == cm2);
                     end else begin
-                        c <= 16'd0;
+                        c <= 16'd0; lc <= c1;
                         if (!wrap_ow) begin
-                            ow <= ow + 16'd1; iwp <= iwp + {18'd0, sw};
+                            ow <= ow + 16'd1; iwp <= iwp + {18'd0, sw}; lwo <= (ow == owm2);
                         end else begin
-                            ow <= 16'd0; iwp <= neg_pl;
-                            oh <= oh + 16'd1; ihp <= ihp + {18'd0, sh};
+                            ow <= 16'd0; iwp <= neg_pl; lwo <= ow1;
+                            oh <= oh + 16'd1; ihp <= ihp + {18'd0, sh}; loh <= (oh == ohm2);
                             if (last_oh) body <= 1'b0;
                         end
                     end
