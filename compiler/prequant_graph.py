@@ -14,8 +14,9 @@
 4. biases become codes at ``s_x * s_w`` as for any model (the carried int32 codes come back
    exactly; a float bias is rounded, and the note says by how much).
 
-Requantization uses nnforge's integer multiplier (``scale_mode="float"``) and rounds half up
-(``RND``), or floors (``TRN``) where the source floors; the notes list what differs.
+Requantization uses nnforge's integer multiplier (``scale_mode="float"``), or shifts alone
+(``pow2``) where every scale the model carries is a power of two, and rounds half up (``RND``),
+or floors (``TRN``) where the source floors; the notes list what differs.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def quantize_prequantized(model, calib: list[np.ndarray] | None, config=None, ba
     weights_of: dict[str, CarriedWeight] = {}
     overrides = {name: dict(v) for name, v in cfg.layers.items()}
     notes = list(pre.notes)
+    scale_mode = "pow2" if _all_pow2(pre) else "float"  # pure fixed point: M = 1, shifts only
     for layer in layers:
         if layer.name in host:
             new_layers.append(layer)
@@ -84,7 +86,7 @@ def quantize_prequantized(model, calib: list[np.ndarray] | None, config=None, ba
                                                           "weight_scales": scales})
         if layer.name in fixed or layer.name in weights_of:
             entry = overrides.setdefault(layer.name, {})
-            entry.update(scale_mode="float", bias_correction=False)
+            entry.update(scale_mode=scale_mode, bias_correction=False)
             if layer.name in fixed:
                 t = fixed[layer.name]
                 entry.update(act_bits=t.qtype.bits, act_signed=t.qtype.signed,
@@ -119,6 +121,14 @@ def quantize_prequantized(model, calib: list[np.ndarray] | None, config=None, ba
     if progress and calib is not None:
         progress(len(calib[0]), len(calib[0]))
     return QuantizedModel(model, graph, new_layers, cfg, None)
+
+
+def _all_pow2(pre: Prequantized) -> bool:
+    """Whether every carried activation and weight scale is an exact power of two."""
+    scales = [np.asarray([t.scale for t in pre.activations.values()], np.float64)]
+    scales += [np.asarray(w.scale, np.float64).reshape(-1) for w in pre.weights.values()]
+    values = np.concatenate(scales) if scales else np.zeros(0)
+    return bool(values.size) and bool(np.all((values > 0) & (np.frexp(values)[0] == 0.5)))
 
 
 def _linear_node(g, tensor: str):

@@ -489,8 +489,13 @@ def _bias(g: _Graph, base: str, bias: np.ndarray, bias_scale: np.ndarray, per_ch
 
 def _rewrite_linear(g: _Graph, layer, names: dict[str, str], in_names: list[str], codes: np.ndarray,
                     w_scales: np.ndarray, bias: np.ndarray, bias_scale: np.ndarray, wdtype: str,
-                    per_channel: bool) -> None:
-    """Point a conv/dense layer's ONNX node at DequantizeLinear weights and bias."""
+                    per_channel: bool, weight_fn=None, bias_fn=None) -> None:
+    """Point a conv/dense layer's ONNX node at DequantizeLinear weights and bias.
+
+    ``weight_fn(g, base, codes, scales, axis, wdtype)`` and ``bias_fn(g, base, bias, bias_scale,
+    per_channel)`` write them (default: DequantizeLinear; the QONNX export passes its ``Quant``
+    writers) and return the tensor the layer's node reads."""
+    write_weight, write_bias = weight_fn or _dq_weight, bias_fn or _bias
     x = names[in_names[0].removesuffix("/requant")]
     out = names[layer.name]
     pre = out
@@ -509,13 +514,13 @@ def _rewrite_linear(g: _Graph, layer, names: dict[str, str], in_names: list[str]
         if prod is not None and prod.op_type == "Conv" and prod.input[0] == x:
             wb = base_of(prod.input[1], "weight")
             bb = base_of(prod.input[2] if len(prod.input) > 2 else None, "bias")
-            w = _dq_weight(g, wb, codes, w_scales, 0 if per_channel else None, wdtype)
-            b = _bias(g, bb, bias, bias_scale, per_channel)
+            w = write_weight(g, wb, codes, w_scales, 0 if per_channel else None, wdtype)
+            b = write_bias(g, bb, bias, bias_scale, per_channel)
             del prod.input[1:]
             prod.input.extend([w, b])
             return
-        w = _dq_weight(g, f"{base}_weight", codes, w_scales, 0 if per_channel else None, wdtype)
-        b = _bias(g, f"{base}_bias", bias, bias_scale, per_channel)
+        w = write_weight(g, f"{base}_weight", codes, w_scales, 0 if per_channel else None, wdtype)
+        b = write_bias(g, f"{base}_bias", bias, bias_scale, per_channel)
         a = layer.attrs
         kh, kw = codes.shape[2:]
         _detach(g, pre)
@@ -528,9 +533,9 @@ def _rewrite_linear(g: _Graph, layer, names: dict[str, str], in_names: list[str]
         trans_b = bool(_attr(prod, "transB", 0))
         wb = base_of(prod.input[1], "weight")
         bb = base_of(prod.input[2] if len(prod.input) > 2 else None, "bias")
-        w = _dq_weight(g, wb, codes.T if trans_b else codes, w_scales,
-                       (0 if trans_b else 1) if per_channel else None, wdtype)
-        b = _bias(g, bb, bias, bias_scale, per_channel)
+        w = write_weight(g, wb, codes.T if trans_b else codes, w_scales,
+                         (0 if trans_b else 1) if per_channel else None, wdtype)
+        b = write_bias(g, bb, bias, bias_scale, per_channel)
         del prod.input[1:]
         prod.input.extend([w, b])
         _set_attr(prod, "alpha", 1.0)  # nnforge's weights and bias already include alpha, beta
@@ -541,8 +546,8 @@ def _rewrite_linear(g: _Graph, layer, names: dict[str, str], in_names: list[str]
                    and g.producer(i).op_type == "MatMul"), None)
         const = [i for i in prod.input if g.constant(i) is not None]
         if (mm is not None and mm.input[0] == x and len(const) == 1 and len(g.consumers(mm.output[0])) == 1):
-            w = _dq_weight(g, base_of(mm.input[1], "weight"), codes, w_scales, 1 if per_channel else None, wdtype)
-            b = _bias(g, base_of(const[0], "bias"), bias, bias_scale, per_channel)
+            w = write_weight(g, base_of(mm.input[1], "weight"), codes, w_scales, 1 if per_channel else None, wdtype)
+            b = write_bias(g, base_of(const[0], "bias"), bias, bias_scale, per_channel)
             mm.input[1] = w
             prod.input[list(prod.input).index(const[0])] = b
             return
@@ -551,12 +556,12 @@ def _rewrite_linear(g: _Graph, layer, names: dict[str, str], in_names: list[str]
     from .relax_utils import static_shape
 
     rank2 = len(static_shape(layer.inputs[0]) or ()) == 2
-    b = _bias(g, f"{base}_bias", bias, bias_scale, per_channel)
+    b = write_bias(g, f"{base}_bias", bias, bias_scale, per_channel)
     if rank2:
-        w = _dq_weight(g, f"{base}_weight", codes.T, w_scales, 0 if per_channel else None, wdtype)
+        w = write_weight(g, f"{base}_weight", codes.T, w_scales, 0 if per_channel else None, wdtype)
         g.nodes.append(helper.make_node("Gemm", [x, w, b], [pre], name=g.fresh(f"{layer.name}/Gemm"), transB=1))
     else:
-        w = _dq_weight(g, f"{base}_weight", codes, w_scales, 1 if per_channel else None, wdtype)
+        w = write_weight(g, f"{base}_weight", codes, w_scales, 1 if per_channel else None, wdtype)
         mid = g.fresh(f"{pre}_MatMul_Output")
         g.nodes.append(helper.make_node("MatMul", [x, w], [mid], name=g.fresh(f"{layer.name}/MatMul")))
         g.nodes.append(helper.make_node("Add", [mid, b], [pre], name=g.fresh(f"{layer.name}/Add")))

@@ -18,9 +18,15 @@ a floor-rounded re-quantization of its input.  Refused, naming the node: a scale
 or bit width that is not a constant, a non-zero zero point, a bit width outside 2..16, a
 ``BipolarQuant`` (1-bit +-1 values have no zero-point-0 integer form), other rounding modes,
 per-channel activation scales, and a ``Trunc`` whose scales are not a power of two apart.
+
+A model nnforge exported (``qonnx_export``) records its float64 scales in ``metadata_props``
+(``nnforge.scales``); a recorded value replaces a node's float32 scale only where it rounds to
+exactly that scale, so the round trip keeps nnforge's scales and an edited scale wins.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import onnx
@@ -31,6 +37,7 @@ from .numerics import QType
 from .prequant import QONNX_DOMAINS, CarriedTensor, CarriedWeight, Prequantized
 
 ROUNDING = {"ROUND": "half_even", "HALF_EVEN": "half_even", "HALF_UP": "half_up", "FLOOR": "floor"}
+SCALES_KEY = "nnforge.scales"  # metadata_props of a model nnforge exported: its float64 scales
 
 
 def _round(v: np.ndarray, mode: str) -> np.ndarray:
@@ -53,6 +60,7 @@ def strip_qonnx(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, Prequantized]:
     weights: dict[str, CarriedWeight] = {}
     notes: list[str] = []
     removed: list[onnx.NodeProto] = []
+    recorded = _recorded_scales(proto)
     for node in list(g.nodes):
         if node.domain not in QONNX_DOMAINS:
             continue
@@ -64,6 +72,7 @@ def strip_qonnx(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, Prequantized]:
         x, y = node.input[0], node.output[0]
         if node.op_type == "Trunc":
             scale, bits, signed, narrow, mode = _trunc(g, node)
+            exact = np.asarray(scale, np.float64)
         else:
             scale = _const(g, node, 1, "scale")
             zp = _const(g, node, 2, "zero point")
@@ -73,6 +82,7 @@ def strip_qonnx(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, Prequantized]:
             bits = _bits(node, _const(g, node, 3, "bit width"), 32 if g.constant(x) is not None else 16)
             signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
             mode = _mode(node, _attr(node, "rounding_mode", "ROUND"))
+            exact = _exact_scale(recorded.get(node.name), scale)
         if np.any(~np.isfinite(scale)) or np.any(scale <= 0):
             raise ModelError(f"node {node.name!r}: the scale must be positive and finite, not {scale.reshape(-1)[:4]}")
         qtype = QType(bits, signed)
@@ -88,18 +98,19 @@ def strip_qonnx(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, Prequantized]:
             axis = _axis(node, s, np.ndim(value))
             real = (codes.astype(np.float32) * s).astype(np.float32)
             g.inits[y] = numpy_helper.from_array(real, y)
-            per = s.reshape(-1) if axis is not None else s.reshape(-1)[:1]
+            per = exact.reshape(-1) if axis is not None else exact.reshape(-1)[:1]
             weights[y] = CarriedWeight(codes, per.astype(np.float64), axis, qtype, node.name)
             continue
         if np.size(scale) != 1:
             raise ModelError(f"node {node.name!r}: an activation's scale must be one value, not {np.size(scale)} "
                              "(per-channel activation scales have no nnforge form)")
         s = float(np.asarray(scale, np.float32).reshape(()))
+        s64 = float(np.asarray(exact).reshape(()))
         what = (f"{node.op_type} {bits}-bit {'signed' if signed else 'unsigned'}{' narrow' if narrow else ''} "
                 f"{_attr(node, 'rounding_mode', 'ROUND' if node.op_type != 'Trunc' else 'FLOOR')}")
         src = x
-        carried = CarriedTensor(qtype, s, True, mode, y, node.name, False, 0, s, lo, hi, what, onnx.TensorProto.FLOAT,
-                                x)
+        carried = CarriedTensor(qtype, s64, True, mode, y, node.name, False, 0, s, lo, hi, what,
+                                onnx.TensorProto.FLOAT, x)
         for n in g.nodes:
             for i, name in enumerate(n.input):
                 if name == y:
@@ -120,6 +131,9 @@ def strip_qonnx(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, Prequantized]:
     g.finish()
     del out.opset_import[:]
     out.opset_import.extend(o for o in proto.opset_import if o.domain not in QONNX_DOMAINS)
+    kept = [p for p in proto.metadata_props if p.key != SCALES_KEY]
+    del out.metadata_props[:]
+    out.metadata_props.extend(kept)
     for t in acts.values():
         if t.rounding != "floor":
             notes.append(f"rounding: {', '.join(sorted({t.what.rsplit(' ', 1)[-1] for t in acts.values() if t.rounding != 'floor'}))} "
@@ -127,6 +141,30 @@ def strip_qonnx(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, Prequantized]:
                          "(half-way values; HALF_UP: negative ones)")
             break
     return out, Prequantized("qonnx", proto, acts, weights, notes)
+
+
+
+def _recorded_scales(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """``{Quant node name: float64 scales}`` from ``metadata_props`` (a model nnforge exported)."""
+    entry = next((p.value for p in proto.metadata_props if p.key == SCALES_KEY), None)
+    if entry is None:
+        return {}
+    try:
+        doc = json.loads(entry)
+        return {str(k): np.array([float.fromhex(h) for h in v], np.float64) for k, v in doc.items()}
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ModelError(f"metadata {SCALES_KEY!r} must be JSON {{Quant node name: [float.hex() strings]}}, not "
+                         f"{entry[:60]!r} ({type(err).__name__})") from None
+
+
+def _exact_scale(recorded: np.ndarray | None, scale: np.ndarray) -> np.ndarray:
+    """The recorded float64 scale where it rounds to the node's float32 scale element for element,
+    else the node's own."""
+    s32 = np.asarray(scale, np.float32)
+    if recorded is not None and recorded.size == s32.size and np.array_equal(
+            recorded.astype(np.float32), s32.reshape(-1)):
+        return recorded.reshape(s32.shape)
+    return s32.astype(np.float64)
 
 
 def _attr(node, name: str, default):

@@ -8,6 +8,7 @@
     project = nnforge.compile_model(qmodel, "hls", "out/prj", golden_inputs=[x])
     report = nnforge.verify("out/prj", x, y)        # generated C vs the numpy reference
     result = nnforge.explore(model, [x_calib], [x], y, max_drop=0.01, objectives=["bytes"])  # result.best
+    nnforge.export(qmodel, "model_qonnx.onnx", "qonnx")  # or "qdq"; nnforge.load reads either back
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ _LAZY = {
     "Project": "nnforge.compile", "VerifyReport": "nnforge.compile", "compile_model": "nnforge.compile",
     "open_project": "nnforge.compile", "verify": "nnforge.compile",
     "explore": "nnforge.explore",  # the package, callable as the function (nnforge/explore/__init__.py)
+    "export": "nnforge.interop",
 }
 
 if TYPE_CHECKING:
     from nnforge.compile import Project, VerifyReport, compile_model, open_project, verify
+    from nnforge.interop import export
     from nnforge.model import Model, load
     from nnforge.quantized import QuantizedModel, load_quantized, quantize, save
 
@@ -50,5 +53,5 @@ def __dir__() -> list[str]:
 
 __all__ = ["load", "Model", "quantize", "QuantizedModel", "save", "load_quantized",
            "NNForgeError", "ModelError", "InputError", "compile_model", "open_project", "verify", "Project",
-           "VerifyReport", "explore"]
+           "VerifyReport", "explore", "export"]
 __version__ = "0.1.0"

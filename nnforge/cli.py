@@ -377,10 +377,13 @@ def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_
 @_with(quant_options)
 @_with(compress_options)
 @click.option("--output", "-o", "out_dir", required=True, metavar="OUT", help="Directory for the quantized model.")
+@click.option("--export", "exports", multiple=True, type=click.Choice(["qonnx", "qdq"]),
+              help="Also write OUT/model_qonnx.onnx (QONNX Quant nodes: FINN, hls4ml) or OUT/model_qdq.onnx (ONNX "
+                   "QDQ: onnxruntime); repeatable. nnforge.load reads either back (docs/interop.md).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @input_shape_option
-def quantize(model_path, calib_path, bits, config_path, prune, prune_config, share, refine, structured, out_dir, force,
-             input_shapes):
+def quantize(model_path, calib_path, bits, config_path, prune, prune_config, share, refine, structured, out_dir, exports,
+             force, input_shapes):
     """Calibrate and quantize; save the quantized model (reload with nnforge.load_quantized)."""
     from nnforge.data import load_inputs
 
@@ -395,13 +398,20 @@ def quantize(model_path, calib_path, bits, config_path, prune, prune_config, sha
     _need_calib(model, calib_path)
     calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
     qmodel = run_quantize(model, calib, config, compress=comp)
-    save(qmodel, Path(out_dir), force, inputs=inputs)
+    if exports:  # written with the saved model, in one atomic step
+        from nnforge.interop import exported_bytes
+
+        extra = {f"model_{fmt}.onnx": exported_bytes(qmodel, fmt) for fmt in dict.fromkeys(exports)}
+        _save_compressed(qmodel, Path(out_dir), force, inputs, extra)
+    else:
+        save(qmodel, Path(out_dir), force, inputs=inputs)
     for line in qmodel.graph.decisions:
         err_console.print(f"decision: {escape(line)}", highlight=False)
     described = config.describe() + ("" if comp is None else f"; {comp.describe()}")
     source = f"{len(calib[0])} calibration samples" if calib else f"the {model.prequantized.format} model's own quantization"
     click.echo(f"quantized {model_path} ({described}) with {source}; "
-               f"{len(qmodel.graph.nodes)} integer layers written to {out_dir}")
+               f"{len(qmodel.graph.nodes)} integer layers written to {out_dir}"
+               + "".join(f"; {fmt.upper()} model {Path(out_dir) / f'model_{fmt}.onnx'}" for fmt in dict.fromkeys(exports)))
 
 
 def _prequantized_file(path: str) -> bool:
