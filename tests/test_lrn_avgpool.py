@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 
@@ -196,3 +197,63 @@ def test_systolic_backend_leaves_both_on_the_host_with_a_reason(quantized):
     assert "excludes its padding" in plan.host[0].reason and "one multiplier per tensor" in plan.host[0].reason
     with pytest.raises(InputError, match=r"no instruction for 'lrn'.*cannot stay on the host: conv2d"):
         BACKEND.check_design(design(quantized["relu-lrn5-pad1"][1].graph), options())
+
+
+@functools.lru_cache(maxsize=1)
+def _node_tests() -> dict:
+    import warnings
+
+    from onnx.backend.test.loader import load_model_tests
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the generators warn on purpose (overflow, log 0)
+        return {t.name: t for t in load_model_tests(kind="node")}
+
+
+def _node_case(name: str):
+    case = _node_tests()[name]
+    model = case.model if case.model is not None else onnx.load(f"{case.model_dir}/model.onnx")
+    if case.data_sets is not None:
+        (inputs, outputs), = case.data_sets[:1]
+    else:
+        import glob
+
+        def read(path):
+            t = onnx.TensorProto()
+            t.ParseFromString(open(path, "rb").read())
+            return numpy_helper.to_array(t)
+
+        d = sorted(glob.glob(f"{case.model_dir}/test_data_set_*"))[0]
+        inputs, outputs = [read(f"{d}/input_0.pb")], [read(f"{d}/output_0.pb")]
+    return model, inputs[0], outputs[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["test_averagepool_2d_pads", "test_averagepool_2d_same_upper",
+                                  "test_averagepool_2d_same_lower", "test_lrn", "test_lrn_default"])
+def test_onnx_node_cases_quantized(case, tmp_path):
+    """The onnx backend node cases of both ops (count_include_pad=0 pools with symmetric and one-sided
+    padding), quantized at w16a16: the TVM integer build equals the reference, and the codes are
+    onnxruntime's float op on the same dequantized input, rounded, to within the contract's 15-bit
+    multipliers (relative 2^-15 of the value, at most one code at 16 bits)."""
+    model, x, want = _node_case(case)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    q, rep = simulate(nnforge.load(path), [x], None, "w16a16", calib=[x], check=True)
+    assert rep.reference_mismatches == 0
+    op = "lrn" if "lrn" in case else "avg_pool2d"
+    node = next(n for n in q.graph.nodes if n.op == op)
+    if op == "avg_pool2d":
+        assert np.ndim(node.attrs["multiplier"]) == 2  # border windows really divide by fewer taps
+    codes_in = q.graph.quantize_inputs([x])[0]
+    codes = reference.run(q.graph, [codes_in])[node.output]
+    t_in, t_out = q.graph.inputs[0], q.graph.tensors[node.output]
+    exact = ort_run(model, {model.graph.input[0].name: (codes_in * t_in.scale).astype(np.float32)})[0] / t_out.scale
+    inside = np.abs(exact) < t_out.qtype.hi  # saturated codes are clamped on purpose
+    err = np.abs(codes - exact)[inside]
+    # rounding, plus the factor's rounding (M or F[j] within 2^-15 of the largest output; LRN's buckets are
+    # far narrower than its factor's scale here)
+    bound = 0.5 + 1.1 * np.abs(exact).max() * 2.0**-15 + 0.02
+    print(f"{case}: max error {err.max():.3f} codes (bound {bound:.3f}), mean {err.mean():.3f}; "
+          f"against the expected output {np.abs(codes * t_out.scale - want).max() / t_out.scale:.3f}")
+    assert err.max() <= bound and inside.mean() > 0.99
