@@ -24,6 +24,9 @@ Timings are wall-clock on a shared machine: the load average is printed with the
 only; tests assert correctness (tests/test_fixed_batch.py, tests/test_hls_weight_files.py, ...).
 
     python bench/large_models.py [--model light_resnet50] [--cache DIR] [--cold] [--json PATH]
+
+Any light model runs: ``--model light_inception_v1`` (LRN) or ``light_inception_v2`` (average pools
+that exclude their padding), figures in docs/quantization.md.
 """
 
 from __future__ import annotations

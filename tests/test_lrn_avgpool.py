@@ -121,6 +121,7 @@ def test_lrn_error_against_onnxruntime_is_at_most_one_code(alpha):
     assert np.unique(got).size > 20
 
 
+@pytest.mark.slow  # two TVM builds per model (the module fixture)
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_tvm_integer_build_equals_the_reference(quantized, name):
     _, q, _, rep = quantized[name]
@@ -131,6 +132,7 @@ def test_tvm_integer_build_equals_the_reference(quantized, name):
     assert rep.reference_mismatches == 0
 
 
+@pytest.mark.slow  # two TVM builds per model (the module fixture)
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_float_layers_match_onnxruntime(quantized, name):
     """The float model nnforge calibrates on (LRN found whole, the pool's divisor per position)."""
@@ -140,6 +142,7 @@ def test_float_layers_match_onnxruntime(quantized, name):
     np.testing.assert_allclose(got, ort_run(path, {"x": x[:4]})[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # two TVM builds per model (the module fixture)
 @pytest.mark.skipif(shutil.which("g++") is None, reason="C simulation needs g++ on PATH")
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_hls_c_simulation_equals_the_reference(quantized, name, tmp_path):
@@ -165,6 +168,7 @@ def test_hls_c_simulation_equals_the_reference(quantized, name, tmp_path):
     assert sum(bad.values()) == 0, bad
 
 
+@pytest.mark.slow  # two TVM builds per model (the module fixture)
 def test_systolic_backend_leaves_both_on_the_host_with_a_reason(quantized):
     """Its WINDOW unit requantizes a tensor by one (M, n) and it has no LRN unit: a trailing pool runs on
     the host (the reference), and a layer the array needs after either is an error that says why."""
