@@ -6,6 +6,7 @@ ORT_DISABLE_ALL) and the integer initializers the models carry (compared code fo
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -78,7 +79,7 @@ def test_carried_weights_scales_and_biases_are_kept_exactly(ort_models, fmt):
             assert t.scale == t.source_scale == float(np.float32(t.source_scale))
 
 
-def test_quantize_and_compile_take_no_calib(ort_models, tmp_path):
+def test_quantize_takes_no_calib(ort_models, tmp_path):
     models, data = ort_models
     out = tmp_path / "q"
     res = CliRunner().invoke(main, ["quantize", str(models["mlp", "QDQ"]), "-o", str(out)])
@@ -93,9 +94,26 @@ def test_quantize_and_compile_take_no_calib(ort_models, tmp_path):
 
     float_model = CliRunner().invoke(main, ["quantize", str(EXAMPLES / "digits_mlp.onnx"), "-o", str(tmp_path / "r")])
     assert float_model.exit_code == 2 and "--calib must be given" in float_model.output
-    res = CliRunner().invoke(main, ["compile", str(models["mlp", "QDQ"]), "-o", str(tmp_path / "prj"),
+
+
+@pytest.mark.slow
+def test_compile_hls_of_an_imported_qdq_model_verifies_bit_exact(ort_models, tmp_path):
+    """compile --backend hls takes the QDQ model without --calib; the generated C, under g++, gives
+    every layer's codes of the numpy reference on all 450 test images (nnforge verify)."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed for the HLS C simulation")
+    models, data = ort_models
+    prj = tmp_path / "prj"
+    res = CliRunner().invoke(main, ["compile", str(models["mlp", "QDQ"]), "--backend", "hls", "-o", str(prj),
                                     "--data", str(data["mlp"][1])])
     assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["verify", str(prj), "--data", str(data["mlp"][1]), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output.strip().splitlines()[-1])
+    assert doc["passed"] and doc["backend"] == "hls" and doc["samples"] == 450
+    assert doc["mismatches"] == 0 and doc["golden_mismatches"] == 0 and doc["output_mismatches"] == 0
+    assert doc["compared_tensors"] == 3 and doc["not_compared"] == []  # every dense layer's codes
+    assert doc["csim_accuracy"] == doc["quant_accuracy"] == pytest.approx(0.9778, abs=5e-5)  # = onnxruntime's (above)
 
 
 def test_inspect_shows_carried_types_and_scales(ort_models):
