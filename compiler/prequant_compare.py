@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .numerics import MULT_BITS  # M in [2^14, 2^15): M / 2^n is within 2^-15 of the ratio
 from .prequant import Prequantized
 
 TRACE_SAMPLES = 512
@@ -110,7 +111,10 @@ def compare(qmodel, data: list[np.ndarray], labels: np.ndarray | None, q_pred: n
         if t.unrounded in ran and np.any(steps) and t.exact:  # how close to half-way the differing values were
             v = ran[t.unrounded][:k].astype(np.float64)[steps > 0] / t.source_scale
             tie = float(np.max(np.abs(v - np.floor(v) - 0.5)))
-        tensors.append({"boundary_distance": tie, "tensor": nn, "source": t.source, "type": str(graph.tensors[nn].qtype), "exact": t.exact,
+        qt = graph.tensors[nn].qtype
+        tensors.append({"boundary_distance": tie, "tensor": nn, "source": t.source, "type": str(qt), "exact": t.exact,
+                        # how far nnforge's 15-bit multiplier (relative error <= 2^-15) can move the largest code
+                        "multiplier_steps": max(abs(qt.lo), qt.hi) * 2.0 ** -MULT_BITS,
                         "codes_identical": float(np.mean(steps == 0)) if steps.size else 1.0,
                         "max_step_difference": int(steps.max(initial=0))})
     agreement = float(np.mean(q_pred == rt_pred))
@@ -143,6 +147,10 @@ def _note(pre: Prequantized, tensors: list[dict], agreement: float) -> str:
     elif first.get("boundary_distance") is not None:
         where += (f"; every differing code's unrounded value (the runtime's float32 input to its rounding) lay within "
                   f"{first['boundary_distance']:.2g} of a step of half-way between two codes")
+    if first.get("multiplier_steps", 0) >= 0.25 and pre.format != "qonnx":
+        where += (f"; a {first['type']} tensor's codes reach {first['multiplier_steps'] * 2 ** MULT_BITS:.0f}, so "
+                  f"nnforge's 15-bit multiplier (within 2^-15 of s_x*s_w/s_y) can move a code by up to "
+                  f"{first['multiplier_steps']:.2g} of a step: wider codes than the multiplier resolves")
     rounding = {t.rounding for t in pre.activations.values()}
     if pre.format == "qonnx":
         why = ("qonnx computes each layer in float32 (float conv/matmul on dequantized values, then "
