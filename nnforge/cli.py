@@ -56,6 +56,9 @@ input_shape_option = click.option(
     help="Fix an input's shape (repeatable). Needed when a non-batch dimension is dynamic.",
 )
 
+report_option = click.option("--report", "report_path", metavar="OUT.html",
+                             help="Also write a self-contained HTML report here (nnforge/report_html.py).")
+
 
 class _Group(click.Group):
     """Turns NNForgeError into a clean message and exit status 2, and Ctrl-C into one line and
@@ -313,15 +316,19 @@ def _fmt_acc(v) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--check", is_flag=True, help="Also run the numpy reference and count differing codes.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@report_option
+@click.option("--force", is_flag=True, help="Replace an existing --report file.")
 @input_shape_option
 def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_config, share, refine, structured,
-             as_json, check, batch_size, input_shapes):
+             as_json, check, batch_size, input_shapes, report_path=None, force=False):
     """Bit-accurate accuracy of the quantized model against the float model."""
     from nnforge.data import load_inputs
 
     from nnforge.compiler.quant_config import parse_config
     from nnforge.simulate import simulate as run_simulation
 
+    if report_path:
+        _output(report_path, False, force, model_path, data_path, calib_path, config_path, prune_config)
     config = parse_config(_quant_spec(bits, config_path))
     comp = _compress_spec(prune, prune_config, share, refine, structured, config_path)
     model = _load(model_path, input_shapes)
@@ -330,8 +337,14 @@ def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_
     with _progress() as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed below as decisions
         task = bar.add_task("simulating", total=len(data[0]))
-        _, report = run_simulation(model, data, labels, config, calib, check, batch_size,
-                                   progress=lambda done, _n: bar.update(task, completed=done), compress=comp)
+        qmodel, report = run_simulation(model, data, labels, config, calib, check, batch_size,
+                                        progress=lambda done, _n: bar.update(task, completed=done), compress=comp)
+    if report_path:
+        from nnforge.report_html import simulate_html, write_report
+
+        write_report(report_path, simulate_html(model_path, report, qmodel), force,
+                     inputs=[i for i in (model_path, data_path, calib_path) if i])
+        err_console.print(f"wrote {escape(report_path)}", highlight=False)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
@@ -440,6 +453,7 @@ def _need_calib(model, calib_path: str | None) -> None:
               help="Evaluation data: x (and labels y) for float against compressed accuracy.")
 @_with(compress_options)
 @click.option("--huffman", is_flag=True, help="Huffman-code the index and sparse-gap streams.")
+@report_option
 @click.option("--conv-gap-bits", default=8, show_default=True, type=click.IntRange(1, 32),
               help="Bits per relative index (gap) in the sparse layout of conv layers.")
 @click.option("--fc-gap-bits", default=5, show_default=True, type=click.IntRange(1, 32),
@@ -452,7 +466,8 @@ def _need_calib(model, calib_path: str | None) -> None:
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @input_shape_option
 def compress(model_path, calib_path, data_path, prune, prune_config, share, refine, structured, huffman,
-             conv_gap_bits, fc_gap_bits, bits, config_path, as_json, out_dir, force, batch_size, input_shapes):
+             conv_gap_bits, fc_gap_bits, bits, config_path, as_json, out_dir, force, batch_size, input_shapes,
+             report_path=None):
     """Prune, share and quantize; report the weights' storage against float32 (docs/compression.md)."""
     from nnforge.data import load_inputs, top1_accuracy
 
@@ -463,6 +478,8 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
     inputs = [i for i in (model_path, calib_path, data_path, config_path, prune_config) if i]
     if out_dir is not None:
         _output(out_dir, True, force, *inputs)
+    if report_path:
+        _output(report_path, False, force, *inputs, out_dir)
     config = parse_config(_quant_spec(bits, config_path))
     comp = _compress_spec(prune, prune_config, share, refine, structured, config_path)
     model = _load(model_path, input_shapes)
@@ -490,6 +507,13 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
             doc.update(samples=len(data[0]), agreement=float(np.mean(f_pred == q_pred)),
                        float_accuracy=None if labels is None else top1_accuracy(f_out[name], labels),
                        quant_accuracy=None if labels is None else top1_accuracy(q_out[name], labels))
+    if report_path:
+        from nnforge.compiler.compression_report import settings_text
+        from nnforge.report_html import compress_html, write_report
+
+        page = compress_html(model_path, {**doc, "compress_text": settings_text(comp) if comp else None}, report, qmodel)
+        write_report(report_path, page, force, inputs=inputs)
+        err_console.print(f"wrote {escape(report_path)}", highlight=False)
     if out_dir:
         summary = report.to_markdown()
         if data is not None:
@@ -814,7 +838,9 @@ def _print_verify(report) -> None:
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--allow-modified", is_flag=True,
               help="Simulate a project whose files were edited after compile (they are listed, not refused).")
-def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified):
+@report_option
+@click.option("--force", is_flag=True, help="Replace an existing --report file.")
+def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified, report_path=None, force=False):
     """Check the project's files against its manifest, then simulate it (hls: g++ C simulation):
     every layer's output and the golden vectors against the numpy reference."""
     from nnforge.compile import files_failure, open_project, verify as run_verify
@@ -824,6 +850,8 @@ def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified):
     if failure is not None:
         click.echo(json.dumps(failure.to_dict())) if as_json else _print_verify(failure)
         sys.exit(1)
+    if report_path:  # outside the project: its files are checked against the manifest
+        _output(report_path, False, force, data_path, project_dir)
     project = open_project(project_dir)
     data, labels = (load_inputs(data_path, project.qmodel.float_model.inputs) if data_path else (None, None))
     with _progress() as bar:
@@ -831,6 +859,12 @@ def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified):
         report = run_verify(project, None if data is None else data, labels, batch_size,
                             progress=lambda d, n: bar.update(task, completed=d, total=n),
                             allow_modified=allow_modified)
+    if report_path:
+        from nnforge.report_html import verify_html, write_report
+
+        write_report(report_path, verify_html(project, report, data, labels, batch_size), force,
+                     inputs=[i for i in (data_path,) if i])
+        err_console.print(f"wrote {escape(report_path)}", highlight=False)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:

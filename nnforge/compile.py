@@ -198,6 +198,7 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
     from nnforge.backends import get_backend
     from nnforge.backends.partition import partition
     from nnforge.quantized import saved_files
+    from nnforge.report_html import project_html
 
     out = check_output(out_dir, directory=True, force=force, inputs=_model_inputs(qmodel))  # before any work
     be = get_backend(backend)
@@ -222,6 +223,7 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
     step("project files", 0, 1)
     report = build_report(qmodel, design, opts, layer_info, estimates, golden)
     files.update(be.project_files(design, opts, dict(files), golden, report) or {})  # testbench, scripts, docs
+    files["report.html"] = project_html(report, qmodel)  # the page an engineer reads (nnforge/report_html.py)
     for name, data in saved_files(qmodel).items():  # so verify can rebuild the reference
         files[f"{MODEL_DIR}/{name}"] = data
     report["files"] = sorted(files) + ["report.json", MANIFEST]

@@ -39,3 +39,4 @@ def test_readme_snippet_runs_as_written(tmp_path, monkeypatch):
     assert printed[0] == "115840"  # the inspect table's MACs total
     assert "\x1b[" not in out.getvalue()  # relax.show() into a non-terminal: plain
     assert os.path.isfile(tmp_path / "out" / "prj" / "report.json")
+    assert os.path.isfile(tmp_path / "out" / "prj" / "report.html")  # what its last comment points to
