@@ -543,7 +543,8 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
         table.add_row(escape(l.name), f"{l.op}\n{storage_name(l.shared, l.layout == 'sparse')}", f"{l.params:,}",
                       f"{l.nonzeros:,}", str(l.index_bits) + (f"\nK={l.codebook_size}" if l.shared else ""),
                       f"{l.index_stored_bits:,}{fixed(l.index_huffman_used, l.index_stream_bits)}",
-                      f"{l.sparse_stored_bits:,}{fixed(l.sparse_huffman_used, l.sparse_stream_bits)}", f"{l.total_bytes:,}", f"{l.compression_ratio:.1f}x")
+                      f"{l.sparse_stored_bits:,}{fixed(l.sparse_huffman_used, l.sparse_stream_bits)}",
+                      f"{l.total_bytes:,}", f"{l.compression_ratio:.1f}x")
     out_console.print(table)
     out_console.print(f"weights: {report.total_bytes:,} bytes against {report.float_bytes:,} bytes in float32 "
                       f"({report.compression_ratio:.2f}x, {'with' if huffman else 'without'} Huffman coding)",
