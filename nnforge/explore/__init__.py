@@ -87,7 +87,8 @@ def explore(model, calib: Sequence[np.ndarray], data: Sequence[np.ndarray], labe
             backend_options: dict[str, Any] | None = None, trials: int = 100, timeout: float | None = None,
             seed: int = 0, storage: str | None = None, out_dir: str | Path | None = None, resume: bool = False,
             ray: str | None = None, workers: int = 2, engine: str = "auto", sensitivity: bool | dict = True,
-            uniform: Sequence[str] = UNIFORM, progress: Callable[[str, dict], None] | None = None) -> ExploreResult:
+            uniform: Sequence[str] = UNIFORM, progress: Callable[[str, dict], None] | None = None,
+            local_search: bool = True, holdout: float = 0.0) -> ExploreResult:
     """Search per-layer widths, pruning and sharing of ``model`` (see the package docstring).
 
     ``calib``/``data``: arrays, one per model input; ``labels``: the data's classes, or None
@@ -97,6 +98,9 @@ def explore(model, calib: Sequence[np.ndarray], data: Sequence[np.ndarray], labe
     ``ray``: ``"auto"`` or a cluster address, to evaluate on ``workers`` Ray actors.
     ``sensitivity``: True (the full grid), False (the whole space, no seeds), or a grid dict
     (``sensitivity.GRID``'s form).  ``progress(phase, state)`` is called as it goes.
+    ``local_search``: False for TPE alone after the seeds (descent.py: the Pareto local search).
+    ``holdout``: a fraction of ``data`` (a permutation seeded by ``seed``) kept out of the search;
+    the front and the chosen point are then simulated on it (``result.holdout``).
     Writes the result files into ``out_dir`` when given.  Ctrl-C (KeyboardInterrupt) leaves the
     study resumable and still writes the results of the finished trials.
     """
@@ -105,6 +109,7 @@ def explore(model, calib: Sequence[np.ndarray], data: Sequence[np.ndarray], labe
 
     _check_args(max_drop, trials, timeout, workers, engine)
     quality, costs, notes = objectives_mod.resolve(objectives, labels is not None, backend)
+    data, labels, held = _split(list(data), labels, holdout, seed)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +136,8 @@ def explore(model, calib: Sequence[np.ndarray], data: Sequence[np.ndarray], labe
     settings = {"model": _digest(factory.onnx_bytes), "data": _digest_arrays(factory.data, factory.labels),
                 "calib": _digest_arrays(factory.calib, None), "quality": quality, "costs": costs,
                 "max_drop": max_drop, "seed": seed, "backend": backend, "options": _jsonable(factory.backend_options),
-                "engine": evaluator.engine, "sensitivity": _jsonable(sensitivity)}
+                "engine": evaluator.engine, "sensitivity": _jsonable(sensitivity), "local_search": local_search,
+                "holdout": holdout}
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -148,7 +154,7 @@ def explore(model, calib: Sequence[np.ndarray], data: Sequence[np.ndarray], labe
             notes.append(f"{stale} trial(s) left running by an interrupted run were marked failed and re-run")
         say("search", {"done": study_mod.finished(study), "total": trials, "best": None, "front": 0})
         study_mod.run(study, space, pool, quality, costs, reference, trials, timeout, seeds,
-                      progress=lambda s: say("search", s))
+                      progress=lambda s: say("search", s), table=table, local_search=local_search)
     except KeyboardInterrupt:  # every finished trial is in the storage: write what they found, then stop
         pool.close()
         if out_dir is not None and study.user_attrs.get("space"):
@@ -158,6 +164,8 @@ def explore(model, calib: Sequence[np.ndarray], data: Sequence[np.ndarray], labe
     finally:
         pool.close()
     result = _result(study, evaluator, quality, costs, max_drop, reference, notes, uniform, space)
+    if held is not None:
+        result.holdout = _holdout_check(result, model, factory, held, quality)
     if out_dir is not None:
         _write(out_dir, result, model, table, quality, max_drop)
     return result
@@ -221,6 +229,38 @@ def _write(out_dir: Path, result: ExploreResult, model, table, quality: str, max
     for fname, data in results_mod.files(result, name, sens_mod.to_markdown(table, quality) if table else
                                          "(not run)\n", png, sens_mod.to_json(table)).items():
         write_file(out_dir / fname, data, force=True)
+
+
+def _split(data: list[np.ndarray], labels, fraction: float, seed: int):
+    """``(search data, search labels, held-out part or None)``; the held-out part is
+    ``(arrays, labels, sorted indices into data)``."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise InputError(f"--holdout must be a fraction in [0, 1), not {shown(fraction)}")
+    if not fraction:
+        return data, labels, None
+    n = len(data[0])
+    k = int(round(n * fraction))
+    if not 1 <= k < n:
+        raise InputError(f"--holdout must leave samples on both sides, not {fraction:g} of {n} samples "
+                         f"({k} held out)")
+    order = np.random.default_rng(seed).permutation(n)
+    keep, out = np.sort(order[k:]), np.sort(order[:k])
+    lab = None if labels is None else np.asarray(labels)
+    return ([a[keep] for a in data], None if lab is None else lab[keep],
+            ([a[out] for a in data], None if lab is None else lab[out], out))
+
+
+def _holdout_check(result: ExploreResult, model, factory: EvaluatorFactory, held, quality: str) -> dict:
+    """The float model, the front and the chosen point simulated on the held-out samples."""
+    arrays, labels, indices = held
+    ev = Evaluator(model, factory.calib, arrays, labels, ["bytes"], engine=factory.engine)
+    ref = ev.float_accuracy if quality == "accuracy" else 1.0
+    points = {r.number: r for r in result.pareto}
+    if result.best is not None:
+        points[result.best.number] = result.best
+    values = {n: ev.evaluate(r.params).get(quality) for n, r in sorted(points.items())}
+    return {"fraction": len(indices) / (len(indices) + len(factory.data[0])), "samples": len(indices),
+            "indices": [int(i) for i in indices], "float_quality": ref, "trials": values}
 
 
 def _fixed_shapes(model) -> dict[str, tuple]:

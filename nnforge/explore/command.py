@@ -36,13 +36,17 @@ from nnforge.compiler.errors import InputError, shown
 @click.option("--engine", default="auto", show_default=True, type=click.Choice(["auto", "reference", "tvm"]),
               help="Trial simulator: the numpy reference or the TVM integer build (equal code for code).")
 @click.option("--no-sensitivity", is_flag=True, help="Skip the sensitivity analysis (search the whole space).")
+@click.option("--no-local-search", is_flag=True, help="TPE alone after the seed points (no Pareto local search).")
+@click.option("--holdout", default=0.0, show_default=True, type=float, metavar="FRACTION",
+              help="Keep this fraction of --data out of the search; the front and best are re-simulated on it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with pareto and best.")
 @click.option("--output", "-o", "out_dir", required=True, metavar="OUTDIR",
               help="Writes study.db, pareto.csv/json/png, best.toml, report.md, sensitivity.png.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...",
               help="Fix an input's shape (repeatable).")
 def explore_cmd(model_path, calib_path, data_path, max_drop, objectives, backend_name, option_values, trials, timeout,
-                seed, storage, resume, ray_address, workers, engine, no_sensitivity, as_json, out_dir, input_shapes):
+                seed, storage, resume, ray_address, workers, engine, no_sensitivity, no_local_search, holdout, as_json,
+                out_dir, input_shapes):
     """Search per-layer widths, pruning and sharing under an accuracy budget (docs/explore.md)."""
     from rich.markup import escape
     from rich.table import Table
@@ -92,7 +96,8 @@ def explore_cmd(model_path, calib_path, data_path, max_drop, objectives, backend
             result = explore(model, calib, data, labels, max_drop=max_drop, objectives=objectives or ("bytes",),
                              backend=backend_name, backend_options=options, trials=trials, timeout=timeout, seed=seed,
                              storage=storage, out_dir=out, resume=resume, ray=ray_address, workers=workers,
-                             engine=engine, sensitivity=not no_sensitivity, progress=progress)
+                             engine=engine, sensitivity=not no_sensitivity, progress=progress,
+                             local_search=not no_local_search, holdout=holdout)
         except KeyboardInterrupt:
             err_console.print(f"interrupted: every finished trial is kept in {escape(storage or str(out / 'study.db'))}"
                               f"; continue with --resume", highlight=False)
@@ -118,4 +123,9 @@ def explore_cmd(model_path, calib_path, data_path, max_drop, objectives, backend
         say(f"best: trial {b.number}, {q} {b.values[q]:.4f}, " + ", ".join(f"{c} {b.values[c]:,.6g}" for c in
                                                                            result.costs)
             + f" ({result.float_bytes / b.values['bytes']:.1f}x smaller than float32)")
+        h = result.holdout
+        if h is not None and h["trials"].get(b.number) is not None:
+            v = h["trials"][b.number]
+            say(f"held out ({h['samples']} samples not searched on): best {q} {v:.4f}, float {h['float_quality']:.4f}, "
+                f"drop {100 * (h['float_quality'] - v):+.2f}%")
     say(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))} to {out_dir}")

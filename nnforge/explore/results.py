@@ -72,6 +72,7 @@ class ExploreResult:
     notes: list[str] = field(default_factory=list)
     engine: str = ""
     failed: int = 0
+    holdout: dict | None = None  # explore(holdout=F): the front and best simulated on held-out data
 
     def to_dict(self) -> dict[str, Any]:
         return {"quality": self.quality, "costs": self.costs, "max_drop": self.max_drop,
@@ -79,7 +80,8 @@ class ExploreResult:
                 "trials": len(self.trials), "failed_trials": self.failed,
                 "pareto": [r.to_dict() for r in self.pareto],
                 "best": None if self.best is None else self.best.to_dict(),
-                "uniform": self.uniform, "notes": self.notes}
+                "uniform": self.uniform, "notes": self.notes,
+                **({"holdout": self.holdout} if self.holdout is not None else {})}
 
 
 def records(study, quality: str, costs: list[str]) -> list[TrialRecord]:
@@ -256,6 +258,17 @@ def report_md(result: ExploreResult, model_name: str, sensitivity_md: str) -> st
             share = b.params[f"{name}:share"]
             out.append(f"| `{name}` | {b.params[f'{name}:weight_bits']} | {b.params[f'{name}:act_bits']} | "
                        f"{b.params.get(f'{name}:prune', 0.0):.2f} | {share or '-'} |")
+    h = result.holdout
+    if h is not None:
+        out += ["", "## Held-out check", "",
+                f"{h['samples']} of the data's samples ({100 * h['fraction']:.0f}%) were kept out of the search; the "
+                f"front and the chosen point simulated on them (float model {h['float_quality']:.4f}):", "",
+                f"| trial | {q} (search) | {q} (held out) | drop (held out) |", "|---|---|---|---|"]
+        recs = {r.number: r for r in result.pareto + ([b] if b is not None else [])}
+        for n, v in h["trials"].items():
+            mark = " (best.toml)" if b is not None and int(n) == b.number else ""
+            out.append(f"| {n}{mark} | {recs[int(n)].values[q]:.4f} | "
+                       + ("failed |" if v is None else f"{v:.4f} | {100 * (h['float_quality'] - v):+.2f}% |"))
     out += ["", "## Pareto front", "", "| trial | " + q + " | drop | " + " | ".join(costs) + " | settings |",
             "|---|---|---|" + "---|" * len(costs) + "---|"]
     for r in result.pareto:

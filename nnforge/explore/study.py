@@ -5,6 +5,9 @@ Sampler: Optuna's ``TPESampler`` (multivariate, seeded), multi-objective, with
 constraint, never a weight.  TPE rather than NSGA-II because a study here is tens to a few
 hundred bit-accurate trials, where TPE learns from fewer (NSGA-II needs generations of a
 population).  The first trials are the seed points of the sensitivity analysis (``enqueue_trial``).
+After them, three trials in four are a Pareto local search step (descent.py: one knob of a front
+point one step cheaper, enqueued as a fixed trial, so it lands in the same storage and TPE learns
+from it), the fourth is TPE's; once every step from the front has been tried, all are TPE's.
 
 Storage: any Optuna storage.  ``storage_for(url)`` opens ``sqlite:///PATH`` or any SQLAlchemy
 URL (``postgresql://...`` for several machines) as an ``RDBStorage``, and a path ending in
@@ -97,10 +100,16 @@ def finished(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
+LOCAL_SEARCH_SHARE = 4  # of every 4 trials after the seeds, 3 are local search steps while there are any
+
+
 def run(study, space, pool, quality: str, costs: list[str], reference: float, trials: int, timeout: float | None,
-        seeds: list[dict], progress: Callable[[dict], None] | None = None) -> None:
+        seeds: list[dict], progress: Callable[[dict], None] | None = None, table: list | None = None,
+        local_search: bool = True) -> None:
     """Ask, evaluate and tell until the study has ``trials`` finished trials or ``timeout``
-    seconds passed; ``progress`` gets ``{"done", "total", "best", "front"}`` after each."""
+    seconds passed; ``progress`` gets ``{"done", "total", "best", "front"}`` after each.
+    ``table``: the sensitivity rows (the local search's step order); ``local_search``: False for
+    TPE alone."""
     import optuna
     from optuna.trial import TrialState
 
@@ -109,10 +118,14 @@ def run(study, space, pool, quality: str, costs: list[str], reference: float, tr
     start = time.monotonic()
     in_flight: dict[int, Any] = {}
     done = finished(study)
+    asked = 0
     try:
         while True:
             out_of_time = timeout is not None and time.monotonic() - start >= timeout
             while pool.idle > 0 and not out_of_time and done + len(in_flight) < trials:
+                if local_search and asked % LOCAL_SEARCH_SHARE != LOCAL_SEARCH_SHARE - 1:
+                    _enqueue_step(study, space, quality, costs, table or [])
+                asked += 1
                 trial = study.ask()
                 params = space.suggest(trial)
                 pool.submit(trial.number, params)
@@ -140,6 +153,28 @@ def run(study, space, pool, quality: str, costs: list[str], reference: float, tr
             except (RuntimeError, ValueError, optuna.exceptions.OptunaError):
                 pass
         pool.close()
+
+
+def _trial_params(t) -> dict:
+    return t.params or t.system_attrs.get("fixed_params", {})
+
+
+def _enqueue_step(study, space, quality: str, costs: list[str], table: list) -> bool:
+    """Enqueue the local search's next step (none while seeds wait; False when it has none)."""
+    from optuna.trial import TrialState
+
+    from . import descent
+    from .results import pareto, records
+
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return False
+    front = pareto(records(study, quality, costs), quality, costs)
+    point = descent.propose(space, front, {descent.point_key(_trial_params(t)) for t in trials}, costs, table)
+    if point is None:
+        return False
+    study.enqueue_trial(point)
+    return True
 
 
 def _progress_state(study, quality: str, costs: list[str], done: int, total: int) -> dict:
