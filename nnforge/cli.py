@@ -596,11 +596,12 @@ def _choice_list(value: str, name: str, choices: tuple[str, ...]) -> list[str]:
 @click.option("--calibrations", default="mse", show_default=True, help="Comma list of minmax,percentile,mse,entropy.")
 @_with(compress_options)
 @click.option("--output", "-o", "out_dir", required=True, metavar="OUTDIR", help="Writes sweep.csv, sweep.json, sweep.png.")
+@report_option
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @input_shape_option
 def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes, calibrations, prune, prune_config,
-          share, refine, structured, out_dir, force, batch_size, input_shapes):
+          share, refine, structured, out_dir, force, batch_size, input_shapes, report_path=None):
     """Accuracy over a grid of widths, scale modes and calibration methods."""
     from nnforge.data import load_inputs
 
@@ -611,6 +612,8 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
 
     inputs = [i for i in (model_path, data_path, calib_path, prune_config) if i]
     _output(out_dir, True, force, *inputs)
+    if report_path:
+        _output(report_path, False, force, *inputs, out_dir)
     from nnforge.compiler.compress_config import MAX_SHARE_BITS, MIN_SHARE_BITS
     from nnforge.compiler.quant_config import CALIBRATIONS, MAX_BITS, MIN_BITS, SCALE_MODES
 
@@ -652,6 +655,11 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
     save_dir(Path(out_dir), files, force, inputs=inputs)
     click.echo(files["sweep.csv"].decode().rstrip())
     click.echo(f"wrote sweep.csv, sweep.json and sweep.png to {out_dir}")
+    if report_path:
+        from nnforge.report_html import sweep_html, write_report
+
+        write_report(report_path, sweep_html(model_path, points), force, inputs=inputs)
+        click.echo(f"wrote {report_path}")
 
 
 @main.command()

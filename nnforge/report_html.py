@@ -572,3 +572,82 @@ def refresh_project_html(project_dir: str | Path) -> str:
 
     project = open_project(project_dir)
     return project_html(project.report, project.qmodel, name=Path(project_dir).name)
+
+
+_PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#0a3069", "#bc4c00", "#57606a", "#e85aad",
+            "#116329")
+
+
+def lines_svg(xs: Sequence[float], series: dict[str, Sequence[float | None]], xlabel: str, ylabel: str,
+              width: int = 760, height: int = 320) -> str:
+    """A line chart (one line per series, a legend at the right) as inline SVG; None: a gap."""
+    left, right, top, bottom = 52, 210, 12, 40
+    ys = [y for v in series.values() for y in v if y is not None and math.isfinite(y)]
+    if not xs or not ys:
+        return '<p class="note">No finite values to plot.</p>'
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    pad = (y1 - y0) * 0.08 or 1.0
+    y0, y1 = y0 - pad, y1 + pad
+    pw, ph = width - left - right, height - top - bottom
+    px = lambda x: left + pw * (x - x0) / (x1 - x0)  # noqa: E731
+    py = lambda y: top + ph * (1 - (y - y0) / (y1 - y0))  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+           f'aria-label="{esc(ylabel)}">',
+           f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>']
+    for x in sorted(set(xs)):
+        out.append(f'<text x="{px(x):.1f}" y="{top + ph + 14}" font-size="10" text-anchor="middle">{esc(num(x))}</text>')
+    for i in range(5):
+        y = y0 + (y1 - y0) * i / 4
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eaeef2"/>'
+                   f'<text x="{left - 4}" y="{py(y) + 3:.1f}" font-size="10" text-anchor="end">{y:.3g}</text>')
+    for k, (name, vals) in enumerate(series.items()):
+        colour = _PALETTE[k % len(_PALETTE)]
+        pts = [(px(x), py(y)) for x, y in zip(xs, vals) if y is not None and math.isfinite(y)]
+        if len(pts) > 1:
+            out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="'
+                       + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '"/>')
+        out.extend(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.6" fill="{colour}"/>' for a, b in pts)
+        ly = top + 12 + 15 * k
+        out.append(f'<rect x="{left + pw + 10}" y="{ly - 8}" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{left + pw + 24}" y="{ly + 1}" font-size="10">{esc(_short(name, 30))}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" font-size="11" text-anchor="middle">{esc(xlabel)}</text>'
+               f'<text x="12" y="{top + ph / 2}" font-size="11" text-anchor="middle" '
+               f'transform="rotate(-90 12 {top + ph / 2})">{esc(ylabel)}</text></svg>')
+    return "".join(out)
+
+
+def sweep_html(model_name: str, points: Sequence[Any]) -> str:
+    """``nnforge sweep --report OUT.html``: accuracy and per-layer SQNR against the weight width."""
+    groups: dict[tuple, list] = {}
+    for p in points:
+        groups.setdefault((p.act_bits, p.scale_mode, p.calibration, p.share_bits or 0), []).append(p)
+    sections = []
+    acc_series, xs_all = {}, sorted({p.weight_bits for p in points})
+    for (ab, mode, method, share), group in groups.items():
+        by_bits = {p.weight_bits: p for p in group}
+        label = f"a{ab} {mode} {method}" + (f" shared {share}b" if share else "")
+        acc_series[label] = [(by_bits[b].quant_accuracy if by_bits[b].quant_accuracy is not None
+                              else by_bits[b].agreement) if b in by_bits else None for b in xs_all]
+    ref = points[0].float_accuracy if points else None
+    if ref is not None:
+        acc_series["float"] = [ref] * len(xs_all)
+    sections.append(Section("Accuracy against weight bits", lines_svg(
+        xs_all, acc_series, "weight bits", "top-1 accuracy" if ref is not None else "top-1 agreement")))
+    for (ab, mode, method, share), group in groups.items():
+        group = sorted(group, key=lambda p: p.weight_bits)
+        names = list((group[0].layer_sqnr_db or {}).keys())
+        series = {n: [(p.layer_sqnr_db or {}).get(n) for p in group] for n in names}
+        label = f"a{ab} {mode} {method}" + (f" shared {share}b" if share else "")
+        sections.append(Section(f"Per-layer SQNR against weight bits ({label})", lines_svg(
+            [p.weight_bits for p in group], series, "weight bits", "SQNR, dB")
+            + '<p class="note">A gap: that layer is exact at that width (no error to measure).</p>'))
+    rows = [[p.weight_bits, p.act_bits, p.scale_mode, p.calibration, p.compression or "-",
+             "-" if p.quant_accuracy is None else f"{p.quant_accuracy:.4f}", f"{p.agreement:.4f}",
+             "-" if p.min_sqnr_db is None else f"{p.min_sqnr_db:.1f}"] for p in points]
+    sections.append(Section("Points", table(["weight bits", "act bits", "scale", "calibration", "compression",
+                                             "accuracy", "agreement", "min SQNR dB"], rows, [0, 1, 5, 6, 7])))
+    return html_page(f"nnforge sweep: {Path(model_name).name}", sections,
+                     "" if ref is None else f"float accuracy {ref:.4f}")

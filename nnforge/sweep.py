@@ -31,6 +31,7 @@ class SweepPoint:
     min_sqnr_db: float | None
     share_bits: int | None = None  # weight sharing of this point (None: no sharing)
     compression: str | None = None  # the compression settings in words (None: none)
+    layer_sqnr_db: dict[str, float | None] | None = None  # per layer (None: exact); in sweep.json, not the CSV
 
 
 def run_sweep(model: Model, data, labels, calib, weight_bits, act_bits, scale_modes, calibrations,
@@ -59,7 +60,8 @@ def run_sweep(model: Model, data, labels, calib, weight_bits, act_bits, scale_mo
         finite = [l.sqnr_db for l in rep.layers if np.isfinite(l.sqnr_db)]
         points.append(SweepPoint(wb, ab, mode, method, rep.float_accuracy, rep.quant_accuracy, rep.agreement,
                                  min(finite) if finite else None, None if comp is None else comp.share_bits,
-                                 None if comp is None else comp.describe()))
+                                 None if comp is None else comp.describe(),
+                                 {l.name: (float(l.sqnr_db) if np.isfinite(l.sqnr_db) else None) for l in rep.layers}))
         if on_point:
             on_point(i + 1, len(grid), points[-1])
     return points
@@ -68,9 +70,10 @@ def run_sweep(model: Model, data, labels, calib, weight_bits, act_bits, scale_mo
 def table_files(points: list[SweepPoint]) -> dict[str, bytes]:
     rows = [asdict(p) for p in points]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    flat = [{k: v for k, v in r.items() if k != "layer_sqnr_db"} for r in rows]  # one value per CSV cell
+    writer = csv.DictWriter(buf, fieldnames=list(flat[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(flat)
     return {"sweep.csv": buf.getvalue().encode(), "sweep.json": json.dumps(rows, indent=1).encode()}
 
 

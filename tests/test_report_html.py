@@ -189,3 +189,23 @@ def test_report_renders_in_headless_chromium(hls_project, tmp_path):
     assert pixels.shape[:2] == (1600, 1280) and ink > 0.02, f"the screenshot is blank ({ink:.2%} ink)"
     red = ((pixels[..., 0] > 0.7) & (pixels[..., 1] < 0.3) & (pixels[..., 2] < 0.3)).mean()
     assert red > 0.0002, "the bottleneck's red outline and badge are drawn"
+
+
+@pytest.mark.slow
+def test_sweep_report_plots_per_layer_sqnr_against_bits(tmp_path):
+    mlp, data, calib = (str(EXAMPLES / f) for f in ("digits_mlp.onnx", "digits_mlp_test.npz", "digits_mlp_calib.npz"))
+    res = _cli("sweep", mlp, "--data", data, "--calib", calib, "--weight-bits", "3,8", "-o", tmp_path / "sw",
+               "--report", tmp_path / "sw.html")
+    assert res.exit_code == 0, res.output
+    points = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [p["weight_bits"] for p in points] == [3, 8]
+    for p in points:  # the per-layer figures agree with the point's own minimum
+        finite = [v for v in p["layer_sqnr_db"].values() if v is not None]
+        assert min(finite) == pytest.approx(p["min_sqnr_db"])
+    assert points[1]["layer_sqnr_db"]["logits"] > points[0]["layer_sqnr_db"]["logits"]  # more bits, less noise
+    page = (tmp_path / "sw.html").read_text(encoding="utf-8")
+    _self_contained(page)
+    section = page.split("Per-layer SQNR against weight bits")[1].split("</section>")[0]
+    assert section.count("<polyline") == len(points[0]["layer_sqnr_db"]) == 3  # one line per layer
+    assert all(f"{p['quant_accuracy']:.4f}" in page for p in points)
+    assert "layer_sqnr_db" not in (tmp_path / "sw" / "sweep.csv").read_text()  # one value per CSV cell
