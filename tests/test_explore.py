@@ -257,3 +257,48 @@ def test_cli_agreement_fallback_and_json(files, tmp_path):
     assert doc["float_quality"] == 1.0
     r = _cli(files, "-o", str(tmp_path / "o"))  # the directory holds a study now: --resume or another -o
     assert r.exit_code == 2 and "--resume" in r.output
+
+
+def test_local_search_steps_and_order():
+    """descent.steps: one knob one step cheaper, the share narrowed when the weights get as narrow;
+    propose: the front point with fewest steps tried, its least damaging step first."""
+    from nnforge.explore import descent
+    from nnforge.explore.space import LayerSpace
+
+    space = SearchSpace([LayerSpace("a", "dense", [3, 4, 8], [4, 8], 0.9, [0, 2, 3]),
+                         LayerSpace("b", "dense", [8], [8], 0.0, [0])], ["float"], ["mse"])
+    point = {"a:weight_bits": 4, "a:act_bits": 8, "a:prune": 0.5, "a:share": 3, "b:weight_bits": 8,
+             "b:act_bits": 8, "b:share": 0, "scale_mode": "float", "calibration": "mse"}
+    got = {(knob, value): p for _, knob, value, p in descent.steps(space, point, ["bytes", "macs-bits"])}
+    assert set(got) == {("weight_bits", 3), ("act_bits", 4), ("prune", 0.6), ("share", 2)}
+    assert got[("weight_bits", 3)]["a:share"] == 2  # 8 codes of 3 bits share nothing: 4 codes
+    assert got[("prune", 0.6)]["a:prune"] == 0.6 and "b:prune" not in got[("prune", 0.6)]
+    # bytes alone: activation widths do not move it; macs-bits alone: prune and share do not
+    assert {k for _, k, _, _ in descent.steps(space, point, ["bytes"])} == {"weight_bits", "prune", "share"}
+    assert {k for _, k, _, _ in descent.steps(space, point, ["macs-bits"])} == {"weight_bits", "act_bits"}
+    table = [sensitivity.SensitivityRow("a", "prune", 0.6, 0.9, 0.0, 1), sensitivity.SensitivityRow(
+        "a", "weight_bits", 3, 0.9, 0.2, 1), sensitivity.SensitivityRow("a", "share", 2, 0.9, 0.05, 1)]
+    rec = results.TrialRecord(0, point, {}, None, {}, True)
+    first = descent.propose(space, [rec], set(), ["bytes"], table)
+    assert first["a:prune"] == 0.6  # the step that alone lost least
+    tried = {descent.point_key(first)}
+    assert descent.propose(space, [rec], tried, ["bytes"], table)["a:share"] == 2
+    tried |= {descent.point_key(p) for _, _, _, p in descent.steps(space, point, ["bytes"])}
+    assert descent.propose(space, [rec], tried, ["bytes"], table) is None  # every step tried: TPE's turn
+
+
+def test_holdout_split():
+    from nnforge.explore import _split
+
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    y = np.arange(20)
+    (xs,), ys, ([xh], yh, idx) = _split([x], y, 0.25, seed=5)
+    assert len(idx) == 5 and len(ys) == 15 and sorted(set(ys) | set(yh)) == list(range(20))
+    assert not set(ys) & set(yh) and (xh[:, 0] == 2 * idx).all() and (yh == idx).all()
+    assert (_split([x], y, 0.25, seed=5)[2][2] == idx).all()  # the same seed, the same split
+    assert _split([x], y, 0.0, seed=5)[2] is None
+    for bad in (1.0, -0.1, "x"):
+        with pytest.raises(InputError, match="--holdout must be a fraction in"):
+            _split([x], y, bad, seed=0)
+    with pytest.raises(InputError, match="--holdout must leave samples on both sides"):
+        _split([x], y, 0.01, seed=0)

@@ -87,7 +87,7 @@ class SearchSpace:
                 if out[key] not in choices:
                     out[key] = min(choices, key=lambda c: (abs(c - out[key]) if c else 99, c))
             key = f"{l.name}:prune"
-            out[key] = round(min(max(out[key], 0.0), l.prune_max) / PRUNE_STEP) * PRUNE_STEP
+            out[key] = round(min(max(out.get(key, 0.0), 0.0), l.prune_max) / PRUNE_STEP) * PRUNE_STEP
             out[key] = round(out[key], 2)
             if l.prune_max <= 0:
                 out.pop(key)
