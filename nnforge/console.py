@@ -5,7 +5,8 @@ table redirected to a file was cut (``21,290,6…``) and sentences wrapped mid-p
 console whose file is not a terminal is as wide as its longest line: tables come out complete
 (rich sizes a table to its content, never to the console), text is never wrapped, and, as rich
 already does for a non-terminal, without colour or other ANSI codes.  A width given explicitly
-(``width=`` or ``$COLUMNS``) still wins.
+(``width=``) still wins; ``$COLUMNS`` describes a terminal, so it counts only when the output is one
+(pytest-xdist and some shells export ``COLUMNS=80`` to every child).
 
 ``plain_tvm_show`` does the same for TVM's ``IRModule.show()``, which otherwise writes
 Pygments' terminal colour codes into any stream.
@@ -24,9 +25,13 @@ PIPE_WIDTH = 10_000
 class PipeConsole(Console):
     """A rich ``Console`` that is ``PIPE_WIDTH`` wide when its file is not a terminal."""
 
+    def __init__(self, *args, width: int | None = None, **kwargs) -> None:
+        super().__init__(*args, width=width, **kwargs)
+        self._explicit_width = width is not None
+
     @property
     def size(self) -> ConsoleDimensions:
-        if self._width is None and not self.is_terminal:
+        if not self._explicit_width and not self.is_terminal:
             return ConsoleDimensions(PIPE_WIDTH, super().size.height)
         return super().size
 

@@ -24,7 +24,8 @@ def _wide_table() -> Table:
     return table
 
 
-def test_pipe_console_is_as_wide_as_its_content():
+def test_pipe_console_is_as_wide_as_its_content(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # a terminal's width (xdist exports it): not the pipe's
     buf = io.StringIO()
     PipeConsole(file=buf).print(_wide_table())
     text = buf.getvalue()
