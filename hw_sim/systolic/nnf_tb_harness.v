@@ -229,7 +229,8 @@ module nnf_tb_harness #(
                 state <= H_RUN;
             end
             H_NEXT: begin
-                for (k = pos; k < n_words && bad == 8'd0; k = k + 1) read_word;  // words not taken
+                // the words not taken (word pos, on s_axis, was read already)
+                for (k = pos + 1; k < n_words && bad == 8'd0; k = k + 1) read_word;
                 if (sample + 32'd1 >= n_samples) begin
                     state <= H_END;
                 end else begin
