@@ -133,8 +133,8 @@ def verilog_header() -> str:
 
 
 # -- the cycle model ---------------------------------------------------------------------------------
-# Every instruction takes FETCH_CYCLES (FETCH: the program memory is read; DECODE: the instruction
-# is on its output), then its unit's cycles: one start cycle, the body (one k-step, tap or word a
+# Every instruction takes FETCH_CYCLES (FETCH: the instruction, read at the previous edge, goes into
+# the instruction register; DECODE: it is decoded there), then its unit's cycles: one start cycle, the body (one k-step, tap or word a
 # cycle), then a fixed drain.  The unit waits exactly the drain given here (a counter from its last
 # issue, not "until empty"), so the model is exact by construction; docs/systolic.md ("Cycle model")
 # derives each constant from the pipeline depths stated next to the units' ports in hdl/.  The

@@ -1,13 +1,20 @@
 // nnf_controller: fetch, decode and sequence the program; the cycle counter; SYNC and END.
 //
-// Every instruction takes FETCH_CYCLES = 2 cycles (FETCH: the program memory reads pc; DECODE:
-// the instruction is on prog_rdata, and stays there while it runs), then the unit's own cycles:
+// Every instruction takes FETCH_CYCLES = 2 cycles (FETCH: the instruction is on prog_rdata and goes
+// into the instruction register, ir_load; DECODE: the opcode is decoded from that register), then
+// the unit's own cycles:
 // `go_*` is high in the first EXEC cycle, and the unit raises `fin` in its last cycle (after its
 // fixed drain), so the next FETCH follows immediately.  END stops (busy falls, done rises and
 // holds until the next start).  SYNC pulses layer_done for one cycle with layer_id = its `count`
 // field; with trace_en high the controller then stalls until `resume` (a cycle where it is high),
 // with the cycle counter stopped, so a testbench can read the scratchpad through the debug port.
 // Unknown opcodes stop like END.
+//
+// The program memory is read every cycle at prog_addr, which is pc's value in the next cycle (pc+1
+// in DECODE, where pc advances; pc is 0 while idle), so the instruction at pc is on prog_rdata in
+// every FETCH without a read issued in FETCH.  Nothing decodes the memory's output directly: a
+// block RAM's clock-to-out and its route to the controller left no time for the decode (the
+// critical path at 82.7 MHz).
 //
 // cycle_count: 0 in the first FETCH after start; +1 every cycle of FETCH, DECODE and EXEC (not
 // while stalled).  So in the first cycle of instruction j it equals the sum of isa.cycles of
@@ -21,11 +28,12 @@ module nnf_controller #(
     input  wire               start,
     input  wire               trace_en,
     input  wire               resume,
-    input  wire [3:0]         op,          // of the instruction on prog_rdata
+    input  wire [3:0]         op,          // of the instruction register (loaded in FETCH)
     input  wire [15:0]        sync_id,     // its count field
     input  wire               unit_fin,
-    output wire               prog_re,
+    output wire               prog_re,     // always high: the memory is read every cycle
     output wire [PROG_AW-1:0] prog_addr,
+    output wire               ir_load,     // FETCH: the instruction register takes prog_rdata
     output reg                busy,
     output reg                done,
     output reg  [31:0]        cycle_count,
@@ -46,8 +54,9 @@ module nnf_controller #(
     reg [2:0]         state;
     reg [PROG_AW-1:0] pc;
 
-    assign prog_re = (state == S_FETCH);
-    assign prog_addr = pc;
+    assign prog_re = 1'b1;
+    assign prog_addr = (state == S_DECODE) ? pc + 1'b1 : pc;
+    assign ir_load = (state == S_FETCH);
     assign executing = (state == S_EXEC);
     assign stalled = (state == S_STALL);
 
@@ -82,7 +91,7 @@ module nnf_controller #(
                             state <= trace_en ? S_STALL : S_FETCH;
                         end
                         default: begin  // END, or an unknown opcode
-                            state <= S_IDLE; busy <= 1'b0; done <= 1'b1;
+                            state <= S_IDLE; busy <= 1'b0; done <= 1'b1; pc <= {PROG_AW{1'b0}};
                         end
                     endcase
                 end

@@ -67,16 +67,16 @@ module nnf_systolic_top #(
     localparam integer RQ_LAT = 7;                              // nnf_requant
 
     // -- program memory and the instruction on its output -----------------------------------------
-    wire                       prog_re;
+    wire                       prog_re, ir_load;
     wire [PROG_AW-1:0]         prog_addr;
     wire [`NNF_INSTR_BITS-1:0] prog_rdata;
-    nnf_static_ram #(.WIDTH(`NNF_INSTR_BITS), .DEPTH(PROG_DEPTH), .AW(PROG_AW), .INIT(PROG_INIT)) u_prog (
+    nnf_sdp_ram #(.WIDTH(`NNF_INSTR_BITS), .DEPTH(PROG_DEPTH), .AW(PROG_AW), .INIT(PROG_INIT)) u_prog (
         .clk(clk), .we(1'b0), .waddr({PROG_AW{1'b0}}), .wdata({`NNF_INSTR_BITS{1'b0}}),
         .re(prog_re), .raddr(prog_addr), .rdata(prog_rdata));
-    // the instruction register: the program memory's output one cycle later (DECODE reads the
-    // opcode from the memory; the units read every field from here, from their go cycle on)
+    // the instruction register, loaded in FETCH (the controller decodes it in DECODE; the units
+    // read every field from here, from their go cycle on)
     reg [`NNF_INSTR_BITS-1:0] ir;
-    always @(posedge clk) ir <= prog_rdata;
+    always @(posedge clk) if (ir_load) ir <= prog_rdata;
 
     wire [3:0]  f_op = ir[`NNF_F_OP];
     wire [3:0]  f_sub = ir[`NNF_F_SUB];
@@ -126,8 +126,8 @@ module nnf_systolic_top #(
     wire gemm_fin, alu_fin, st_fin;
     nnf_controller #(.PROG_AW(PROG_AW)) u_ctrl (
         .clk(clk), .rst(rst), .start(start), .trace_en(trace_en), .resume(resume),
-        .op(prog_rdata[`NNF_F_OP]), .sync_id(prog_rdata[`NNF_F_COUNT]), .unit_fin(gemm_fin | alu_fin | st_fin),
-        .prog_re(prog_re), .prog_addr(prog_addr), .busy(busy), .done(done),
+        .op(f_op), .sync_id(f_count), .unit_fin(gemm_fin | alu_fin | st_fin),
+        .prog_re(prog_re), .prog_addr(prog_addr), .ir_load(ir_load), .busy(busy), .done(done),
         .cycle_count(cycle_count), .layer_done(layer_done), .layer_id(layer_id),
         .go_gemm(go_gemm), .go_win(go_win), .go_elt(go_elt), .go_in(go_in), .go_out(go_out),
         .executing(executing), .stalled(stalled));
@@ -149,20 +149,20 @@ module nnf_systolic_top #(
 
     wire [WMEM_AW-1:0]    wmem_raddr;
     wire [WORD_W-1:0]     wmem_rdata;
-    nnf_static_ram #(.WIDTH(WORD_W), .DEPTH(WMEM_DEPTH), .AW(WMEM_AW), .INIT(WMEM_INIT)) u_wmem (
+    nnf_sdp_ram #(.WIDTH(WORD_W), .DEPTH(WMEM_DEPTH), .AW(WMEM_AW), .INIT(WMEM_INIT)) u_wmem (
         .clk(clk), .we(1'b0), .waddr({WMEM_AW{1'b0}}), .wdata({WORD_W{1'b0}}),
         .re(1'b1), .raddr(wmem_raddr), .rdata(wmem_rdata));
 
     wire [IMEM_AW-1:0]    imem_raddr;
     wire [COLS*IDX_W-1:0] imem_rdata;
-    nnf_static_ram #(.WIDTH(COLS * IDX_W), .DEPTH(IMEM_DEPTH), .AW(IMEM_AW), .INIT(IMEM_INIT)) u_imem (
+    nnf_sdp_ram #(.WIDTH(COLS * IDX_W), .DEPTH(IMEM_DEPTH), .AW(IMEM_AW), .INIT(IMEM_INIT)) u_imem (
         .clk(clk), .we(1'b0), .waddr({IMEM_AW{1'b0}}), .wdata({COLS*IDX_W{1'b0}}),
         .re(1'b1), .raddr(imem_raddr), .rdata(imem_rdata));
 
     wire                  pmem_re, gemm_pmem_re, alu_pmem_re;
     wire [PMEM_AW-1:0]    pmem_raddr, gemm_pmem_raddr, alu_pmem_raddr;
     wire [PM_W-1:0]       pmem_rdata;
-    nnf_static_ram #(.WIDTH(PM_W), .DEPTH(PMEM_DEPTH), .AW(PMEM_AW), .INIT(PMEM_INIT)) u_pmem (
+    nnf_sdp_ram #(.WIDTH(PM_W), .DEPTH(PMEM_DEPTH), .AW(PMEM_AW), .INIT(PMEM_INIT)) u_pmem (
         .clk(clk), .we(1'b0), .waddr({PMEM_AW{1'b0}}), .wdata({PM_W{1'b0}}),
         .re(pmem_re), .raddr(pmem_raddr), .rdata(pmem_rdata));
 
@@ -282,5 +282,5 @@ module nnf_systolic_top #(
     assign dbg_data = spad_rdata;
 
     wire unused_ok = &{1'b0, s_axis_tlast, stalled, alu_active, st_active, rq_v[COLS-1:0],
-                       ir[`NNF_INSTR_BITS-1:0], prog_rdata[`NNF_INSTR_BITS-1:0], dbg_addr};
+                       ir[`NNF_INSTR_BITS-1:0], dbg_addr};
 endmodule
