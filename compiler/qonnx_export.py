@@ -14,8 +14,9 @@ the float model under a pre-quantized one) and adds:
 * **activations**: a ``Quant`` on every tensor nnforge quantizes (the model inputs and every
   layer's output, after its fused Relu/Clip): ``bit_width``/``signed`` of its ``QType``, the
   scale, ``narrow = 1`` where the layer's clamp is the narrow range, and ``rounding_mode``
-  ``HALF_UP`` where nnforge rounds ``RND`` (model inputs always), ``FLOOR`` where it
-  truncates (``TRN``).  The float tensor keeps its name; consumers read ``T_Quant_Output``
+  ``FLOOR`` where nnforge truncates (``TRN``); where it rounds (``RND``, and the model inputs
+  always), ``ROUND`` by default, the mode FINN and hls4ml read (hls4ml refuses every other
+  but ``FLOOR``), or ``HALF_UP`` (``rounding="HALF_UP"``), the closest to nnforge's.  The float tensor keeps its name; consumers read ``T_Quant_Output``
   (a graph output keeps its name: the producer writes ``T_Quant_Input``), so the import
   restores every name.
 
@@ -31,8 +32,9 @@ export -> ``nnforge.load`` gives the same ``QGraph`` bit for bit, while every ot
 
 What QONNX cannot say, refused (``InputError`` naming the layer): ``WRAP`` overflow (a
 ``Quant`` saturates).  Not expressed, and measured in docs/interop.md: nnforge's integer
-multiplier ``M / 2^n`` (qonnx computes each layer in float32), and the tie: ``HALF_UP`` rounds
-a negative half-way value away from zero, nnforge's ``RND`` up.  Lookup tables are written as
+multiplier ``M / 2^n`` (qonnx computes each layer in float32), and the tie, which nnforge's
+``RND`` rounds up: ``ROUND`` rounds it to even (so ties whose floor is even differ), ``HALF_UP``
+away from zero (so only negative ties differ).  Lookup tables are written as
 the float op they were built from (Sigmoid, Tanh, ...) followed by a ``Quant``.
 """
 
@@ -58,10 +60,17 @@ DOMAIN = "qonnx.custom_op.general"
 EXACT_BIAS = 2**22  # bias codes below this survive float32 (codes * s) and the division by s exactly
 
 
-def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None) -> onnx.ModelProto:
-    """Write ``qmodel`` as a QONNX model (and return it); see the module doc."""
+ROUNDINGS = ("ROUND", "HALF_UP")  # QONNX modes for nnforge's RND (TRN is FLOOR)
+
+
+def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None, *, rounding: str = "ROUND"
+                 ) -> onnx.ModelProto:
+    """Write ``qmodel`` as a QONNX model (and return it); ``rounding`` is the mode written for
+    nnforge's RND: ``ROUND`` (FINN, hls4ml) or ``HALF_UP``.  See the module doc."""
     from .qdq import _Graph, _rewrite_linear, onnx_tensor_names
 
+    if rounding not in ROUNDINGS:
+        raise InputError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
     graph = qmodel.graph
     wrapped = [n.name for n in graph.nodes if n.attrs.get("overflow") == "WRAP"]
     if wrapped:
@@ -107,9 +116,9 @@ def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None) -> onnx
         if t.name not in names:  # a concat input's requant: the concat's own Quant re-rounds it
             continue
         node = producer.get(t.name)
-        rounding = "RND" if node is None else _rounding(qmodel, node)
+        mode = "RND" if node is None else _rounding(qmodel, node)
         narrow = node is not None and _narrow_clamp(node, t.qtype)
-        _quant_activation(g, names[t.name], t.qtype, t.scale, narrow, "FLOOR" if rounding == "TRN" else "HALF_UP",
+        _quant_activation(g, names[t.name], t.qtype, t.scale, narrow, "FLOOR" if mode == "TRN" else rounding,
                           recorded)
     g.finish()
 

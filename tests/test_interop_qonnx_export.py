@@ -4,10 +4,11 @@ nnforge.load into the same QGraph, and run by qonnx's own executor (the independ
 Claims tested exactly:
 * round trip: export -> nnforge.load -> quantize gives the same QGraph (every tensor's type and
   float64 scale, every node attribute) and the numpy reference gives the same codes on data;
-* qonnx.core.onnx_exec on a pow2 export: every code equals nnforge's, except that a value exactly
-  half-way below zero is rounded away from zero by HALF_UP and up by nnforge's RND (nnforge's code
-  is qonnx's + 1 there, and only there, in every sample whose earlier tensors agree); with TRN
-  (FLOOR) every code is equal.
+* qonnx.core.onnx_exec on a pow2 export: every code equals nnforge's except on an exact tie (a
+  value half-way between two codes), which nnforge's RND rounds up, ROUND to even and HALF_UP away
+  from zero: nnforge's code is qonnx's + 1 at a tie whose floor is even (ROUND) or that is negative
+  (HALF_UP), and nowhere else, in every sample whose earlier tensors agree; with TRN (FLOOR) every
+  code is equal.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def test_exported_nodes_carry_widths_sign_narrow_and_rounding(exported):
         assert np.array_equal(codes, np.round(codes)) and -8 <= codes.min() and codes.max() <= 7
         assert attrs[n.name]["narrow"] == int(codes.min() > -8)
     modes = [attrs[n.name]["rounding_mode"].decode() for n in acts]
-    assert modes == ["HALF_UP", "FLOOR", "FLOOR", "FLOOR"]  # model input: the boundary's RND; layers: TRN
+    assert modes == ["ROUND", "FLOOR", "FLOOR", "FLOOR"]  # model input: the boundary's RND; layers: TRN
     types = [(float(inits[n.input[3]]), attrs[n.name]["signed"]) for n in acts]
     assert types == [(4.0, 0), (4.0, 0), (4.0, 0), (4.0, 1)]
     scales = [float(inits[n.input[1]]) for n in acts]
@@ -118,9 +119,13 @@ def _qonnx_context(path, x):
                                return_full_exec_context=True)
 
 
-@pytest.mark.parametrize("case", ["cnn-w4a8-pow2", "mlp-w4a4-pow2-trn"])
-def test_qonnx_executor_differs_only_on_negative_ties(exported, case):
+@pytest.mark.parametrize("case, rounding", [("cnn-w4a8-pow2", "ROUND"), ("cnn-w4a8-pow2", "HALF_UP"),
+                                            ("mlp-w4a4-pow2-trn", "ROUND"), ("mlp-w4a4-pow2-trn", "HALF_UP")])
+def test_qonnx_executor_differs_only_on_ties(exported, case, rounding, tmp_path):
     qmodel, path, again = exported[case]
+    if rounding != "ROUND":
+        path = tmp_path / "half_up.onnx"
+        export_qonnx(qmodel, path, rounding=rounding)
     x = digits_arrays(case.split("-")[0])[1][:SAMPLES]
     proto, ctx = _qonnx_context(path, x)
     codes = qmodel.graph.quantize_inputs([x])
@@ -128,7 +133,7 @@ def test_qonnx_executor_differs_only_on_negative_ties(exported, case):
     names = onnx_tensor_names(again.float_model, again.layers)  # nnforge tensor -> float tensor of the export
     quant_of = {n.input[0]: n for n in proto.graph.node if n.op_type == "Quant"}
     clean = np.ones(len(x), bool)  # samples whose earlier tensors all agree
-    ties = 0
+    ties = {}
     for t in qmodel.graph.tensors.values():
         if t.name not in names:
             continue
@@ -139,15 +144,18 @@ def test_qonnx_executor_differs_only_on_negative_ties(exported, case):
         theirs = ctx[node.output[0]].astype(np.float64) / s
         assert np.array_equal(theirs, np.round(theirs))  # pow2: qonnx's float32 values are exact codes
         mode = next(a.s.decode() for a in node.attribute if a.name == "rounding_mode")
-        negative_tie = (unrounded < 0) & (unrounded - np.floor(unrounded) == 0.5) & (mode == "HALF_UP")
+        tie = unrounded - np.floor(unrounded) == 0.5
+        differs = tie & ((unrounded < 0) if mode == "HALF_UP" else (np.floor(unrounded) % 2 == 0) if mode == "ROUND"
+                         else np.zeros_like(tie))
         diff = np.asarray(ours[t.name], np.int64) - theirs.astype(np.int64)
-        assert np.array_equal(diff[clean], negative_tie[clean].astype(np.int64)), (t.name, mode)
-        ties += int(negative_tie[clean].sum())
+        assert np.array_equal(diff[clean], differs[clean].astype(np.int64)), (t.name, mode)
+        ties[t.name] = int(differs[clean].sum())
         clean &= (diff == 0).reshape(len(x), -1).all(axis=1)
-    if case.endswith("trn"):  # FLOOR (and HALF_UP on the nonnegative input): every code of every sample equal
-        assert ties == 0 and clean.all()
-    else:  # the claim is exercised: logits exactly half-way below zero occur
-        assert ties > 0 and clean.mean() > 0.5
+    if case.endswith("trn"):  # FLOOR layers never differ; the input (k/16 at scale 1/8) has ties
+        assert [k for k, n in ties.items() if n] == (["input"] if rounding == "ROUND" else [])
+        assert clean.all() == (rounding == "HALF_UP")  # HALF_UP is RND on the nonnegative pixels
+    else:  # the claim is exercised: such ties occur (with ROUND, in every sample's first conv already)
+        assert sum(ties.values()) > 0 and ties["input"] == 0
 
 
 def test_float32_readers_and_edited_scales(exported, tmp_path):
@@ -178,6 +186,8 @@ def test_wrap_overflow_is_refused(exported):
         export_qonnx(dataclasses.replace(qmodel, graph=graph))
     with pytest.raises(InputError, match="the export format must be one of qonnx, qdq, not 'tflite'"):
         nnforge.export(qmodel, None, "tflite")
+    with pytest.raises(InputError, match="rounding must be one of ROUND, HALF_UP, not 'HALF_EVEN'"):
+        export_qonnx(qmodel, rounding="HALF_EVEN")
 
 
 def test_cli_quantize_exports_qonnx_and_qdq(exported, tmp_path):
