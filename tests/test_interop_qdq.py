@@ -31,7 +31,7 @@ def ort_models(tmp_path_factory):
     return out, data
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("name", ["mlp", pytest.param("cnn", marks=pytest.mark.slow)])  # cnn: 6-8 s on 2 busy cores
 @pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
 def test_simulate_json_matches_onnxruntime(ort_models, name, fmt):
     models, data = ort_models
