@@ -27,7 +27,7 @@ import numpy as np
 
 from .calibration import ActivationStats
 from .errors import InputError, ModelError
-from .layers import PASSTHROUGH, FloatLayer, float_layers
+from .layers import FloatLayer, float_layers
 from .prequant import CarriedTensor, CarriedWeight, Prequantized
 from .quant_config import QuantConfig, parse_config
 from .quantize import quantize_model

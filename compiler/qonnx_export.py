@@ -131,6 +131,7 @@ def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None, *, roun
         proto.metadata_props.append(onnx.StringStringEntryProto(
             key=SCALES_KEY, value=json.dumps(recorded, sort_keys=True, separators=(",", ":"))))
     proto.producer_name = "nnforge"
+    onnx.checker.check_model(proto)  # the custom domain's nodes are not checked, the rest of the graph is
     if inexact_bias:
         warnings.warn(f"these layers' bias codes reach 2^22 or more, beyond what float32 codes * scale holds "
                       f"exactly, so a QONNX reader may round them by a code: {', '.join(inexact_bias)}", stacklevel=2)
