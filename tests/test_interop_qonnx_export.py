@@ -8,7 +8,9 @@ Claims tested exactly:
   value half-way between two codes), which nnforge's RND rounds up, ROUND to even and HALF_UP away
   from zero: nnforge's code is qonnx's + 1 at a tie whose floor is even (ROUND) or that is negative
   (HALF_UP), and nowhere else, in every sample whose earlier tensors agree; with TRN (FLOOR) every
-  code is equal.
+  code is equal;
+* with float-mode scales a code differs (by one step) only within float32's reach (the input) or
+  the 15-bit multiplier's (a layer) of half-way.
 """
 
 from __future__ import annotations
@@ -208,3 +210,31 @@ def test_cli_quantize_exports_qonnx_and_qdq(exported, tmp_path):
     bad = CliRunner().invoke(main, ["quantize", str(EXAMPLES / "digits_mlp.onnx"), "--calib", str(calib), "-o",
                                     str(tmp_path / "r"), "--export", "tflite"])
     assert bad.exit_code == 2 and "'tflite' is not one of 'qonnx', 'qdq'" in bad.output
+
+
+def test_qonnx_executor_float_scales_differ_only_near_half_way(exported):
+    """float-mode scales: a code differs from qonnx's only where qonnx's unrounded value lies within
+    what float32 (the input: x / float32(s) against nnforge's float64 division) or nnforge's 15-bit
+    multiplier (a layer: 2^-15 of its largest code) can move it of half-way, by one step, in every
+    sample whose earlier tensors agree."""
+    qmodel, path, again = exported["mlp-w8a8"]
+    x = digits_arrays("mlp")[1][:SAMPLES]
+    proto, ctx = _qonnx_context(path, x)
+    codes = qmodel.graph.quantize_inputs([x])
+    ours = {"input": codes[0]} | reference.run(qmodel.graph, codes)
+    names = onnx_tensor_names(again.float_model, again.layers)
+    quant_of = {n.input[0]: n for n in proto.graph.node if n.op_type == "Quant"}
+    clean = np.ones(len(x), bool)
+    differing = 0
+    for t in qmodel.graph.tensors.values():
+        src = names[t.name] if names[t.name] in quant_of else f"{names[t.name]}_Quant_Input"
+        s = float(np.float32(t.scale))
+        unrounded = np.clip(ctx[src].astype(np.float64) / s, t.qtype.lo, t.qtype.hi)
+        theirs = np.round(ctx[quant_of[src].output[0]].astype(np.float64) / s)
+        diff = np.asarray(ours[t.name], np.int64) - theirs.astype(np.int64)
+        near = 1e-5 if t.name == "input" else max(abs(t.qtype.lo), t.qtype.hi) * 2.0**-15 + 1e-4
+        off = np.abs(unrounded - np.floor(unrounded) - 0.5)
+        assert np.all(np.abs(diff[clean]) <= 1) and np.all(off[clean][diff[clean] != 0] <= near), t.name
+        differing += int(np.count_nonzero(diff[clean]))
+        clean &= (diff == 0).reshape(len(x), -1).all(axis=1)
+    assert differing > 0  # the pixels' float64 ties (0.5 at scale 1/255) are not float32 ones
