@@ -51,15 +51,15 @@ module nnf_requant #(
     reg [SW-1:0]    keep;                      // the low out_bits bits
     reg [4:0]       ob_m1;
     reg             ob_sign;                   // out_signed and out_bits != 0
-    reg signed [SW-1:0] lo_x, hi_x;
+    reg [31:0]      lo_x, hi_x;
     always @(posedge clk) begin
         rnd_q <= rnd;
         wrap_q <= wrap;
         keep <= ~({SW{1'b1}} << out_bits);
         ob_m1 <= out_bits - 5'd1;
         ob_sign <= out_signed & (out_bits != 5'd0);
-        lo_x <= {{(SW - 32){lo[31]}}, lo};
-        hi_x <= {{(SW - 32){hi[31]}}, hi};
+        lo_x <= lo;
+        hi_x <= hi;
         lo_gt_hi <= $signed(lo) > $signed(hi);
     end
 
@@ -110,18 +110,24 @@ module nnf_requant #(
         v5 <= v4;
     end
 
-    // 6: wrap to out_bits (kept when !wrap)
+    // 6: wrap to out_bits (kept when !wrap); and whether the value fits 32 signed bits (a wrapped
+    // one always does: out_bits <= 31), so that stage 7 compares 32 bits, not SW
     wire          w_neg = ob_sign & s5[{1'b0, ob_m1}];
+    wire [SW-32:0] s5_top = s5[SW-1:31];
     reg [SW-1:0]  s6;
-    reg           v6;
+    reg           fit6, neg6, v6;
     always @(posedge clk) begin
         s6 <= !wrap_q ? s5 : (w_neg ? (s5 | ~keep) : (s5 & keep));
+        fit6 <= wrap_q | (&s5_top) | ~(|s5_top);
+        neg6 <= s5[SW-1];
         v6 <= v5;
     end
 
-    // 7: clamp to [lo, hi] (as numpy.clip: hi wins when lo > hi)
-    wire below = $signed(s6) < lo_x;
-    wire above = $signed(s6) > hi_x;
+    // 7: clamp to [lo, hi] (as numpy.clip: hi wins when lo > hi); a value that does not fit 32
+    // bits is below every lo when negative, else above every hi
+    wire signed [31:0] s6_32 = s6[31:0];
+    wire below = fit6 ? (s6_32 < $signed(lo_x[31:0])) : neg6;
+    wire above = fit6 ? (s6_32 > $signed(hi_x[31:0])) : ~neg6;
     reg [IN_W-1:0] y7;
     reg            v7;
     always @(posedge clk) begin
