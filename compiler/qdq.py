@@ -184,8 +184,12 @@ def onnx_tensor_names(model: Model, layers: list) -> dict[str, str]:
     body = model.relax["main"].body.body
     results = list(body.fields) if isinstance(body, relax.Tuple) else [body]
     names = {s.name: s.name for s in model.inputs}
+    outputs = getattr(known, "outputs", {})  # recorded by the importer: exact for repeated names
     for layer in layers:
         var = layer.output
+        if var.name in outputs:
+            names[layer.name] = outputs[var.name]
+            continue
         if len(by_display.get(known.get(var.name, ""), ())) == 1:
             names[layer.name] = by_display[known[var.name]][0]
             continue

@@ -26,6 +26,17 @@ from .relax_utils import const, const_value, is_constant
 _NAMED_OPS = SUPPORTED_OPS - {"Constant", "ConstantOfShape", "Identity", "Dropout"}
 
 
+class OnnxNames(dict):
+    """Relax var name -> ONNX node name, plus ``outputs``: Relax var name -> the ONNX tensor (its
+    node's first output) the var holds.  Node names may repeat and TVM renames repeats in its own
+    scheme (``conv, conv, conv1`` become ``conv, conv1, conv11``), so only ``outputs``, recorded
+    while importing, finds a repeated node's tensor exactly."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.outputs: dict[str, str] = {}
+
+
 def node_display_name(node: onnx.NodeProto) -> str:
     """The name nnforge uses for an ONNX node: its name, or its first output's name."""
     return node.name or (node.output[0] if node.output else node.op_type)
@@ -96,7 +107,14 @@ _HIGH_LEVEL = {"Clip": _clip, "Pad": _pad}
 class _NamingImporter(_tvm_onnx.ONNXGraphImporter):
     """The stock importer, binding each compute node's result to a var named after it."""
 
-    onnx_names: dict[str, str]
+    onnx_names: OnnxNames
+    _node_outputs: list[str] = []
+
+    def _parse_value_proto(self, value_proto):
+        # called once per node, just before its _convert_operator: remember the node's outputs
+        if isinstance(value_proto, onnx.NodeProto):
+            self._node_outputs = list(value_proto.output)
+        return super()._parse_value_proto(value_proto)
 
     def _convert_operator(self, op_name, inputs, attrs, opset):
         if op_name == "Sum" and len(inputs) > 1:
@@ -124,6 +142,8 @@ class _NamingImporter(_tvm_onnx.ONNXGraphImporter):
             sym = self.bb.emit(sym, name_hint=name)
             # the builder sanitises names ('.' -> '_'); remember the ONNX spelling
             self.onnx_names[sym.name] = name
+            if self._node_outputs:
+                self.onnx_names.outputs[sym.name] = self._node_outputs[0]
         return sym
 
 
@@ -139,7 +159,7 @@ def import_onnx(
     for node in named.graph.node:
         node.name = node_display_name(node)
     importer = _NamingImporter(shapes, dtypes, keep_params_in_input=False, sanitize=True)
-    importer.onnx_names = {}
+    importer.onnx_names = OnnxNames()
     mod = importer.from_onnx(named.graph, opset)
     # the graph inputs too (param -> ONNX input name), so no layer is named like an input
     from .onnx_frontend import graph_inputs
