@@ -61,15 +61,6 @@ def pack(lanes, bits: int) -> int:
     return word
 
 
-def value(handle) -> int:
-    """A port's value as an unsigned int; X/Z bits (Icarus: a scratchpad word never written) read 0."""
-    v = handle.value
-    try:
-        return int(v)
-    except ValueError:
-        return int("".join(c if c in "01" else "0" for c in str(v)), 2)
-
-
 def unpack(word: int, bits: int, cols: int) -> list[int]:
     mask = (1 << bits) - 1
     return [(word >> (lane * bits)) & mask for lane in range(cols)]
@@ -189,6 +180,7 @@ class Checker:
 
 
 async def reset(dut, trace: bool) -> None:
+    """Reset the bare nnf_systolic_top (tb_stalls.py: Python steps that bench's clock itself)."""
     dut.rst.value = 1
     dut.start.value = 0
     dut.trace_en.value = int(trace)
