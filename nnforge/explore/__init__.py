@@ -148,6 +148,9 @@ def explore(model, calib: Sequence[np.ndarray], data: Sequence[np.ndarray], labe
     table: list = []
     try:
         table, space, seeds = _sensitivity(study, space, pool, sensitivity, quality, reference, max_drop, say)
+        if seeds:  # the uniform widths too: the local search then improves on each per layer, at its quality
+            seeds += [space.clamp(_uniform_point(space, evaluator.layer_names, u)) for u in uniform]
+            seeds = [p for i, p in enumerate(seeds) if p not in seeds[:i]]
         study.set_user_attr("space", space.to_dict())
         stale = study_mod.fail_stale(study)
         if stale:
@@ -207,11 +210,7 @@ def _result(study, evaluator: Evaluator, quality, costs, max_drop, reference, no
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     uni = []
     for name in uniform:
-        w, a = (int(v) for v in name[1:].split("a"))
-        params = dict(space.baseline())
-        for n in evaluator.layer_names:
-            params[f"{n}:weight_bits"], params[f"{n}:act_bits"] = w, a
-        m = evaluator.evaluate(params)
+        m = evaluator.evaluate(_uniform_point(space, evaluator.layer_names, name))
         if "error" not in m:
             uni.append({"name": name, **{k: m.get(k) for k in (quality, *costs)}})
     float_bytes = int(evaluator.evaluate(space.baseline()).get("float_bytes", 0))
@@ -219,6 +218,15 @@ def _result(study, evaluator: Evaluator, quality, costs, max_drop, reference, no
                          results_mod.pareto(recs, quality, costs), results_mod.choose(recs, quality, costs),
                          sensitivity=[], space=space.to_dict(), uniform=uni, notes=list(notes),
                          engine=evaluator.engine, failed=failed)
+
+
+def _uniform_point(space: SearchSpace, layer_names: list[str], name: str) -> dict:
+    """``"w4a8"``: every layer at 4-bit weights and 8-bit activations, nothing pruned or shared."""
+    w, a = (int(v) for v in name[1:].split("a"))
+    params = dict(space.baseline())
+    for n in layer_names:
+        params[f"{n}:weight_bits"], params[f"{n}:act_bits"] = w, a
+    return params
 
 
 def _write(out_dir: Path, result: ExploreResult, model, table, quality: str, max_drop: float) -> None:
