@@ -66,10 +66,25 @@ def source_hash(src_dir: Path, top: str, flags: tuple[str, ...], version: str) -
     return h.hexdigest()[:32]
 
 
-def build(src_dir: Path, top: str, build_dir: Path | None = None, *, opt: str = "-O2") -> Path:
+def _headers_digest(folders: tuple[str | Path, ...]) -> str:
+    """A digest of the header files under ``folders`` (vendor headers change between wheels)."""
+    if not folders:
+        return ""
+    h = hashlib.sha256()
+    for d in folders:
+        for p in sorted(Path(d).rglob("*.h")):
+            h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build(src_dir: Path, top: str, build_dir: Path | None = None, *, opt: str = "-O3",
+          defines: tuple[str, ...] = (), system_includes: tuple[str | Path, ...] = ()) -> Path:
     """Compile ``src_dir/<top>.cpp`` into a shared library; its path (reused when cached).
 
-    ``opt`` is the optimisation flag (``-O1`` builds faster, for tests).  Next to the library
+    ``opt`` is the optimisation flag (``-O1`` builds faster, for tests; ``-O3`` vectorises the
+    kernels' inner loops).  ``defines`` are macros (``NNF_USE_AP_INT``: the vendor's ap_int, see
+    ``ap_types.py``), ``system_includes`` folders for ``-isystem`` (the ap_types headers); both
+    are part of the cache key (a header folder by its path and the content of its files).  Next to the library
     goes a copy of the project's ``csim.json`` (``<lib>.json``), which ``CSim`` reads for the
     node names and shapes of ``trace``."""
     src_dir = Path(src_dir)
@@ -77,8 +92,10 @@ def build(src_dir: Path, top: str, build_dir: Path | None = None, *, opt: str = 
     if not main.is_file():
         raise CSimError(f"the C sources must contain {top}.cpp, the top function's file; {src_dir} does not")
     cxx = _compiler()
-    flags = (*FLAGS, opt)
-    key = source_hash(src_dir, top, flags, _compiler_version(cxx))
+    flags = (*FLAGS, opt, *(f"-D{d}" for d in defines))
+    for d in system_includes:
+        flags += ("-isystem", str(Path(d).resolve()))
+    key = source_hash(src_dir, top, flags, _compiler_version(cxx) + _headers_digest(system_includes))
     out_dir = Path(build_dir) if build_dir is not None else cache_root()
     out_dir.mkdir(parents=True, exist_ok=True)
     so = out_dir / f"lib{top}-{key}.so"

@@ -847,9 +847,12 @@ def _print_verify(report) -> None:
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--allow-modified", is_flag=True,
               help="Simulate a project whose files were edited after compile (they are listed, not refused).")
+@click.option("--ap-types", "ap_types", is_flag=False, flag_value="", default=None, metavar="[DIR]",
+              help="hls: compile the C simulation against Xilinx's ap_int headers (in the installed hls4ml, or "
+                   "in DIR), after a g++ -Wall -Wextra -Werror pass over both code forms.")
 @report_option
 @click.option("--force", is_flag=True, help="Replace an existing --report file.")
-def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified, report_path=None, force=False):
+def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified, ap_types, report_path=None, force=False):
     """Check the project's files against its manifest, then simulate it (hls: g++ C simulation):
     every layer's output and the golden vectors against the numpy reference."""
     from nnforge.compile import files_failure, open_project, verify as run_verify
@@ -867,7 +870,7 @@ def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified, repo
         task = bar.add_task(f"{project.backend_name} simulation", total=None)
         report = run_verify(project, None if data is None else data, labels, batch_size,
                             progress=lambda d, n: bar.update(task, completed=d, total=n),
-                            allow_modified=allow_modified)
+                            allow_modified=allow_modified, ap_types=ap_types)
     if report_path:
         from nnforge.report_html import verify_html, write_report
 

@@ -303,12 +303,19 @@ class Project:
                                  f"(n alike for every input), not {list(a.shape)}")
         return arrays
 
-    def simulate(self, codes, trace: bool = True) -> Simulation:
+    def simulate(self, codes, trace: bool = True, ap_types: str | Path | bool | None = None) -> Simulation:
         """The backend's simulation of input codes (one ``[n, *shape]`` array, or one per input),
-        each known tensor as ``[n, *shape]``; ``trace=False`` asks for the graph outputs only."""
+        each known tensor as ``[n, *shape]``; ``trace=False`` asks for the graph outputs only.
+        ``ap_types`` (hls): build against Xilinx's ap_int headers (``True``: hls4ml's; or a folder)."""
         inputs = self._inputs(codes)
         be = self.backend
-        result = (be.simulate(self.path, inputs, trace=trace) if _takes_trace(be.simulate)
+        extra = {}
+        if ap_types is not None:
+            if "ap_types" not in inspect.signature(be.simulate).parameters:
+                raise InputError(f"--ap-types must be used with a backend whose C simulation takes the ap_types "
+                                 f"headers (hls), not {self.backend_name}")
+            extra["ap_types"] = ap_types
+        result = (be.simulate(self.path, inputs, trace=trace, **extra) if _takes_trace(be.simulate)
                   else be.simulate(self.path, inputs))
         if isinstance(result, Mapping) and not isinstance(result, Simulation):  # older backends: tensors only
             result = Simulation(dict(result))
@@ -520,7 +527,8 @@ def _changed_files(project: Project, notes: list[str]) -> list[str]:
 
 
 def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None = None, batch_size: int = 256,
-           progress: Callable[[int, int], None] | None = None, allow_modified: bool = False) -> VerifyReport:
+           progress: Callable[[int, int], None] | None = None, allow_modified: bool = False,
+           ap_types: str | Path | bool | None = None) -> VerifyReport:
     """Check the project's files, then run its simulation on every input and compare every node
     output it exposes with the numpy reference (``reference.run`` on the same codes).
 
@@ -531,6 +539,8 @@ def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None 
     3. Without data, the golden inputs are simulated.  With labels, ``accuracy`` is the top-1
        accuracy through the hardware and ``quant_accuracy`` the one of the TVM integer build
        of the same model (they must agree).
+    4. ``ap_types`` (hls): the C simulation is compiled against Xilinx's ap_int (``True``: the
+       headers in the installed hls4ml; or their folder) after a strict g++ front-end pass.
     """
     from nnforge.compiler import reference
 
@@ -574,7 +584,7 @@ def verify(path: "str | Path | Project", data_x=None, labels: np.ndarray | None 
     preds = []
     for start in range(0, n, batch_size):
         batch = [a[start:start + batch_size] for a in inputs]
-        sim = project.simulate(batch, trace=True)
+        sim = project.simulate(batch, trace=True, ap_types=ap_types)
         ref = reference.run(graph, batch)
         for name, arr in sim.tensors.items():
             if name not in counts:  # graph inputs, or names the graph does not have

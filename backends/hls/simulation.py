@@ -43,23 +43,32 @@ def read_manifest(project: Path) -> dict:
     return doc
 
 
-def build(project: Path) -> Path:
+def build(project: Path, ap_dir: Path | None = None) -> Path:
     """g++ the project's ``src/`` into a shared library (reused when the sources are unchanged);
-    its path."""
-    from nnforge.hw_sim import csim
+    its path.  With ``ap_dir`` (``hw_sim.ap_types.find``), against the vendor's ap_int there
+    (``NNF_USE_AP_INT``) instead of nnf_int.h's own integer classes."""
+    from nnforge.hw_sim import ap_types, csim
 
-    return csim.build(Path(project) / "src", read_manifest(project)["top"])
+    if ap_dir is None:
+        return csim.build(Path(project) / "src", read_manifest(project)["top"])
+    return csim.build(Path(project) / "src", read_manifest(project)["top"], defines=(ap_types.DEFINE,),
+                      system_includes=(ap_dir,))
 
 
 class ProjectSim:
     """One project's compiled C: ``simulate(inputs, trace)`` as ``Backend.simulate`` returns it."""
 
-    def __init__(self, project: Path):
-        from nnforge.hw_sim import csim
+    def __init__(self, project: Path, ap_dir: Path | None = None):
+        from nnforge.hw_sim import ap_types, csim
 
         self.project = Path(project)
         self.manifest = m = read_manifest(project)
-        self.so_path = build(project)
+        self.notes: list[str] = []
+        if ap_dir is not None:  # the strict front end first: its messages are clearer than a failed build's
+            checked = ap_types.strict_check(self.project / "src", m["top"], ap_dir)
+            self.notes.append(f"C simulation compiled against the ap_types headers in {ap_dir} ({ap_types.DEFINE}); "
+                              f"g++ {' '.join(ap_types.STRICT[2:5])} clean on: {'; '.join(checked)}")
+        self.so_path = build(project, ap_dir)
         weights = m.get("weights")  # the file weight form: binaries under the project, loaded at run time
         if weights is not None and (not isinstance(weights, str) or weights != "weights"):
             raise InputError(f"{MANIFEST} of project {str(project)!r} must name 'weights' as its weight folder, "
@@ -85,9 +94,9 @@ class ProjectSim:
         out = self.manifest["output"]
         if not trace:
             y = self.csim.run(codes)
-            return Simulation({out["name"]: y.reshape((len(codes), *out["shape"]))})
+            return Simulation({out["name"]: y.reshape((len(codes), *out["shape"]))}, notes=list(self.notes))
         by_name = self.csim.trace(codes)
-        return Simulation({n["output"]: by_name[n["name"]] for n in self.manifest["nodes"]})
+        return Simulation({n["output"]: by_name[n["name"]] for n in self.manifest["nodes"]}, notes=list(self.notes))
 
 
 __all__ = ["MANIFEST", "ProjectSim", "build", "read_manifest"]
