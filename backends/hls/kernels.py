@@ -196,6 +196,9 @@ def conv2d(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     hp = max(h + t, (oh - 1) * sh + (kh - 1) * dh + 1)
     wp = max(w + l, (ow - 1) * sw + (kw - 1) * dw + 1)
     p.update(HP=hp, WP=wp, padded=(hp, wp, t, l) != (h, w, 0, 0))
+    # C simulation of a stride-1 conv: output rows WP wide (the last WP - OW columns unused), so one
+    # window tap is one contiguous run of SPAN inputs and products (templates/hls/conv2d.h.j2)
+    p.update(SPAN=(oh - 1) * wp + ow, WIDE=(sh, sw) == (1, 1))
     p.update(C=c, H=h, W_=w, O=o, OH=oh, OW=ow, IPG=ipg, OPG=o // g, KH=kh, KW=kw, KHW=kh * kw, SH=sh, SW=sw,
              DH=dh, DW=dw, PT=t, PL=l, HW=h * w, OHW=oh * ow, R=ipg * kh * kw, pointwise=pointwise)
     ins, outs = _ports(ctx, node)
