@@ -112,6 +112,7 @@ class Option:
     minimum: float | None = None  # numeric range, inclusive
     maximum: float | None = None
     per_layer: bool = False
+    keywords: tuple[str, ...] = ()  # words accepted besides values of the type (hls reuse_factor: "auto")
 
 
 @dataclass

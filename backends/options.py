@@ -82,6 +82,8 @@ def _range(spec: Option) -> str:
 
 def _scalar(key: str, value: Any, spec: Option, layer: str | None = None) -> Any:
     label = repr(key) + ("" if layer is None else f" for layer {layer!r}")
+    if isinstance(value, str) and value.strip() in spec.keywords and layer is None:
+        return value.strip()
     value = _typed(label, value, spec.default)
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if number and not math.isfinite(value):
