@@ -795,6 +795,12 @@ def _print_compile_summary(model_path: str, project, out_dir: str, golden_file: 
             f"DSP {fmt(t.get('dsp'))}, BRAM18 {fmt(t.get('bram18'))}, LUT {fmt(t.get('lut'))}, FF {fmt(t.get('ff'))}")
     else:
         say("estimates: none (the backend has no cost model yet)")
+    fit = report.get("fit")  # hls: the estimates against the part (backends/hls/fit.py)
+    if fit and fit.get("part"):
+        pct = ", ".join(f"{k.upper()} {v:.1f}%" for k, v in fit["percent"].items())
+        verdict = "fits" if fit["fits"] else "DOES NOT FIT (raise reuse_factor, or --option reuse_factor=auto)"
+        say(f"fit: {fit['part_option']}: {pct} of the part: {verdict}; "
+            f"{fit['latency_us']:,.2f} us latency, {fit['throughput_per_s'] or 0:,.0f} samples/s at {fit['clock_ns']:g} ns")
     say(f"golden vectors: {report['golden']['samples']} samples ({report['golden']['source']}, {golden_file})")
     docs = [f for f in ("README.md", "report.md") if f in report["files"]]
     say(f"wrote {len(report['files'])} files to {out_dir}" + (f" (see {' and '.join(docs)})" if docs else "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -96,6 +97,8 @@ def test_fit_warning_and_auto_on_the_digits_cnn(tmp_path):
                                     str(EXAMPLES / "digits_calib.npz"), "--bits", "w8a8", "-o", str(out),
                                     "--option", "reuse_factor=auto", "--option", "part=xc7z020clg400-1"])
     assert res.exit_code == 0, res.output
+    assert re.search(r"fit: xc7z020clg400-1: DSP [\d.]+%, BRAM18 [\d.]+%, LUT [\d.]+%, FF [\d.]+% of the part: fits;",
+                     res.output), res.output
     fit = json.loads((out / "report.json").read_text())["fit"]
     assert fit["fits"] is True and fit["part"] == "xc7z020" and fit["reuse_factor_option"] == "auto"
     assert all(v <= 100 for v in fit["percent"].values()) and max(fit["reuse_factors"].values()) > 1
