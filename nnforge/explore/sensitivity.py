@@ -132,8 +132,11 @@ def seeds(space: SearchSpace, limits: dict[str, dict[str, Any]]) -> list[dict[st
     2. a ladder of global settings (every layer pruned ``p`` and shared ``k`` bits, ``LADDER``),
        as a user would try by hand, for the search to refine per layer: each layer's prune
        capped by its range, the last weighted layer's by the grid's safest prune value (no later
-       layer makes up for its loss, and its loss adds to everything upstream's), and weights at ``k + 1`` bits or the layer's limit if wider (a codebook of
-       2^k codes of k bits or fewer shares nothing).
+       layer makes up for its loss, and its loss adds to everything upstream's), and weights at
+       ``k + 1`` bits or the layer's limit if wider (a codebook of 2^k codes of k bits or fewer
+       shares nothing).
+
+    ``explore`` adds the uniform widths of the report's comparison after these.
     """
     base = space.baseline()
     at_limit, halfway = dict(base), dict(base)
