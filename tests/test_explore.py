@@ -236,6 +236,7 @@ def _cli(files, *extra, data="test.npz"):
     (["--ray", "127.0.0.1:1"], "--ray address '127.0.0.1:1' must be a reachable Ray cluster"),
     (["--storage", "nosuchdb://x/y"], "--storage must be an Optuna storage that opens, not 'nosuchdb://x/y'"),
     (["--storage", "sqlite:////nonexistent-dir/a/b.db"], "--storage must be an Optuna storage that opens"),
+    (["--holdout", "1.5"], "--holdout must be a fraction in [0, 1), not 1.5"),
 ])
 def test_cli_bad_input(files, tmp_path, extra, message):
     r = _cli(files, "-o", str(tmp_path / "o"), *extra)
