@@ -29,6 +29,7 @@ from nnforge.compiler.errors import InputError
 from nnforge.compiler.qgraph import QNode
 
 FORMS = ("dense", "codebook", "sparse")
+PLAIN_TYPES = frozenset({"int", "int8_t", "int16_t", "int32_t", "int64_t", "uint8_t", "uint16_t", "uint32_t", "uint64_t"})
 PER_LINE = 24  # values per line of a generated array
 
 
@@ -51,6 +52,27 @@ class CArray:
     @functools.cached_property
     def rows(self) -> tuple[str, ...]:
         return c_rows(self.values, self.suffix)
+
+    @functools.cached_property
+    def rom_type(self) -> str:
+        """The element type of the inline literal array: ``ctype`` itself when it is a plain C
+        type, else ``NNF_ROM(ctype,raw)`` (nnf_int.h): ``raw`` is the narrowest standard integer
+        type holding every value, which a C simulation against ap_int stores instead (ap_int's
+        constructors are not constexpr, so each element would be a dynamic initialiser)."""
+        if self.ctype in PLAIN_TYPES:
+            return self.ctype
+        v = np.asarray(self.values).reshape(-1)
+        lo, hi = (int(v.min()), int(v.max())) if v.size else (0, 0)
+        for bits in (8, 16, 32, 64):
+            if lo >= 0 and hi < (1 << bits):
+                raw = f"uint{bits}_t"
+                break
+            if -(1 << (bits - 1)) <= lo and hi < (1 << (bits - 1)):
+                raw = f"int{bits}_t"
+                break
+        else:
+            raise ValueError(f"array {self.name} holds values outside 64 bits: [{lo}, {hi}]")
+        return f"NNF_ROM({self.ctype},{raw})"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,17 @@
 
 #include <cstdint>
 
+// Constant arrays (weights, biases, tables) are declared NNF_ROM(T, R): of element type T, except
+// in a C simulation against ap_int, where they hold the plain integer type R (wide enough for every
+// value): ap_int's constructors are not constexpr, so an ap_int array literal is one dynamic
+// initialiser per element (g++ takes seconds per few thousand).  Reading an element converts it to
+// T's value, the same number either way.
+#if defined(NNF_USE_AP_INT) && !defined(__SYNTHESIS__)
+#define NNF_ROM(T, R) R
+#else
+#define NNF_ROM(T, R) T
+#endif
+
 #if defined(__SYNTHESIS__) || defined(NNF_USE_AP_INT)
 #include <ap_int.h>
 template <int W> using nnf_int = ap_int<W>;
