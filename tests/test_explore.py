@@ -303,3 +303,25 @@ def test_holdout_split():
             _split([x], y, bad, seed=0)
     with pytest.raises(InputError, match="--holdout must leave samples on both sides"):
         _split([x], y, 0.01, seed=0)
+
+
+def test_pareto_against_the_definition():
+    """results.pareto (sorted sweep) against the definition by all pairs, on random records with
+    ties and duplicates."""
+    rng = np.random.default_rng(0)
+    costs = ["bytes", "macs-bits"]
+    for _ in range(20):
+        recs = [results.TrialRecord(i, {}, {}, None, {"accuracy": float(rng.integers(0, 5)),
+                                                      "bytes": int(rng.integers(0, 6)),
+                                                      "macs-bits": int(rng.integers(0, 6))}, bool(rng.random() < 0.8))
+                for i in range(40)]
+        feasible = [r for r in recs if r.feasible]
+        expect, seen = [], set()
+        for r in feasible:  # trial order: the lowest number of equal vectors stays
+            key = (r.values["accuracy"], r.values["bytes"], r.values["macs-bits"])
+            if key not in seen and not any(results._dominates(o, r, "accuracy", costs) for o in feasible):
+                seen.add(key)
+                expect.append(r.number)
+        got = results.pareto(recs, "accuracy", costs)
+        assert sorted(r.number for r in got) == sorted(expect)
+        assert [r.values["bytes"] for r in got] == sorted(r.values["bytes"] for r in got)

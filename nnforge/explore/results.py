@@ -113,14 +113,20 @@ def _dominates(a: TrialRecord, b: TrialRecord, quality: str, costs: list[str]) -
 
 
 def pareto(recs: list[TrialRecord], quality: str, costs: list[str]) -> list[TrialRecord]:
-    """The feasible non-dominated records, one per distinct objective vector, by first cost."""
-    feasible = [r for r in recs if r.feasible]
+    """The feasible non-dominated records, one per distinct objective vector (the lowest trial
+    number), by first cost.
+
+    In the order (first cost, -quality, other costs, number) every record's dominators come
+    before it, and a dominated dominator's own dominator dominates it too, so comparing each
+    record with the front kept so far suffices: O(records x front), not O(records^2) (this runs
+    before every local search step)."""
+    order = sorted((r for r in recs if r.feasible),
+                   key=lambda r: (r.values[costs[0]], -r.values[quality], *[r.values[c] for c in costs[1:]],
+                                  r.number))
     front, seen = [], set()
-    for r in feasible:
-        if any(_dominates(o, r, quality, costs) for o in feasible):
-            continue
+    for r in order:
         key = tuple([r.values[quality]] + [r.values[c] for c in costs])
-        if key in seen:
+        if key in seen or any(_dominates(o, r, quality, costs) for o in front):
             continue
         seen.add(key)
         front.append(r)
