@@ -10,9 +10,11 @@ The steps, in order (docs/explore.md):
 1. ``Evaluator`` (evaluate.py): calibration statistics and float predictions, once per process;
 2. sensitivity (sensitivity.py): one knob of one layer at a time, bit-accurately; the table
    shrinks the search space and gives the first points to try;
-3. the study (study.py): Optuna TPE, multi-objective, ``--max-drop`` as a constraint, trials
-   evaluated in this process or on Ray workers (ray_worker.py);
-4. results (results.py): the Pareto front, the chosen point as ``best.toml``, plots, report.
+3. the study (study.py): the seeds, then a Pareto local search (descent.py) interleaved with
+   Optuna TPE, multi-objective, ``--max-drop`` as a constraint, trials evaluated in this process
+   or on Ray workers (ray_worker.py);
+4. results (results.py): the Pareto front, the chosen point as ``best.toml``, plots, report;
+   with ``holdout``, the front and the chosen point re-simulated on data the search never saw.
 """
 
 from __future__ import annotations
