@@ -60,15 +60,17 @@ def compare(model: list[resource_model.UnitEstimate], synth) -> dict[str, Any]:
     out: dict[str, Any] = {"totals": {}}
     for k in ("dsp", "bram"):
         out["totals"][k] = {"model": mt[k], "measured": synth.totals[k], "error_pct": error_pct(mt[k], synth.totals[k])}
+    # the top's instances, each counted with its submodules: the multipliers are nnf_mul_reg cells
+    # inside the PEs (all of nnf_gemm's DSPs), the requant units and the tap unit
     per_module = {}
-    for m in synth.modules:
-        per_module[m["module"]] = per_module.get(m["module"], 0) + m["dsp"] * m["instances"]
+    for m in synth.instances:
+        per_module[m["module"]] = per_module.get(m["module"], 0) + m["dsp"]
     units = []
     for r in model:
         row = {"unit": r.name, "what": r.what, "model_dsp": r.dsp, "model_bram": r.bram,
                "measured_dsp": None, "measured_bram": None}
         if r.name == "array":
-            row["measured_dsp"] = per_module.get("nnf_pe", 0)
+            row["measured_dsp"] = per_module.get("nnf_gemm", 0)
         elif r.name == "requant":
             row["measured_dsp"] = per_module.get("nnf_requant", 0)
         elif r.name == "agen":

@@ -342,14 +342,17 @@ def test_eltwise_all_subops(tmp_path):
 
 @pytest.mark.parametrize("hw", [HW, HW_SQ], ids=["2x4", "4x4"])
 def test_gemm_utilization_at_least_90_percent(hw, tmp_path):
-    """A GEMM with M, N, K = 4x the array: the k-steps stream without bubbles between tiles, so the
-    measured cycles of the instruction give >= 90% MAC utilization."""
+    """A GEMM with M, N, K = 4x the array: the k-steps stream without bubbles between tiles (the
+    measured cycles less the fixed fetch and drain are exactly one k-step a cycle), so the
+    instruction's measured cycles give >= 89% MAC utilization (the fixed cycles included)."""
     R, C = hw.rows, hw.cols
     c = Conv(ch=4 * C, h=2, w=2 * R, n_out=4 * C, kh=1, kw=1, pt=0, pl=0, pb=0, pr=0)
     res = check(hw, *conv_program(hw, c, np.random.default_rng(6), n_samples=1), tmp_path)
     gemm_cycles = int(res.stamps[0, 1] - res.stamps[0, 0]) - isa.FETCH_CYCLES  # minus the SYNC after it
     macs = c.h * c.w * c.n_out * c.ch
-    assert macs / (gemm_cycles * R * C) >= 0.9, (macs, gemm_cycles)
+    body = gemm_cycles - isa.FETCH_CYCLES - isa.gemm_drain(isa.ArrayShape(R, C))
+    assert body * R * C == macs, (macs, gemm_cycles)
+    assert macs / (gemm_cycles * R * C) >= 0.89, (macs, gemm_cycles)
 
 
 # -- random programs: RTL == isa_sim, cycles == isa.cycles ---------------------------------------

@@ -152,9 +152,11 @@ class ArrayShape:
 
 REQUANT_LATENCY = 7  # nnf_requant: operands, 2 partial products, product, shift, round (+pair), wrap, clamp
 TAP_LATENCY = 5  # nnf_tap_agen: bounds, ih*in_w, +iw, *in_ps, +base: issue -> scratchpad address
-# Every memory's read data is registered before any logic uses it (MEM_LATENCY: the read, the data
-# register), so block RAM clock-to-out never shares a cycle with logic.
-MEM_LATENCY = 2
+# Every memory's read data is registered before any logic uses it, so block RAM clock-to-out never
+# shares a cycle with logic; the scratchpad word that GEMM and the ALU read is registered twice (a
+# register with no other load next to the block RAMs, then the one that fans out).  MEM_LATENCY:
+# the read and those two registers.
+MEM_LATENCY = 3
 # The PE's multiply (nnf_mul_reg): an operand register, then the product register (on ECP5 the
 # MULT18X18D's own input and output registers), so a sum leaves a PE MUL_LATENCY + 1 cycles after
 # its `first`.

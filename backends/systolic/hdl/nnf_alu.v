@@ -12,11 +12,11 @@
 // pass leaves free); LUT: per lane, the low IN_W bits of PMEM[p_base + a - lut_offset] (one lane a
 // cycle), written without the requant units.
 //
-// Latency, from the cycle a word/tap is on spad_rdata (registered in the top: 2 cycles after its
-// address): the lane value register one cycle later is the requant input (valid rq_in_valid), the
-// requant output RQ_LAT cycles after that is written (MUL: 3 cycles more).  The fixed drain: fin
-// is high D_TAIL cycles after the last issue (the longest path, MUL's, with every sub-op):
-// WINDOW 8 + RQ_LAT, ELTWISE 6 + RQ_LAT.
+// Latency, from the cycle a word/tap is on spad_rdata (registered twice in the top: 3 cycles after
+// its address): the lane value register one cycle later is the requant input (valid rq_in_valid),
+// the requant output RQ_LAT cycles after that is written (MUL: 3 cycles more).  The fixed drain:
+// fin is high D_TAIL cycles after the last issue (the longest path, MUL's, with every sub-op):
+// WINDOW 9 + RQ_LAT, ELTWISE 7 + RQ_LAT.
 module nnf_alu #(
     parameter integer COLS = 4,
     parameter integer IN_W = 8,
@@ -69,7 +69,7 @@ module nnf_alu #(
     input  wire [1:0]            ag_tag,
     // scratchpad (ELTWISE reads), PMEM (LUT reads)
     output wire [SPAD_AW-1:0]    spad_raddr,
-    input  wire [COLS*IN_W-1:0]  spad_rdata,     // registered: the word read 2 cycles before
+    input  wire [COLS*IN_W-1:0]  spad_rdata,     // registered twice: the word read 3 cycles before
     output wire                  pmem_re,
     output wire [PMEM_AW-1:0]    pmem_raddr,
     input  wire [COLS*(ACC_W+22)-1:0] pmem_rdata,
@@ -89,8 +89,8 @@ module nnf_alu #(
     output wire                  active,
     output wire                  fin
 );
-    localparam integer D_WIN = 8 + RQ_LAT;
-    localparam integer D_ELT = 6 + RQ_LAT;
+    localparam integer D_WIN = 9 + RQ_LAT;
+    localparam integer D_ELT = 7 + RQ_LAT;
     localparam [3:0] W_MAX = 4'd0, W_COPY = 4'd2;
     localparam [3:0] E_ADD = 4'd0, E_MUL = 4'd1, E_CLIP = 4'd3, E_LUT = 4'd4;
 
@@ -134,11 +134,11 @@ module nnf_alu #(
 
     // -- the data cycle: the tap/word on spad_rdata ------------------------------------------------
     wire wd_v, wd_inb, wd_first, wd_last;   // WINDOW
-    nnf_delay #(.WIDTH(4), .DEPTH(2)) u_wd (.clk(clk), .d({ag_v & run & win, ag_inb, ag_tag}),
+    nnf_delay #(.WIDTH(4), .DEPTH(3)) u_wd (.clk(clk), .d({ag_v & run & win, ag_inb, ag_tag}),
                                             .q({wd_v, wd_inb, wd_first, wd_last}));
     wire ed_v, ed_b;                          // ELTWISE
     wire [7:0] ed_lane;
-    nnf_delay #(.WIDTH(10), .DEPTH(2)) u_ed (.clk(clk), .d({elt_body, e_b, e_lane}), .q({ed_v, ed_b, ed_lane}));
+    nnf_delay #(.WIDTH(10), .DEPTH(3)) u_ed (.clk(clk), .d({elt_body, e_b, e_lane}), .q({ed_v, ed_b, ed_lane}));
     wire lut = ~win & (sub == E_LUT);
 
     // each lane's code, extended by the reading operand's signedness

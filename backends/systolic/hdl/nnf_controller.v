@@ -33,7 +33,8 @@ module nnf_controller #(
     input  wire               unit_fin,
     output wire               prog_re,     // always high: the memory is read every cycle
     output wire [PROG_AW-1:0] prog_addr,
-    output wire               ir_load,     // FETCH: the instruction register takes prog_rdata
+    output wire               ir_load,     // FETCH: the first instruction register takes prog_rdata
+    output wire               ir_decode,   // DECODE: the second (the units') takes the first
     output reg                busy,
     output reg                done,
     output reg  [31:0]        cycle_count,
@@ -57,6 +58,7 @@ module nnf_controller #(
     assign prog_re = 1'b1;
     assign prog_addr = (state == S_DECODE) ? pc + 1'b1 : pc;
     assign ir_load = (state == S_FETCH);
+    assign ir_decode = (state == S_DECODE);
     assign executing = (state == S_EXEC);
     assign stalled = (state == S_STALL);
 

@@ -6,12 +6,14 @@
 //
 // Every memory's read data lands in a register before any logic (block RAM clock-to-out is
 // most of an ECP5 cycle).  Pipeline, relative to the issue cycle b of a k-step (nnf_gemm_seq):
-//   b+5   scratchpad read address (nnf_tap_agen), WMEM/IMEM address
-//   b+6   memory data; PMEM address of the tile's {bias, M, n} word (k-step 0)
-//   b+7   the data registers (spad_rdata comes registered from the top); the row loader takes
-//         its word (zeros for padding / missing pixels)
-//   b+8   row operand lane 0 and the k-step's weight word (after the codebook lookup) at the
-//         array (X = 8); the PMEM word (which holds on the memory's output until the next
+//   b+5   scratchpad read address (nnf_tap_agen)
+//   b+6   scratchpad data; WMEM/IMEM address
+//   b+7   the scratchpad word in its register next to the block RAM (in the top); WMEM/IMEM
+//         data; PMEM address of the tile's {bias, M, n} word (k-step 0)
+//   b+8   the scratchpad word in the register that fans out (spad_rdata, from the top); the
+//         row loader takes it (zeros for padding / missing pixels); the WMEM/IMEM data registers
+//   b+9   row operand lane 0 and the k-step's weight word (after the codebook lookup) at the
+//         array (X = 9); the PMEM word (which holds on the memory's output until the next
 //         tile's read) is staged: the biases for the array, M/n for the requant units
 //   then  row i, column j finishes at b+X+3+i+j (tile s-1's sums when tile s's first arrives;
 //         the PE's multiply has operand and product registers), the column's requant unit
@@ -73,7 +75,7 @@ module nnf_gemm #(
     input  wire                  ag_v,
     input  wire                  ag_inb,
     input  wire [TAG_W-1:0]      ag_row,
-    input  wire [COLS*IN_W-1:0]  spad_rdata,     // registered: the word read 2 cycles before
+    input  wire [COLS*IN_W-1:0]  spad_rdata,     // registered twice: the word read 3 cycles before
     // static memories
     output wire [WMEM_AW-1:0]    wmem_raddr,
     input  wire [COLS*IN_W-1:0]  wmem_rdata,
@@ -92,7 +94,7 @@ module nnf_gemm #(
     output wire                  active,
     output wire                  fin
 );
-    localparam integer X = 8;                       // issue -> operands at the array
+    localparam integer X = 9;                       // issue -> operands at the array
     localparam integer TOKEN_DELAY = X + COLS + RQ_LAT + 1;
     localparam integer DRAIN_TAIL = X + COLS + RQ_LAT + ROWS + 1;
     localparam integer LB = ACC_W + 22;             // PMEM lane: {shift[5:0], mult[15:0], bias}
@@ -133,13 +135,16 @@ module nnf_gemm #(
         end
     end
 
-    // -- weights, parameters: 5 cycles to the memory address, as nnf_tap_agen ----------------
+    // -- weights, parameters: 6 cycles to the memory address (the tap unit's 5, and one for the
+    //    scratchpad word's second register) ---------------------------------------------------
     wire [31:0] w_addr_d;
     wire [31:0] p_addr_d;
     wire        k0_d6, k0_d7, k0_d8, token;
-    nnf_delay #(.WIDTH(32), .DEPTH(5)) u_wad (.clk(clk), .d(w_addr), .q(w_addr_d));
-    nnf_delay #(.WIDTH(32), .DEPTH(6)) u_pad (.clk(clk), .d(p_addr), .q(p_addr_d));
-    nnf_delay #(.WIDTH(1), .DEPTH(6)) u_k6 (.clk(clk), .d(k0), .q(k0_d6));
+    nnf_delay #(.WIDTH(32), .DEPTH(6)) u_wad (.clk(clk), .d(w_addr), .q(w_addr_d));
+    nnf_delay #(.WIDTH(32), .DEPTH(7)) u_pad (.clk(clk), .d(p_addr), .q(p_addr_d));
+    // k0_d6/7/8: k-step 0 at the PMEM read, the PMEM data, the array (one cycle later than the
+    // names say: X - 2, X - 1, X)
+    nnf_delay #(.WIDTH(1), .DEPTH(X - 2)) u_k6 (.clk(clk), .d(k0), .q(k0_d6));
     nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k7 (.clk(clk), .d(k0_d6), .q(k0_d7));
     nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k8 (.clk(clk), .d(k0_d7), .q(k0_d8));
     nnf_delay #(.WIDTH(1), .DEPTH(TOKEN_DELAY - X)) u_tok (.clk(clk), .d(k0_d8), .q(token));
@@ -199,7 +204,7 @@ module nnf_gemm #(
     // -- row loaders: row i takes its word in phase i and shifts one lane a cycle ------------
     wire                ld_v, ld_inb;
     wire [TAG_W-1:0]    ld_row;
-    nnf_delay #(.WIDTH(TAG_W + 2), .DEPTH(2)) u_ld (.clk(clk), .d({ag_v & run, ag_inb, ag_row}),
+    nnf_delay #(.WIDTH(TAG_W + 2), .DEPTH(3)) u_ld (.clk(clk), .d({ag_v & run, ag_inb, ag_row}),
                                                    .q({ld_v, ld_inb, ld_row}));
     wire [ROWS*IN_W-1:0] a_rows;
     genvar i;

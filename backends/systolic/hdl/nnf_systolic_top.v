@@ -67,16 +67,20 @@ module nnf_systolic_top #(
     localparam integer RQ_LAT = 7;                              // nnf_requant
 
     // -- program memory and the instruction on its output -----------------------------------------
-    wire                       prog_re, ir_load;
+    wire                       prog_re, ir_load, ir_decode;
     wire [PROG_AW-1:0]         prog_addr;
     wire [`NNF_INSTR_BITS-1:0] prog_rdata;
     nnf_sdp_ram #(.WIDTH(`NNF_INSTR_BITS), .DEPTH(PROG_DEPTH), .AW(PROG_AW), .INIT(PROG_INIT)) u_prog (
         .clk(clk), .we(1'b0), .waddr({PROG_AW{1'b0}}), .wdata({`NNF_INSTR_BITS{1'b0}}),
         .re(prog_re), .raddr(prog_addr), .rdata(prog_rdata));
-    // the instruction register, loaded in FETCH (the controller decodes it in DECODE; the units
-    // read every field from here, from their go cycle on)
-    reg [`NNF_INSTR_BITS-1:0] ir;
-    always @(posedge clk) if (ir_load) ir <= prog_rdata;
+    // the instruction registers: ir0 next to the program memory, loaded in FETCH (the controller
+    // decodes its opcode in DECODE), and ir, loaded from ir0 in DECODE, which fans out to every
+    // unit (they read their fields from their go cycle on)
+    reg [`NNF_INSTR_BITS-1:0] ir0, ir;
+    always @(posedge clk) begin
+        if (ir_load) ir0 <= prog_rdata;
+        if (ir_decode) ir <= ir0;
+    end
 
     wire [3:0]  f_op = ir[`NNF_F_OP];
     wire [3:0]  f_sub = ir[`NNF_F_SUB];
@@ -126,8 +130,8 @@ module nnf_systolic_top #(
     wire gemm_fin, alu_fin, st_fin;
     nnf_controller #(.PROG_AW(PROG_AW)) u_ctrl (
         .clk(clk), .rst(rst), .start(start), .trace_en(trace_en), .resume(resume),
-        .op(f_op), .sync_id(f_count), .unit_fin(gemm_fin | alu_fin | st_fin),
-        .prog_re(prog_re), .prog_addr(prog_addr), .ir_load(ir_load), .busy(busy), .done(done),
+        .op(ir0[`NNF_F_OP]), .sync_id(ir0[`NNF_F_COUNT]), .unit_fin(gemm_fin | alu_fin | st_fin),
+        .prog_re(prog_re), .prog_addr(prog_addr), .ir_load(ir_load), .ir_decode(ir_decode), .busy(busy), .done(done),
         .cycle_count(cycle_count), .layer_done(layer_done), .layer_id(layer_id),
         .go_gemm(go_gemm), .go_win(go_win), .go_elt(go_elt), .go_in(go_in), .go_out(go_out),
         .executing(executing), .stalled(stalled));
@@ -144,8 +148,14 @@ module nnf_systolic_top #(
     nnf_sdp_ram #(.WIDTH(WORD_W), .DEPTH(SPAD_DEPTH), .AW(SPAD_AW), .INIT("")) u_spad (
         .clk(clk), .we(spad_we), .waddr(spad_waddr), .wdata(spad_wdata),
         .re(spad_re), .raddr(spad_raddr), .rdata(spad_rdata));
-    reg [WORD_W-1:0] spad_q;  // GEMM and ALU take the word registered (the streams and dbg_data don't)
-    always @(posedge clk) spad_q <= spad_rdata;
+    // GEMM and ALU take the word registered twice (the streams and dbg_data take it directly): the
+    // first register has no other load, so it can sit next to the block RAMs (a block RAM's
+    // clock-to-out is most of the cycle), the second fans out to the row loaders and the ALU lanes
+    reg [WORD_W-1:0] spad_q0, spad_q;
+    always @(posedge clk) begin
+        spad_q0 <= spad_rdata;
+        spad_q <= spad_q0;
+    end
 
     wire [WMEM_AW-1:0]    wmem_raddr;
     wire [WORD_W-1:0]     wmem_rdata;
