@@ -69,6 +69,12 @@ def test_results_files_and_front(study_dir):
         assert (out / "best.toml").is_file()
     report = (out / "report.md").read_text()
     assert "## Sensitivity" in report and "## Pareto front" in report and "w4a8" in report
+    page = (out / "report.html").read_text()  # the same as one self-contained page
+    assert page.startswith("<!DOCTYPE html>") and "<h2>Pareto front</h2>" in page
+    assert "http://" not in page and "https://" not in page and "data:image/png;base64," in page
+    assert page.count("<tr") - 1 >= len(front)  # a row per front point (plus the chosen point's layers)
+    if result.best is not None:
+        assert f"Trial {result.best.number}:" in page
     # sensitivity rows: the baseline with one knob moved; each grid value of each layer once
     rows = json.loads((out / "sensitivity.json").read_text())
     assert len(rows) == 3 * 3  # 3 layers x (2 prune + 1 share)

@@ -5,7 +5,8 @@
 * **Best**: the feasible trial with the lowest first cost; ties go to the higher quality, then to
   the lower other costs, then to the lower trial number.  It is always on the front.
 * **Files** (``files``): ``pareto.csv``, ``pareto.json``, ``pareto.png``, ``best.toml`` (accepted
-  as it is by ``nnforge compile/simulate/compress/quantize --config``), ``report.md``.  They
+  as it is by ``nnforge compile/simulate/compress/quantize --config``), ``report.md`` and
+  ``report.html`` (the same, one self-contained page).  They
   hold no timestamps and no absolute paths: the same study gives the same bytes.
 """
 
@@ -303,6 +304,56 @@ def report_md(result: ExploreResult, model_name: str, sensitivity_md: str) -> st
     return "\n".join(out)
 
 
+def _cost(v) -> str:
+    """A cost in full (3,706,880, not 3.70688e+06) when whole."""
+    return f"{int(v):,}" if isinstance(v, (int, float)) and float(v).is_integer() else f"{v:,.6g}"
+
+
+def report_html(result: ExploreResult, model_name: str, pareto_png: bytes, sensitivity_png: bytes | None) -> str:
+    """``report.html``: report.md's content as one self-contained page (nnforge.report_html's parts)."""
+    from nnforge import report_html as rh
+
+    q, costs, b = result.quality, result.costs, result.best
+    summary = [(f"{result.float_quality:.4f}", f"float {q}"), (f"{len(result.trials):,}", "finished trials"),
+               (f"{len(result.pareto):,}", "points on the front"), (f"{result.float_bytes:,}", "float32 weight bytes")]
+    chosen = "<p>No trial met the constraint.</p>"
+    if b is not None:
+        ratio = result.float_bytes / b.values["bytes"] if b.values.get("bytes") else math.nan
+        summary += [(f"{b.values[q]:.4f}", f"chosen {q} (drop {100 * b.values['drop']:+.2f}%)"),
+                    (f"{ratio:.1f}x", "smaller than float32")]
+        rows = [[name, b.params[f"{name}:weight_bits"], b.params[f"{name}:act_bits"],
+                 f"{b.params.get(f'{name}:prune', 0.0):.2f}", b.params[f"{name}:share"] or "-"]
+                for name in b.quant["layers"]]
+        chosen = (f"<p>Trial {b.number}: {rh.esc(', '.join(f'{c} {_cost(b.values[c])}' for c in costs))}; "
+                  f"{rh.esc(b.params['scale_mode'])} scales, {rh.esc(b.params['calibration'])} calibration "
+                  f"(best.toml).</p>" + rh.table(["layer", "weight bits", "act bits", "prune", "share bits"], rows,
+                                                 numeric=(1, 2, 3)))
+    front = rh.table(["trial", q, "drop", *costs, "settings"],
+                     [[r.number, f"{r.values[q]:.4f}", f"{100 * r.values['drop']:+.2f}%",
+                       *(_cost(r.values[c]) for c in costs), r.describe] for r in result.pareto],
+                     numeric=range(0, 3 + len(costs)),
+                     flagged=[i for i, r in enumerate(result.pareto) if b is not None and r.number == b.number])
+    sections = [rh.Section("Summary", rh.cards(summary)
+                           + "".join(f'<p class="note">{rh.esc(n)}</p>' for n in result.notes)),
+                rh.Section("Chosen point", chosen),
+                rh.Section("Pareto front", front + rh.png_img(pareto_png, f"{q} against each cost"))]
+    h = result.holdout
+    if h is not None:
+        recs = {r.number: r for r in result.pareto + ([b] if b is not None else [])}
+        rows = [[n, f"{recs[int(n)].values[q]:.4f}", "failed" if v is None else f"{v:.4f}",
+                 "" if v is None else f"{100 * (h['float_quality'] - v):+.2f}%"] for n, v in h["trials"].items()]
+        sections.append(rh.Section("Held-out check", f"<p>{h['samples']} samples kept out of the search (float "
+                                   f"{h['float_quality']:.4f}).</p>"
+                                   + rh.table(["trial", f"{q} (search)", f"{q} (held out)", "drop (held out)"], rows,
+                                              numeric=(0, 1, 2, 3))))
+    if sensitivity_png is not None:
+        sections.append(rh.Section("Sensitivity", "<p>One knob of one layer moved, every other setting at w8a8 and "
+                                   "uncompressed.</p>" + rh.png_img(sensitivity_png, "sensitivity")))
+    return rh.html_page(f"nnforge explore: {model_name}", sections,
+                        f"quality {q}; costs {', '.join(costs)}; drop <= {100 * result.max_drop:g}%; "
+                        f"simulator {result.engine}")
+
+
 def files(result: ExploreResult, model_name: str, sensitivity_md: str, sensitivity_png: bytes | None,
           sensitivity_json: list) -> dict[str, bytes]:
     """Every result file, by name."""
@@ -314,9 +365,10 @@ def files(result: ExploreResult, model_name: str, sensitivity_md: str, sensitivi
            "sensitivity.json": (json.dumps(sensitivity_json, indent=1) + "\n").encode()}
     if sensitivity_png is not None:
         out["sensitivity.png"] = sensitivity_png
+    out["report.html"] = report_html(result, model_name, out["pareto.png"], sensitivity_png).encode()
     if result.best is not None:
         out["best.toml"] = best_toml(result.best, result.quality, result.costs).encode()
     return out
 
 
-__all__ = ["TrialRecord", "ExploreResult", "records", "pareto", "choose", "cheapest_at", "best_toml", "files"]
+__all__ = ["TrialRecord", "ExploreResult", "records", "pareto", "choose", "cheapest_at", "best_toml", "report_html", "files"]
