@@ -28,6 +28,7 @@ file is deterministic: no timestamps, no absolute paths.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Callable, Mapping
@@ -239,6 +240,11 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
 
 def _takes_trace(simulate) -> bool:
     """Whether a backend's ``simulate`` has the ``trace`` parameter (older ones do not)."""
+    return _takes_trace_of(getattr(simulate, "__func__", simulate))
+
+
+@functools.lru_cache(maxsize=64)  # once per backend class: predict calls it per batch
+def _takes_trace_of(simulate) -> bool:
     try:
         params = inspect.signature(simulate).parameters
     except (TypeError, ValueError):

@@ -192,10 +192,14 @@ class HLSBackend(Backend):
 
         from .simulation import ProjectSim
 
+        fast = (str(project), ap_types)  # predict calls this per batch: skip resolving the path again
+        if fast in self._sims:
+            return self._sims[fast].simulate(inputs, trace)
         ap_dir = None if ap_types is None or ap_types is False else ap.find(None if ap_types is True else ap_types)
         key = (str(Path(project).resolve()), None if ap_dir is None else str(ap_dir))
         if key not in self._sims:
             self._sims[key] = ProjectSim(project, ap_dir)
+        self._sims[fast] = self._sims[key]
         return self._sims[key].simulate(inputs, trace)
 
 
