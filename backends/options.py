@@ -84,6 +84,12 @@ def _scalar(key: str, value: Any, spec: Option, layer: str | None = None) -> Any
     label = repr(key) + ("" if layer is None else f" for layer {layer!r}")
     if isinstance(value, str) and value.strip() in spec.keywords and layer is None:
         return value.strip()
+    if isinstance(value, str) and spec.keywords and layer is None:
+        try:
+            value = _typed(label, value, spec.default)
+        except InputError:
+            raise InputError(f"option {label} must be {_kind(spec.default)} like {spec.default!r} or "
+                             f"{' or '.join(map(repr, spec.keywords))}, not {shown(value)}") from None
     value = _typed(label, value, spec.default)
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if number and not math.isfinite(value):

@@ -92,6 +92,12 @@ def test_fit_warning_and_auto_on_the_digits_cnn(tmp_path):
         BACKEND.estimate(design, {"part": "xc7z020clg400-1", "reuse_factor": "auto"})
     with pytest.raises(InputError, match=r"reuse_factor' auto must be used with a part of the resource table"):
         BACKEND.estimate(design, {"part": "xcvu9p-flga2104-2L-e", "reuse_factor": "auto"})
+    from nnforge.backends.options import parse_options
+
+    assert parse_options(BACKEND, {"reuse_factor": "auto"})["reuse_factor"] == "auto"
+    assert parse_options(BACKEND, {"reuse_factor": "8"})["reuse_factor"] == 8
+    with pytest.raises(InputError, match=r"option 'reuse_factor' must be an integer like 1 or 'auto', not 'sometimes'"):
+        parse_options(BACKEND, {"reuse_factor": "sometimes"})
     out = tmp_path / "cnn"
     res = CliRunner().invoke(main, ["compile", str(EXAMPLES / "digits_cnn.onnx"), "--backend", "hls", "--calib",
                                     str(EXAMPLES / "digits_calib.npz"), "--bits", "w8a8", "-o", str(out),
