@@ -138,19 +138,20 @@ module nnf_systolic_top #(
 
     wire is_gemm = (f_op == `NNF_OP_GEMM);
     wire is_win = (f_op == `NNF_OP_WINDOW);
-    wire is_elt = (f_op == `NNF_OP_ELTWISE);
     wire is_out = (f_op == `NNF_OP_OUTPUT);
 
     // -- memories -------------------------------------------------------------------------------
-    wire                  spad_we, spad_re;
-    wire [SPAD_AW-1:0]    spad_waddr, spad_raddr;
-    wire [WORD_W-1:0]     spad_wdata, spad_rdata;
-    nnf_sdp_ram #(.WIDTH(WORD_W), .DEPTH(SPAD_DEPTH), .AW(SPAD_AW), .INIT("")) u_spad (
-        .clk(clk), .we(spad_we), .waddr(spad_waddr), .wdata(spad_wdata),
-        .re(spad_re), .raddr(spad_raddr), .rdata(spad_rdata));
-    // GEMM and ALU take the word registered twice (the streams and dbg_data take it directly): the
-    // first register has no other load, so it can sit next to the block RAMs (a block RAM's
-    // clock-to-out is most of the cycle), the second fans out to the row loaders and the ALU lanes
+    // port A: every write, and the reads of the OUTPUT stream and the debug port (to the pins);
+    // port B: the reads of GEMM and the ALU, into a register of their own (nnf_tdp_ram)
+    wire                  spad_we, spad_re, spad_re_a;
+    wire [SPAD_AW-1:0]    spad_waddr, spad_raddr, spad_addr_a;
+    wire [WORD_W-1:0]     spad_wdata, spad_rdata, spad_rdata_a;
+    nnf_tdp_ram #(.WIDTH(WORD_W), .DEPTH(SPAD_DEPTH), .AW(SPAD_AW)) u_spad (
+        .clk(clk), .we_a(spad_we), .re_a(spad_re_a), .addr_a(spad_addr_a), .wdata_a(spad_wdata),
+        .rdata_a(spad_rdata_a), .re_b(spad_re), .addr_b(spad_raddr), .rdata_b(spad_rdata));
+    // GEMM and ALU take the word registered twice: the first register has no other load, so it
+    // can sit next to the block RAMs (a block RAM's clock-to-out is most of the cycle), the second
+    // fans out to the row loaders and the ALU lanes
     reg [WORD_W-1:0] spad_q0, spad_q;
     always @(posedge clk) begin
         spad_q0 <= spad_rdata;
@@ -276,20 +277,21 @@ module nnf_systolic_top #(
         .s_axis_tdata(s_axis_tdata), .s_axis_tvalid(s_axis_tvalid), .s_axis_tready(s_axis_tready),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid), .m_axis_tready(m_axis_tready),
         .m_axis_tlast(m_axis_tlast),
-        .spad_re(st_re), .spad_raddr(st_raddr), .spad_rdata(spad_rdata),
+        .spad_re(st_re), .spad_raddr(st_raddr), .spad_rdata(spad_rdata_a),
         .spad_we(st_we), .spad_waddr(st_waddr), .spad_wdata(st_wdata),
         .active(st_active), .fin(st_fin));
 
-    // -- the scratchpad's ports: whichever unit runs; the debug port otherwise ----------------------
-    assign spad_raddr = !executing ? dbg_addr[SPAD_AW-1:0] :
-                        (is_gemm | is_win) ? ag_addr :
-                        is_elt ? alu_raddr :
-                        is_out ? st_raddr : dbg_addr[SPAD_AW-1:0];
-    assign spad_re = (executing & is_out) ? st_re : 1'b1;
+    // -- the scratchpad's ports: port A writes whichever unit writes, else reads for OUTPUT or the
+    //    debug port (no instruction writes while OUTPUT runs; the debug port is read while idle or
+    //    stalled); port B reads for GEMM/WINDOW (the tap unit) or ELTWISE ------------------------
+    assign spad_raddr = (is_gemm | is_win) ? ag_addr : alu_raddr;
+    assign spad_re = 1'b1;
     assign spad_we = gemm_we | alu_we | st_we;
     assign spad_waddr = gemm_we ? gemm_waddr : (alu_we ? alu_waddr : st_waddr);
     assign spad_wdata = gemm_we ? rq_y_deskew : (alu_we ? alu_wdata : st_wdata);
-    assign dbg_data = spad_rdata;
+    assign spad_addr_a = spad_we ? spad_waddr : ((executing & is_out) ? st_raddr : dbg_addr[SPAD_AW-1:0]);
+    assign spad_re_a = (executing & is_out) ? st_re : 1'b1;
+    assign dbg_data = spad_rdata_a;
 
     wire unused_ok = &{1'b0, s_axis_tlast, stalled, alu_active, st_active, rq_v[COLS-1:0],
                        ir[`NNF_INSTR_BITS-1:0], dbg_addr};
