@@ -85,12 +85,14 @@ LOGIC_COST_RAM, LOGIC_COST_ROM = 1.0, 1.0 / 16.0
 
 @dataclass(frozen=True)
 class Memory:
-    """One inferred memory: ``depth`` words of ``width`` bits, one read and (unless a ROM) one write port."""
+    """One inferred memory: ``depth`` words of ``width`` bits, one read and (unless a ROM) one write
+    port; ``tdp``: a second read port on the write port's address (true dual-port blocks only)."""
 
     name: str
     depth: int
     width: int
     rom: bool = False
+    tdp: bool = False
 
     @property
     def bits(self) -> int:
@@ -99,13 +101,15 @@ class Memory:
 
 def memory_mapping(mem: Memory, family: str) -> tuple[str, int]:
     """(kind, count) memory_libmap would choose: ("bram", units), ("lutram", cells) or ("logic", bits)."""
-    blocks = min(math.ceil(mem.depth / d) * math.ceil(mem.width / w) * u
-                 for (d, w), u in (_ECP5_BLOCKS if family == "ecp5" else _XC7_BLOCKS))
+    shapes = _ECP5_BLOCKS if family == "ecp5" else _XC7_BLOCKS
+    if mem.tdp:  # the widest ratios are simple dual-port only (PDPW16KD; RAMB18 512x36, RAMB36 512x72)
+        shapes = [s for s in shapes if s[0] not in ((512, 36), (512, 72))]
+    blocks = min(math.ceil(mem.depth / d) * math.ceil(mem.width / w) * u for (d, w), u in shapes)
     options = [(blocks * BLOCK_COST[family], "bram", blocks),
                (mem.bits * (LOGIC_COST_ROM if mem.rom else LOGIC_COST_RAM), "logic", mem.bits)]
     if not mem.rom:
         (d, w), cost = _LUTRAM[family]
-        cells = math.ceil(mem.depth / d) * math.ceil(mem.width / w)
+        cells = math.ceil(mem.depth / d) * math.ceil(mem.width / w) * (2 if mem.tdp else 1)
         options.append((cells * cost, "lutram", cells))
     _cost, kind, count = min(options, key=lambda o: o[0])
     return kind, count
@@ -151,7 +155,7 @@ def inventory(p: dict[str, int]) -> list[Unit]:
                         f"{hi_w}x{mult_w} partial products each", (Mul(c, lo_w + 1, mult_w), Mul(c, hi_w, mult_w))),
         Unit("agen", f"tap address generator (GEMM and WINDOW), two {aw}x{aw} index multiplies",
              (Mul(2, aw, aw, False, False),)),
-        Unit("spad", f"scratchpad {p['SPAD_DEPTH']} x {c * in_w} b", memories=(Memory("spad", p["SPAD_DEPTH"], c * in_w),)),
+        Unit("spad", f"scratchpad {p['SPAD_DEPTH']} x {c * in_w} b", memories=(Memory("spad", p["SPAD_DEPTH"], c * in_w, tdp=True),)),
         Unit("wmem", f"weights {p['WMEM_DEPTH']} x {c * in_w} b", memories=(Memory("wmem", p["WMEM_DEPTH"], c * in_w),)),
         Unit("imem", f"indices {p['IMEM_DEPTH']} x {c * idx_w} b",
              memories=(Memory("imem", p["IMEM_DEPTH"], c * idx_w),)),
