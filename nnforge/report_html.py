@@ -295,11 +295,14 @@ def bottlenecks(intervals: dict[str, int | None]) -> list[str]:
 
 # -- ready sections ----------------------------------------------------------------------------------------
 
-def histograms_section(qmodel) -> Section:
-    """Weight histograms: stored values, float weights before compression, codebook (one unit per plot)."""
+def histograms_section(qmodel, original: bool = True) -> Section:
+    """Weight histograms: stored values, float weights before compression (``original``), codebook
+    (one unit per plot).  A project's page draws what the project holds only (``original=False``):
+    the float weights would need the float model imported, which a model read back from its
+    folder does not have, and the page must be the same bytes however the project was compiled."""
     from nnforge.compiler.compression_report import histogram_figure, weight_histograms
 
-    hists = weight_histograms(qmodel)
+    hists = weight_histograms(qmodel if original else qmodel.graph)
     if not hists:
         return Section("Weight histograms", '<p class="note">No layer holds weights.</p>')
     fig = histogram_figure(hists, cols=3)
@@ -309,9 +312,10 @@ def histograms_section(qmodel) -> Section:
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     note = ('<p class="note">Blue: the nonzero weights as stored (codes, times the weight scale when the layer '
-            'has one scale; otherwise codes, i.e. weight / its channel\'s scale). Black outline: the float weights '
-            'before pruning and sharing, in the same unit. Red dashed: the codebook. With <code>--refine lsq</code> '
-            'the shared values are refitted to the layer\'s outputs and can sit outside the float distribution.</p>')
+            'has one scale; otherwise codes, i.e. weight / its channel\'s scale). '
+            + ('Black outline: the float weights before pruning and sharing, in the same unit. ' if original else '')
+            + 'Red dashed: the codebook. With <code>--refine lsq</code> the shared values are refitted to the '
+            'layer\'s outputs and can sit outside the float distribution.</p>')
     return Section("Weight histograms", note + png_img(buf.getvalue(), "weight histograms"))
 
 
@@ -500,7 +504,7 @@ def project_html(report: dict, qmodel, verify=None, float_accuracy: float | None
                                          "--report OUT.html adds float, quantized and hardware accuracy."))
     sections.append(sqnr_section(simulation.layers if simulation is not None else [],
                                  simulation.sqnr_samples if simulation is not None else None))
-    sections.append(histograms_section(qmodel))
+    sections.append(histograms_section(qmodel, original=False))
     model = name or Path(str(getattr(qmodel.float_model, "source", "") or "model")).name
     return html_page(f"nnforge {backend} project: {model}",
                      sections, f"backend {backend}, {q['config']}; nnforge {report.get('nnforge_version', '')}; "
