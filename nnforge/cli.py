@@ -692,16 +692,21 @@ def backends(as_json: bool) -> None:
         out_console.print(opts)
 
 
+def _bound(v) -> str:
+    """A range bound as written: whole numbers in full (16,777,216, not 1.67772e+07)."""
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
+
+
 def _allowed(option: dict) -> str:
     """An option's allowed values or range, in words."""
     if option["choices"] is not None:
         text = ", ".join(json.dumps(c, default=str) for c in option["choices"])
     elif option["minimum"] is not None and option["maximum"] is not None:
-        text = f"{option['minimum']:g} to {option['maximum']:g}"
+        text = f"{_bound(option['minimum'])} to {_bound(option['maximum'])}"
     elif option["minimum"] is not None:
-        text = f">= {option['minimum']:g}"
+        text = f">= {_bound(option['minimum'])}"
     elif option["maximum"] is not None:
-        text = f"<= {option['maximum']:g}"
+        text = f"<= {_bound(option['maximum'])}"
     else:
         text = ""
     return text + ("; or per layer" if option.get("per_layer") else "")

@@ -331,6 +331,7 @@ def test_cli_backends_lists_options():
     assert doc["test_no_sim"]["options"]["depth"]["default"] == 16
     text = CliRunner().invoke(cli, ["backends"], terminal_width=200).output
     assert "hls options" in text and "reuse_factor" in text and '"array", "axis"' in text and "1 to 64" in text
+    assert "16 to 16,777,216" in text and "e+0" not in text  # systolic memory depths in full
 
 
 def test_cli_compile_checks_options_before_any_work(tmp_path):
