@@ -8,8 +8,8 @@ their page from the same parts: ``html_page(title, sections)`` with ``Section``s
 (``layers_section``, ``histograms_section``, ``sqnr_section``, ``accuracy_section``), then
 ``write_report(path, html, force)``.
 
-The page fetches nothing: styles are inline, pictures are inline SVG (the dataflow, bar charts)
-or PNG data URIs (the weight histograms, matplotlib).  It holds no timestamp and no absolute path,
+The page fetches nothing: styles are inline, pictures are inline SVG (the dataflow, bar charts,
+the weight histograms: no matplotlib on the compile path) or PNG data URIs (explore's plots).  It holds no timestamp and no absolute path,
 so the same project gives the same bytes.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -293,6 +292,72 @@ def bottlenecks(intervals: dict[str, int | None]) -> list[str]:
     return out
 
 
+def histograms_svg(hists: Sequence[Any], cols: int = 3, width: int = 1300) -> str:
+    """Weight histograms (``compression_report.WeightHistogram``s) as one inline SVG grid, one plot
+    per layer in its own unit: the stored nonzero values (blue bars, 64 bins from numpy.histogram),
+    the float weights before compression (black outline, same bins), the codebook (red dashed
+    lines), a title, the x range and a legend.  No matplotlib: compile writes one per project."""
+    import numpy as np
+
+    cols = min(cols, max(1, len(hists)))
+    cw, ch = width // cols, 210
+    left, right, top, bottom = 34, 10, 22, 40
+    pw, ph = cw - left - right, ch - top - bottom
+    rows = max(1, math.ceil(len(hists) / cols))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{cw * cols}" height="{ch * rows}" role="img" '
+           f'aria-label="weight histograms">']
+    for k, h in enumerate(hists):
+        ox, oy = (k % cols) * cw + left, (k // cols) * ch + top
+        parts = [a for a in (h.stored, h.original, h.codebook) if a is not None and a.size]
+        lo, hi = (min(float(a.min()) for a in parts), max(float(a.max()) for a in parts)) if parts else (-1.0, 1.0)
+        edges = np.linspace(lo, hi, 65) if hi > lo else np.linspace(lo - 0.5, lo + 0.5, 65)
+        stored = np.histogram(h.stored, bins=edges)[0] if h.stored.size else np.zeros(64, np.int64)
+        orig = np.histogram(h.original, bins=edges)[0] if h.original is not None and h.original.size else None
+        top_count = max(int(stored.max()), int(orig.max()) if orig is not None else 0, 1)
+        bx = lambda v: ox + pw * (v - edges[0]) / (edges[-1] - edges[0])  # noqa: E731
+        by = lambda c: oy + ph * (1 - c / top_count)  # noqa: E731
+        kk = f", K={h.codebook.size}" if h.codebook is not None else ""
+        out.append(f'<g class="hist" data-layer="{esc(h.name)}">'
+                   f'<text x="{ox + pw / 2:.1f}" y="{oy - 8}" font-size="11" text-anchor="middle">'
+                   f'{esc(_short(h.name, 38))} ({esc(h.op)}{kk}, {h.zero_fraction:.0%} zero)</text>'
+                   f'<rect x="{ox}" y="{oy}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>')
+        bw = pw / 64
+        out.extend(f'<rect class="bar" x="{ox + i * bw:.1f}" y="{by(c):.1f}" width="{bw:.2f}" '
+                   f'height="{oy + ph - by(c):.1f}" fill="#0969da" fill-opacity="0.75" data-n="{c}"/>'
+                   for i, c in enumerate(stored.tolist()) if c)
+        if orig is not None:
+            pts = [f"{ox:.1f},{oy + ph:.1f}"]
+            for i, c in enumerate(orig.tolist()):
+                pts += [f"{ox + i * bw:.1f},{by(c):.1f}", f"{ox + (i + 1) * bw:.1f},{by(c):.1f}"]
+            pts.append(f"{ox + pw:.1f},{oy + ph:.1f}")
+            out.append('<polyline class="orig" fill="none" stroke="#1b1f24" stroke-width="0.9" points="'
+                       + " ".join(pts) + '"/>')
+        if h.codebook is not None:
+            out.extend(f'<line class="code" x1="{bx(float(c)):.1f}" x2="{bx(float(c)):.1f}" y1="{oy}" '
+                       f'y2="{oy + ph}" stroke="#cf222e" stroke-width="0.8" stroke-dasharray="3 2"/>'
+                       for c in h.codebook.tolist())
+        for v, anchor in ((edges[0], "start"), ((edges[0] + edges[-1]) / 2, "middle"), (edges[-1], "end")):
+            out.append(f'<text x="{bx(v):.1f}" y="{oy + ph + 11}" font-size="9" text-anchor="{anchor}">{v:.3g}</text>')
+        out.append(f'<text x="{ox - 3}" y="{oy + 8}" font-size="9" text-anchor="end">{top_count}</text>'
+                   f'<text x="{ox - 3}" y="{oy + ph}" font-size="9" text-anchor="end">0</text>')
+        xlabel = "weight" if h.unit == "weight" else "code (weight / its channel's scale)"
+        out.append(f'<text x="{ox + pw / 2:.1f}" y="{oy + ph + 23}" font-size="10" text-anchor="middle">'
+                   f'{esc(xlabel)}</text>')
+        legend = [("#0969da", "stored (nonzero)")]
+        if orig is not None:
+            legend.append(("#1b1f24", "float before compression"))
+        if h.codebook is not None:
+            legend.append(("#cf222e", f"codebook (K={h.codebook.size})"))
+        lx = ox
+        for colour, label in legend:
+            out.append(f'<rect x="{lx}" y="{oy + ph + 29}" width="8" height="8" fill="{colour}"/>'
+                       f'<text x="{lx + 11}" y="{oy + ph + 37}" font-size="9">{esc(label)}</text>')
+            lx += 16 + 5 * len(label)
+        out.append("</g>")
+    out.append("</svg>")
+    return "".join(out)
+
+
 # -- ready sections ----------------------------------------------------------------------------------------
 
 def histograms_section(qmodel, original: bool = True) -> Section:
@@ -300,23 +365,17 @@ def histograms_section(qmodel, original: bool = True) -> Section:
     (one unit per plot).  A project's page draws what the project holds only (``original=False``):
     the float weights would need the float model imported, which a model read back from its
     folder does not have, and the page must be the same bytes however the project was compiled."""
-    from nnforge.compiler.compression_report import histogram_figure, weight_histograms
+    from nnforge.compiler.compression_report import weight_histograms
 
     hists = weight_histograms(qmodel if original else qmodel.graph)
     if not hists:
         return Section("Weight histograms", '<p class="note">No layer holds weights.</p>')
-    fig = histogram_figure(hists, cols=3)
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
     note = ('<p class="note">Blue: the nonzero weights as stored (codes, times the weight scale when the layer '
             'has one scale; otherwise codes, i.e. weight / its channel\'s scale). '
             + ('Black outline: the float weights before pruning and sharing, in the same unit. ' if original else '')
             + 'Red dashed: the codebook. With <code>--refine lsq</code> the shared values are refitted to the '
             'layer\'s outputs and can sit outside the float distribution.</p>')
-    return Section("Weight histograms", note + png_img(buf.getvalue(), "weight histograms"))
+    return Section("Weight histograms", note + histograms_svg(hists, cols=3))
 
 
 def sqnr_section(layers: Sequence[Any], samples: int | None = None) -> Section:

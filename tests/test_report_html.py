@@ -49,6 +49,23 @@ def test_page_parts_escape_names():
     _self_contained(page)
 
 
+def test_histograms_svg_by_hand():
+    from nnforge.compiler.compression_report import WeightHistogram
+    from nnforge.report_html import histograms_svg
+
+    # stored 0.5 x3 and 1.0 x1 on the range [-1, 1] (the float weights' min to the stored max): 64 bins
+    # of 1/32, so 0.5 falls in bin 48 and 1.0 in the last one; the codebook's two lines; the legend
+    h = WeightHistogram("fc<1>", "dense", "weight", np.array([0.5, 0.5, 0.5, 1.0]), np.array([-1.0, 0.4, 0.6, 0.9]),
+                        np.array([0.5, 1.0]), 0.25)
+    svg = histograms_svg([h])
+    bars = re.findall(r'<rect class="bar" x="([\d.]+)"[^>]* data-n="(\d+)"', svg)
+    assert [int(n) for _, n in bars] == [3, 1]
+    assert float(bars[0][0]) == pytest.approx(34 + 48 * (1300 - 44) / 64, abs=0.1)
+    assert svg.count('class="code"') == 2 and svg.count('class="orig"') == 1
+    assert "fc&lt;1&gt; (dense, K=2, 25% zero)" in svg and "float before compression" in svg
+    assert "codebook (K=2)" in svg and svg == histograms_svg([h])  # deterministic
+
+
 @pytest.fixture(scope="module")
 def hls_project(tmp_path_factory):
     out = tmp_path_factory.mktemp("html") / "hls"
@@ -78,7 +95,19 @@ def test_hls_project_report_html(hls_project):
     assert f"{100 * t['dsp'] / 12_288:.2f} %" in page and "DSP " + f"{t['dsp']:,} of 12,288" in page
     # per-layer widths and the exact storage form; the dataflow picture; histograms inline
     assert "int32 (bound 16 b)" in page  # conv 0: u8 input, i4 weights, K = 1*3*3 -> 8 + 4 + 4
-    assert "codebook + sparse indices" in page and "<svg" in page and "data:image/png;base64," in page
+    assert "codebook + sparse indices" in page and "<svg" in page
+    # the weight histograms as inline SVG, one plot per weight layer: its bars count the layer's
+    # nonzero stored codes, and it draws one dashed line per shared value (K <= 2**4)
+    import nnforge
+    from nnforge.compiler.compression_report import weight_histograms
+
+    hists = weight_histograms(nnforge.open_project(hls_project).qmodel.graph)
+    plots = page.split("<h2>Weight histograms</h2>")[1].split("</section>")[0].split('<g class="hist"')[1:]
+    assert len(plots) == len(hists) > 0
+    for plot, h in zip(plots, hists):
+        assert sum(int(n) for n in re.findall(r'class="bar"[^>]* data-n="(\d+)"', plot)) == h.stored.size
+        assert plot.count('class="code"') == h.codebook.size and 0 < h.codebook.size <= 16
+        assert f"codebook (K={h.codebook.size})" in plot
     # the settings readable in report.md too (not escaped JSON)
     md = (hls_project / "report.md").read_text()
     assert "compression: prune 80% of each layer's weights" in md and '{"' not in md
