@@ -360,9 +360,12 @@ class Project:
         qmodel = self.qmodel
         if isinstance(arrays, np.ndarray):
             arrays = [arrays]
-        codes = qmodel.quantize_inputs(list(arrays))
-        n = len(codes[0])
-        chunks = [self.run_codes([c[s:s + batch_size] for c in codes]) for s in range(0, n, batch_size)]
+        arrays = [np.asarray(a) for a in arrays]
+        n = len(arrays[0])
+        # quantized a batch at a time: the float64 temporaries of the whole set (tens of MB for a CNN's
+        # test images) cost more in fresh pages the kernel zeroes than the C simulation itself
+        chunks = [self.run_codes(qmodel.quantize_inputs([a[s:s + batch_size] for a in arrays]))
+                  for s in range(0, n, batch_size)]
         out_codes = np.concatenate(chunks) if chunks else np.zeros((0,), np.int64)
         name = self.graph.outputs[0]
         # float ops after the integer outputs, a fixed batch at a time
