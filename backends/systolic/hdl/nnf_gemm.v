@@ -7,11 +7,13 @@
 // Every memory's read data lands in a register before any logic (block RAM clock-to-out is
 // most of an ECP5 cycle).  Pipeline, relative to the issue cycle b of a k-step (nnf_gemm_seq):
 //   b+5   scratchpad read address (nnf_tap_agen)
-//   b+6   scratchpad data; WMEM/IMEM address
+//   b+6   scratchpad data; WMEM/IMEM address; PMEM address of the tile's {bias, M, n} word
+//         (k-step 0)
 //   b+7   the scratchpad word in its register next to the block RAM (in the top); WMEM/IMEM
-//         data; PMEM address of the tile's {bias, M, n} word (k-step 0)
+//         data; PMEM data
 //   b+8   the scratchpad word in the register that fans out (spad_rdata, from the top); the
-//         row loader takes it (zeros for padding / missing pixels); the WMEM/IMEM data registers
+//         row loader takes it (zeros for padding / missing pixels); the WMEM/IMEM data
+//         registers; the PMEM word in its register (pmem_rdata, from the top)
 //   b+9   row operand lane 0 and the k-step's weight word (after the codebook lookup) at the
 //         array (X = 9); the PMEM word (which holds on the memory's output until the next
 //         tile's read) is staged: the biases for the array, M/n for the requant units
@@ -83,7 +85,7 @@ module nnf_gemm #(
     input  wire [COLS*IDX_W-1:0] imem_rdata,
     output wire                  pmem_re,
     output wire [PMEM_AW-1:0]    pmem_raddr,
-    input  wire [COLS*(ACC_W+22)-1:0] pmem_rdata,
+    input  wire [COLS*(ACC_W+22)-1:0] pmem_rdata,   // registered: the word read 2 cycles before
     // to the requant units (column j: lane j)
     output wire [COLS*ACC_W-1:0] col_acc,
     output wire [COLS*17-1:0]    col_mult,
@@ -139,14 +141,13 @@ module nnf_gemm #(
     //    scratchpad word's second register) ---------------------------------------------------
     wire [31:0] w_addr_d;
     wire [31:0] p_addr_d;
-    wire        k0_d6, k0_d7, k0_d8, token;
+    wire        k0_d6, k0_d8, token;
     nnf_delay #(.WIDTH(32), .DEPTH(6)) u_wad (.clk(clk), .d(w_addr), .q(w_addr_d));
-    nnf_delay #(.WIDTH(32), .DEPTH(7)) u_pad (.clk(clk), .d(p_addr), .q(p_addr_d));
-    // k0_d6/7/8: k-step 0 at the PMEM read, the PMEM data, the array (one cycle later than the
-    // names say: X - 2, X - 1, X)
-    nnf_delay #(.WIDTH(1), .DEPTH(X - 2)) u_k6 (.clk(clk), .d(k0), .q(k0_d6));
-    nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k7 (.clk(clk), .d(k0_d6), .q(k0_d7));
-    nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k8 (.clk(clk), .d(k0_d7), .q(k0_d8));
+    // the PMEM word comes registered (2 cycles), so its read is issued at X - 3
+    nnf_delay #(.WIDTH(32), .DEPTH(X - 3)) u_pad (.clk(clk), .d(p_addr), .q(p_addr_d));
+    // k0_d6, k0_d8: k-step 0 at the PMEM read (X - 3) and at the array (X)
+    nnf_delay #(.WIDTH(1), .DEPTH(X - 3)) u_k6 (.clk(clk), .d(k0), .q(k0_d6));
+    nnf_delay #(.WIDTH(1), .DEPTH(3)) u_k8 (.clk(clk), .d(k0_d6), .q(k0_d8));
     nnf_delay #(.WIDTH(1), .DEPTH(TOKEN_DELAY - X)) u_tok (.clk(clk), .d(k0_d8), .q(token));
     assign wmem_raddr = w_addr_d[WMEM_AW-1:0];
     assign imem_raddr = w_addr_d[IMEM_AW-1:0];
@@ -155,11 +156,11 @@ module nnf_gemm #(
 
     // -- codebook (shared weights): entry e is lane 0's low IN_W bits of its PMEM word -------
     reg [NCB*IN_W-1:0] cbook;
-    reg                cb_we;
-    reg [7:0]          cb_wi;
+    reg                cb_we0, cb_we;     // entry cb_e's word: read at cb_re, registered 2 cycles later
+    reg [7:0]          cb_wi0, cb_wi;
     always @(posedge clk) begin
-        cb_we <= cb_re;
-        cb_wi <= cb_e;
+        cb_we0 <= cb_re; cb_we <= cb_we0;
+        cb_wi0 <= cb_e; cb_wi <= cb_wi0;
         if (cb_we && ({24'd0, cb_wi} < NCB)) cbook[cb_wi[IDX_W-1:0]*IN_W +: IN_W] <= pmem_rdata[IN_W-1:0];
     end
     wire [7:0]       idx_mask8 = (8'd1 << idx_bits) - 8'd1;

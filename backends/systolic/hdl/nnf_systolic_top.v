@@ -176,6 +176,10 @@ module nnf_systolic_top #(
     nnf_sdp_ram #(.WIDTH(PM_W), .DEPTH(PMEM_DEPTH), .AW(PMEM_AW), .INIT(PMEM_INIT)) u_pmem (
         .clk(clk), .we(1'b0), .waddr({PMEM_AW{1'b0}}), .wdata({PM_W{1'b0}}),
         .re(pmem_re), .raddr(pmem_raddr), .rdata(pmem_rdata));
+    // the PMEM word registered next to the block RAMs, once for all its users (tile parameters,
+    // codebook, lookup tables): the block RAMs' outputs each have one load
+    reg [PM_W-1:0] pmem_q;
+    always @(posedge clk) pmem_q <= pmem_rdata;
 
     // -- the tap address generator, shared by GEMM and WINDOW ------------------------------------
     wire             g_tv, g_tpv, w_tv;
@@ -214,7 +218,7 @@ module nnf_systolic_top #(
         .ag_v(ag_v), .ag_inb(ag_inb), .ag_row(ag_tag[ROW_W-1:0]), .spad_rdata(spad_q),
         .wmem_raddr(wmem_raddr), .wmem_rdata(wmem_rdata), .imem_raddr(imem_raddr),
         .imem_rdata(imem_rdata), .pmem_re(gemm_pmem_re), .pmem_raddr(gemm_pmem_raddr),
-        .pmem_rdata(pmem_rdata), .col_acc(g_acc), .col_mult(g_mult), .col_shift(g_shift),
+        .pmem_rdata(pmem_q), .col_acc(g_acc), .col_mult(g_mult), .col_shift(g_shift),
         .spad_we(gemm_we), .spad_waddr(gemm_waddr), .active(gemm_active), .fin(gemm_fin));
 
     // -- ALU (WINDOW, ELTWISE) --------------------------------------------------------------------
@@ -238,7 +242,7 @@ module nnf_systolic_top #(
         .t_v(w_tv), .t_ihp(w_ihp), .t_iwp(w_iwp), .t_kdh(w_kdh), .t_kdw(w_kdw), .t_cw(w_cw), .t_tag(w_tag),
         .ag_v(ag_v), .ag_inb(ag_inb), .ag_tag(ag_tag[1:0]),
         .spad_raddr(alu_raddr), .spad_rdata(spad_q),
-        .pmem_re(alu_pmem_re), .pmem_raddr(alu_pmem_raddr), .pmem_rdata(pmem_rdata),
+        .pmem_re(alu_pmem_re), .pmem_raddr(alu_pmem_raddr), .pmem_rdata(pmem_q),
         .rq_in_valid(a_rq_v), .rq_acc(a_rq_acc), .rq_mult(a_rq_mult), .rq_shift(a_rq_shift),
         .rq_pair(a_rq_pair), .rq_out_valid(rq_v[0]), .rq_y(rq_y), .rq_prod(rq_prod),
         .spad_we(alu_we), .spad_waddr(alu_waddr), .spad_wdata(alu_wdata),
