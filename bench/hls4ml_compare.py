@@ -13,8 +13,10 @@ builds 4x slower and predicts slower still on this LeNet).
 
 * **Build:** hls4ml: clean-up + ``convert_from_onnx_model`` + ``compile()`` (writes the
   project and builds it with g++).  nnforge: ``quantize`` (calibration included) +
-  ``compile_model`` + ``nnforge.backends.hls.simulation.build`` (g++ -O3).  Both build into fresh
+  ``compile_model`` + ``nnforge.backends.hls.simulation.build`` (g++ -O3 -march=native).  Both build into fresh
   directories; nnforge's build cache points at an empty temporary folder, so nothing is reused.
+  Neither counts its Python imports: both are imported first (hls4ml + qonnx; nnforge's quantizer,
+  which imports TVM), each timed on its own and printed.
 * **C-sim throughput:** ``hls_model.predict(x)`` against ``Project.predict(x)`` (x the test
   images, ``TILE`` times over for nnforge so that a run lasts long enough to time), best of
   ``--repeat`` runs after one warm-up, in wall-clock time and in this process's CPU time (both
@@ -171,6 +173,11 @@ def compare(name: str, work: Path, repeat: int) -> dict:
             "cpu_throughput_ratio": n["cpu_throughput_per_s"] / h["cpu_throughput_per_s"]}
 
 
+def _print_imports(imports: dict[str, float]) -> None:
+    print("imports, before any build (not in the build times): "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in imports.items()))
+
+
 def _print(r: dict) -> None:
     h, n = r["hls4ml"], r["nnforge"]
     acc = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
@@ -195,12 +202,19 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed predict runs (best is kept)")
     ap.add_argument("--json", type=Path, help="write the numbers as JSON")
     args = ap.parse_args()
+    imports = {}
     try:
+        t = time.perf_counter()
         import hls4ml  # noqa: F401
         import qonnx  # noqa: F401
+        imports["hls4ml + qonnx"] = time.perf_counter() - t
     except ImportError as err:
         print(f"hls4ml_compare: skipped, {err.name} is not installed (pip install -e '.[bench]')")
         return 0
+    t = time.perf_counter()
+    import nnforge.quantized  # noqa: F401  (TVM: the calibration runs the float model on it)
+    imports["nnforge (TVM)"] = time.perf_counter() - t
+    _print_imports(imports)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in names if m not in ("mlp", "cnn")]
     if bad or not names:
@@ -213,7 +227,7 @@ def main() -> int:
             results.append(compare(name, work, args.repeat))
             _print(results[-1])
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        args.json.write_text(json.dumps({"imports_s": imports, "models": results}, indent=1) + "\n")
     return 0
 
 
