@@ -301,15 +301,9 @@ def _original_layers(obj) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     model = getattr(obj, "float_model", None)
     if model is None:
         return {}
-    layers = getattr(obj, "_layers", None)
-    if layers is None:
-        if getattr(model, "_relax", True) is None:
-            # a model read back by load_quantized whose float graph was never imported: importing it
-            # only for a picture would cost `compile QUANTIZED/` its speed on large models
-            return {}
-        from .layers import float_layers
+    from .layers import float_layers
 
-        layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
+    layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
     return {l.name: (np.asarray(l.attrs["weight"], np.float64), np.asarray(l.attrs.get("bias", ()), np.float64))
             for l in layers if l.op in WEIGHT_OPS}
 
