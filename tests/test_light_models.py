@@ -4,6 +4,8 @@ scale and op coverage, not accuracy."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -43,9 +45,13 @@ def test_resnet50_inspect_totals():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["light_inception_v1", "light_inception_v2"])
+# v2 (seven average pools that exclude their padding) took 241 s of the suite's CPU; its per-position
+# pools are covered by tests/test_lrn_avgpool.py and test_bitexact_lrn_avgpool.py on small graphs, and
+# its `simulate --check` figure is in docs/numerics.md.  Run it with NNFORGE_LIGHT_V2=1.
+@pytest.mark.parametrize("name", ["light_inception_v1"] + (["light_inception_v2"] if os.environ.get("NNFORGE_LIGHT_V2")
+                                                           else []))
 def test_inception_simulates_bit_exact(name, rng):
-    """v1's two LRNs and v2's eight average pools that exclude their padding in integer form: the TVM
+    """v1's two LRNs (and v2's seven average pools that exclude their padding) in integer form: the TVM
     integer build equals the numpy reference on every layer of 2 samples (fixed batch 1, one at a time).
     Two TVM builds of a full-size model are most of its time; ``nnforge simulate --check`` on 4 samples,
     the issue's measure, is recorded in docs/numerics.md."""
