@@ -255,3 +255,16 @@ def test_rtl_runs_the_zoo_bit_exactly(name, share, tmp_path):
         assert np.array_equal(sim.tensors[node.output], ref[node.output]), node.name
     rows = {r["name"]: r for r in project.report["kernels"]}
     assert all(sim.layers[n]["measured_cycles"] == rows[n]["predicted_cycles"] for n in sim.layers)
+
+
+@pytest.mark.slow
+def test_cli_verify_takes_a_relative_project_path(cnn, monkeypatch):
+    """The simulator runs in its own folder, so a relative OUTDIR (as `make demo` passes it) must
+    still find the project's testbench (it failed with "No module named 'tb_program'")."""
+    _rtl_or_skip()
+    project, _ = cnn
+    monkeypatch.chdir(project.path.parent)
+    res = CliRunner().invoke(main, ["verify", project.path.name, "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output.strip().splitlines()[-1])
+    assert doc["backend"] == "systolic" and doc["mismatches"] == 0 and doc["samples"] > 0

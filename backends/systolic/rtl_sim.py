@@ -127,7 +127,7 @@ def simulate(project: Path, inputs: list[np.ndarray], trace: bool = True, proces
     words = pack_inputs(m, inputs)
     # the project's own testbench when it has both halves (a project written before the harness
     # existed has a tb_program.py for the bare top: the package's then)
-    own = project / "tb"
+    own = Path(project).resolve() / "tb"  # absolute: the simulator runs in its own folder (PYTHONPATH)
     tb_dir = own if all((own / f).is_file() for f in (f"{TB_MODULE}.py", HARNESS_SOURCE)) else _package_tb()
     build_dir = rtl.build_harness(m["parameters"], harness=tb_dir / HARNESS_SOURCE)
     n = len(words)
