@@ -234,6 +234,19 @@ class _Graph:
     def consumers(self, tensor: str) -> list[onnx.NodeProto]:
         return [n for n in self.nodes if tensor in n.input]
 
+    def redirect(self, tensor: str, new: str) -> None:
+        """Every consumer of ``tensor`` reads ``new`` instead."""
+        for node in self.consumers(tensor):
+            node.input[:] = [new if name == tensor else name for name in node.input]
+
+    def reproduce(self, tensor: str, new: str, missing: str) -> None:
+        """``tensor``'s producer writes ``new`` instead (so an inserted node can produce ``tensor``);
+        ModelError "tensor 'T'" + ``missing`` when nothing in the graph produces it."""
+        node = self.producer(tensor)
+        if node is None:
+            raise ModelError(f"tensor {tensor!r}{missing}")
+        node.output[list(node.output).index(tensor)] = new
+
     def add_init(self, base: str, value: np.ndarray) -> str:
         name = self.fresh(base)
         self.inits[name] = numpy_helper.from_array(np.asarray(value), name)
@@ -585,17 +598,10 @@ def _insert_qdq(g: _Graph, tensor: str, p: _Exported) -> None:
     z = g.add_init(f"{tensor}_zero_point", np.zeros((), onnx_type))
     if tensor in g.inputs:  # a graph input keeps its name: its consumers read the DQ output
         src, out = tensor, g.fresh(f"{tensor}_DequantizeLinear_Output")
-        for node in g.consumers(tensor):
-            for i, name in enumerate(node.input):
-                if name == tensor:
-                    node.input[i] = out
+        g.redirect(tensor, out)
     else:  # the producer writes a new name; the DQ output takes the tensor's name
-        node = g.producer(tensor)
-        if node is None:
-            raise ModelError(f"tensor {tensor!r} has no producer in the ONNX graph")
-        src = g.fresh(f"{tensor}_QuantizeLinear_Input")
-        node.output[list(node.output).index(tensor)] = src
-        out = tensor
+        src, out = g.fresh(f"{tensor}_QuantizeLinear_Input"), tensor
+        g.reproduce(tensor, src, " has no producer in the ONNX graph")
     if p.clamp:  # a type narrower than its container: clamp to the codes' real range first
         scale32 = float(np.float32(p.scale))
         lo = g.add_init(f"{tensor}_clip_min", np.asarray(p.lo * scale32, np.float32))

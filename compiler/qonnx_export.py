@@ -240,17 +240,10 @@ def _quant_activation(g, tensor: str, qtype: QType, scale: float, narrow: bool, 
     """``tensor`` -> Quant -> (every former consumer); a graph output keeps its name."""
     s = _scalar(g, f"{tensor}_scale", float(_check_scales(f"tensor {tensor!r}", np.asarray(scale))))
     if tensor in g.outputs:  # the producer writes a new name; the Quant output is the graph output
-        node = g.producer(tensor)
-        if node is None:
-            raise ModelError(f"tensor {tensor!r}: a graph output must be computed to carry a Quant, not an input")
-        src = g.fresh(f"{tensor}_Quant_Input")
-        node.output[list(node.output).index(tensor)] = src
-        out = tensor
+        src, out = g.fresh(f"{tensor}_Quant_Input"), tensor
+        g.reproduce(tensor, src, ": a graph output must be computed to carry a Quant, not an input")
     else:  # the float tensor keeps its name; its consumers read the Quant output
         src, out = tensor, g.fresh(f"{tensor}_Quant_Output")
-        for consumer in g.consumers(tensor):
-            for i, name in enumerate(consumer.input):
-                if name == tensor:
-                    consumer.input[i] = out
+        g.redirect(tensor, out)
     name = _quant_node(g, src, out, s, qtype.bits, qtype, narrow, mode, tensor)
     _record(recorded, name, np.asarray(scale))

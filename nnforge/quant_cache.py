@@ -30,6 +30,7 @@ import numpy as np
 
 from nnforge.compiler import cache_entry, executor
 from nnforge.compiler.calibration import ActivationStats, TensorStats
+from nnforge.compiler.qgraph_io import _narrowed
 
 _VERSION = b"nnforge-quant-cache/1"
 
@@ -144,17 +145,6 @@ def save_stats(key: str, stats: dict[str, TensorStats]) -> None:
 
 # -- quantized graphs --------------------------------------------------------------------------------
 
-def _narrow(a: np.ndarray) -> np.ndarray:
-    """int64 codes in the narrowest integer type that holds them (the entry is restored to int64)."""
-    if a.dtype != np.int64 or a.size == 0:
-        return a
-    lo, hi = int(a.min()), int(a.max())
-    for t in (np.int8, np.int16, np.int32):
-        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
-            return a.astype(t)
-    return a
-
-
 def load_graph(key: str):
     """The cached ``(QGraph, warnings)``: the graph with its decisions, and the messages of the
     UserWarnings quantizing it raised (to raise again); or None."""
@@ -177,7 +167,7 @@ def save_graph(key: str, graph, warnings: list[str] = ()) -> None:
     from nnforge.compiler import qgraph_io
 
     doc, arrays = qgraph_io.to_files(graph)
-    narrowed = {k: _narrow(np.asarray(v)) for k, v in arrays.items()}
+    narrowed = {k: _narrowed(np.asarray(v)) for k, v in arrays.items()}
     dtypes = {k: np.asarray(v).dtype.str for k, v in arrays.items() if narrowed[k].dtype != np.asarray(v).dtype}
     meta = {"doc": doc, "decisions": list(graph.decisions), "dtypes": dtypes, "warnings": [str(w) for w in warnings]}
     try:  # the JSON form of the graph holds floats as hex strings, so it round-trips exactly
