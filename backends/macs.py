@@ -1,6 +1,6 @@
 """Multiply-accumulates per layer, as every backend counts them for report.json.
 
-The convention of ``nnforge inspect`` (``compiler/summary.py``): conv2d and dense only, per
+The convention of ``nnforge inspect`` (``compiler/frontend/summary.py``): conv2d and dense only, per
 sample; pruned weights count (the model's MACs, not the hardware's skipped ones), so that a
 backend's utilization ``macs / (cycles * multipliers)`` compares like with like.
 """

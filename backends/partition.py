@@ -17,7 +17,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from nnforge.compiler.lower_relax import lower
+from nnforge.compiler.lower.lower_relax import lower
 from nnforge.compiler.qgraph import QGraph
 
 from .base import Backend, Design, HostItem, Kernel

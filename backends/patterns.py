@@ -1,4 +1,4 @@
-"""Relax patterns for the integer op chains ``compiler/lower_relax.py`` emits, one per QGraph op.
+"""Relax patterns for the integer op chains ``compiler/lower/lower_relax.py`` emits, one per QGraph op.
 
 A backend declares which QGraph ops it takes (``Backend.ops``); ``patterns_for`` turns those
 into ``FusionPattern`` objects named ``<backend>.<op>`` (the prefix before the dot becomes the

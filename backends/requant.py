@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QNode
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1

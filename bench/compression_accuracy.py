@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import nnforge
-from nnforge.compiler.compression_report import compression_report
+from nnforge.compiler.compress.compression_report import compression_report
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MLP_LAYERS = ("/net/net.0/Gemm", "/net/net.3/Gemm", "logits")

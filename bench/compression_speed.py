@@ -8,7 +8,7 @@ Sections (each prints its own table):
   every conv/fc layer's weights at ResNet-50 shapes, side by side with a sorted-data 1-D Lloyd.
 
 * ``bench_huffman``: the sparse relative-index layout and canonical Huffman coding
-  (compiler/huffman.py, bitarray) of every conv/fc layer of the onnx wheel's
+  (compiler/compress/huffman.py, bitarray) of every conv/fc layer of the onnx wheel's
   ``light_resnet50.onnx``.  That model's weights are constant-filled (every code equal, a
   one-symbol stream), so besides those it codes a synthetic weight set with the same layer
   shapes: Laplacian weights, quantized per output channel to 8 bits (dense), and the same
@@ -84,14 +84,14 @@ def _sorted_lloyd(values: np.ndarray, init: np.ndarray, iters: int = 300) -> np.
 
 
 def bench_sharing(share_bits: int = 4, sparsity: float = 0.8) -> list[dict]:
-    """Weight sharing (compiler/weight_sharing.py: scikit-learn KMeans, linear init) per layer.
+    """Weight sharing (compiler/compress/weight_sharing.py: scikit-learn KMeans, linear init) per layer.
 
     light_resnet50's weights are constant (one distinct value: the pass falls back without
     clustering), so this clusters Laplacian weights of the same layer shapes, pruned to
     ``sparsity`` by magnitude, in the 8-bit code domain as compress.py does; side by side
     with an exact sorted-data 1-D Lloyd from the same linear initialisation."""
-    from nnforge.compiler.prune import magnitude_mask
-    from nnforge.compiler.weight_sharing import kmeans_codebook, linear_init
+    from nnforge.compiler.compress.prune import magnitude_mask
+    from nnforge.compiler.compress.weight_sharing import kmeans_codebook, linear_init
 
     shapes = resnet50_weight_shapes()
     rng = np.random.default_rng(0)
@@ -129,8 +129,8 @@ def bench_sharing(share_bits: int = 4, sparsity: float = 0.8) -> list[dict]:
 
 
 def bench_huffman(layout: str = "auto") -> list[dict]:
-    from nnforge.compiler.compression_report import encode_streams, layer_streams
-    from nnforge.compiler.huffman import CONV_GAP_BITS, FC_GAP_BITS, dense_codes, huffman_decode
+    from nnforge.compiler.compress.compression_report import encode_streams, layer_streams
+    from nnforge.compiler.compress.huffman import CONV_GAP_BITS, FC_GAP_BITS, dense_codes, huffman_decode
     from nnforge.compiler.qgraph import QNode
 
     shapes = resnet50_weight_shapes()

@@ -41,7 +41,7 @@ from conformance.node_cases import (  # noqa: E402
     selected_cases,
 )
 
-from nnforge.compiler.ops import SUPPORTED_OPS  # noqa: E402
+from nnforge.compiler.frontend.onnx_ops import SUPPORTED_OPS  # noqa: E402
 
 
 def per_op(results: list[CaseResult]) -> dict[str, dict[str, Counter]]:

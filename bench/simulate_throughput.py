@@ -8,7 +8,7 @@ What is measured
       (c) quantized:  ``quantize(model, [calib], "w8a8").predict([x], batch_size=256)`` --
                       the bit-accurate integer simulation built by TVM (input quantization,
                       dequantization and host softmax included, as users see it); this runs
-                      the CPU simulation form of the integer module (compiler/lower_relax.py);
+                      the CPU simulation form of the integer module (compiler/lower/lower_relax.py);
       (s) simulate:   ``nnforge.simulate.simulate(model, [x], labels, qmodel=q)`` -- the whole
                       accuracy simulation without its builds: float and integer models on
                       every sample, both traced layer by layer (per-layer SQNR) on the first
@@ -29,7 +29,7 @@ Models
 
 Threads
     ORT uses its default intra-op threads (physical cores); nnforge's builds run images in
-    parallel on TVM's pool sized to every core (compiler/cpu_schedule.py).  ORT1 (ORT on one
+    parallel on TVM's pool sized to every core (compiler/lower/cpu_schedule.py).  ORT1 (ORT on one
     thread) is shown too.  TVM_BIND_THREADS=0 is set (see bench/float_throughput.py).
 
     python bench/simulate_throughput.py [--quick] [--bits w4a8] [--json results.json]
@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     args.ref_samples = args.ref_samples or (64 if args.quick else 256)
 
     import tvm
-    from nnforge.compiler import cpu_schedule
+    from nnforge.compiler.lower import cpu_schedule
 
     rows = [measure(*w, args) for w in workloads(args.quick)]
     head = (f"{'model':<11} {'ORT/s':>8} {'ORT1/s':>8} {'float/s':>8} {'quant/s':>8} {'sim/s':>8} "

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .compress_config import CompressConfig, parse_prune_config
-from .quant_config import CONFIG_SUFFIXES, ConfigError, QuantConfig, parse_config
+from .compress.compress_config import CompressConfig, parse_prune_config
+from .quant.quant_config import CONFIG_SUFFIXES, ConfigError, QuantConfig, parse_config
 
 COMPRESS_KEY = "compress"
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .numerics import QType
+from .quant.numerics import QType
 
 
 @dataclass
@@ -105,7 +105,7 @@ class QGraph:
 
     def quantize_inputs(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Float inputs -> codes, with the contract's boundary rounding."""
-        from .numerics import quantize
+        from .quant.numerics import quantize
 
         return [
             quantize(a, t.scale, t.qtype).astype(t.qtype.storage) for a, t in zip(arrays, self.inputs)

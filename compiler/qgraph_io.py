@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .numerics import QType
+from .quant.numerics import QType
 from .qgraph import HostOp, QGraph, QNode, QTensor
 
 FORMAT = "nnforge-qgraph/1"

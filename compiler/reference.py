@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .numerics import requantize, saturate
+from .quant.numerics import requantize, saturate
 from .qgraph import QGraph, QNode
 
 
@@ -137,7 +137,7 @@ def global_avg_pool(node: QNode, xs, out_type) -> np.ndarray:
 def add(node: QNode, xs, out_type) -> np.ndarray:
     a = node.attrs
     (ma, mb), (na, nb) = a["multipliers"], a["shifts"]
-    from .numerics import round_shift
+    from .quant.numerics import round_shift
 
     ya = round_shift(xs[0].astype(np.int64) * ma, na, a["rounding"])
     yb = round_shift(xs[1].astype(np.int64) * mb, nb, a["rounding"])

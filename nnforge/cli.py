@@ -95,7 +95,8 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, debug: bool, max_elements: int | None) -> None:
     """nnforge: compile trained neural networks into bit-exact hardware sources."""
-    from nnforge.compiler import limits, spelling
+    from nnforge.compiler.frontend import limits
+    from nnforge.compiler import spelling
 
     spelled = spelling.use_cli()  # errors name --force, not force=True, for this command
     ctx.call_on_close(lambda: spelling.reset(spelled))
@@ -245,7 +246,7 @@ def _compress_spec(prune: float | None, prune_config: str | None, share: str | i
 
     ``--prune-config`` (or the ``[compress]`` table of the ``--config`` file) is the base;
     ``--prune``, ``--share``, ``--refine`` and ``--structured`` override its global keys."""
-    from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
+    from nnforge.compiler.compress.compress_config import CompressConfig, parse_prune_config
     from nnforge.compiler.point_config import split_config
 
     in_config = split_config(config)[1] if config else None
@@ -324,7 +325,7 @@ def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_
     """Bit-accurate accuracy of the quantized model against the float model."""
     from nnforge.data import load_inputs
 
-    from nnforge.compiler.quant_config import parse_config
+    from nnforge.compiler.quant.quant_config import parse_config
     from nnforge.simulate import simulate as run_simulation
 
     if report_path:
@@ -400,7 +401,7 @@ def quantize(model_path, calib_path, bits, config_path, prune, prune_config, sha
     """Calibrate and quantize; save the quantized model (reload with nnforge.load_quantized)."""
     from nnforge.data import load_inputs
 
-    from nnforge.compiler.quant_config import parse_config
+    from nnforge.compiler.quant.quant_config import parse_config
     from nnforge.quantized import quantize as run_quantize, save
 
     inputs = [i for i in (model_path, calib_path, config_path, prune_config) if i]
@@ -429,8 +430,8 @@ def quantize(model_path, calib_path, bits, config_path, prune, prune_config, sha
 
 def _prequantized_file(path: str) -> bool:
     """Whether ``path`` reads as a pre-quantized ONNX model (a file that doesn't read is left to the load)."""
-    from nnforge.compiler.onnx_frontend import read_model
-    from nnforge.compiler.prequant import detect_format
+    from nnforge.compiler.frontend.onnx_frontend import read_model
+    from nnforge.compiler.interop.prequant import detect_format
 
     try:
         return detect_format(read_model(path)) is not None
@@ -439,7 +440,7 @@ def _prequantized_file(path: str) -> bool:
 
 
 def _need_calib(model, calib_path: str | None) -> None:
-    """--calib is needed unless the model carries its quantization (compiler/prequant.py)."""
+    """--calib is needed unless the model carries its quantization (compiler/interop/prequant.py)."""
     if calib_path is None and model.prequantized is None:
         raise click.UsageError("--calib must be given to quantize a float model (a pre-quantized QDQ, QOperator or "
                                "QONNX model needs none)")
@@ -471,8 +472,8 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
     """Prune, share and quantize; report the weights' storage against float32 (docs/compression.md)."""
     from nnforge.data import load_inputs, top1_accuracy
 
-    from nnforge.compiler.compression_report import compression_report, plot_histograms, storage_name
-    from nnforge.compiler.quant_config import parse_config
+    from nnforge.compiler.compress.compression_report import compression_report, plot_histograms, storage_name
+    from nnforge.compiler.quant.quant_config import parse_config
     from nnforge.quantized import quantize as run_quantize
 
     inputs = [i for i in (model_path, calib_path, data_path, config_path, prune_config) if i]
@@ -508,7 +509,7 @@ def compress(model_path, calib_path, data_path, prune, prune_config, share, refi
                        float_accuracy=None if labels is None else top1_accuracy(f_out[name], labels),
                        quant_accuracy=None if labels is None else top1_accuracy(q_out[name], labels))
     if report_path:
-        from nnforge.compiler.compression_report import settings_text
+        from nnforge.compiler.compress.compression_report import settings_text
         from nnforge.report_html import compress_html, write_report
 
         page = compress_html(model_path, {**doc, "compress_text": settings_text(comp) if comp else None}, report, qmodel)
@@ -606,7 +607,7 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
     from nnforge.data import load_inputs
 
     from nnforge.compiler.qgraph_io import save_dir
-    from nnforge.compiler.quant_config import parse_config
+    from nnforge.compiler.quant.quant_config import parse_config
     from nnforge.simulate import split_calibration
     from nnforge.sweep import plot_png, run_sweep, table_files
 
@@ -614,8 +615,8 @@ def sweep(model_path, data_path, calib_path, weight_bits, act_bits, scale_modes,
     _output(out_dir, True, force, *inputs)
     if report_path:
         _output(report_path, False, force, *inputs, out_dir)
-    from nnforge.compiler.compress_config import MAX_SHARE_BITS, MIN_SHARE_BITS
-    from nnforge.compiler.quant_config import CALIBRATIONS, MAX_BITS, MIN_BITS, SCALE_MODES
+    from nnforge.compiler.compress.compress_config import MAX_SHARE_BITS, MIN_SHARE_BITS
+    from nnforge.compiler.quant.quant_config import CALIBRATIONS, MAX_BITS, MIN_BITS, SCALE_MODES
 
     # every list checked here, naming its flag, before any work
     wbits = _int_list(weight_bits, "--weight-bits", MIN_BITS, MAX_BITS)
@@ -733,7 +734,7 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
     MODEL may be the directory `nnforge quantize -o` wrote: then nothing is quantized again."""
     from nnforge.backends import get_backend
     from nnforge.compile import compile_model, parse_option_strings, resolve_options
-    from nnforge.compiler.quant_config import parse_config
+    from nnforge.compiler.quant.quant_config import parse_config
     from nnforge.data import load_inputs
     from nnforge.quantized import load_quantized, quantize as run_quantize
 

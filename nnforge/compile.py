@@ -84,7 +84,7 @@ def _jsonable(v):
 
 def compress_settings_text(comp) -> str:
     """The compression settings as one readable line for report.md (report.json keeps the dict)."""
-    from nnforge.compiler.compression_report import settings_text
+    from nnforge.compiler.compress.compression_report import settings_text
 
     return settings_text(comp)
 
@@ -92,7 +92,7 @@ def compress_settings_text(comp) -> str:
 def exact_storage_form(form: str | None, node) -> str | None:
     """A backend's storage token as exact words: ``sparse`` of a layer with a codebook stores codebook
     indices, so it is ``codebook + sparse indices``; ``codebook`` is ``codebook + dense indices``."""
-    from nnforge.compiler.compression_report import storage_name
+    from nnforge.compiler.compress.compression_report import storage_name
 
     shared = node.attrs.get("codebook") is not None
     if form == "dense":

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from nnforge.compiler.errors import InputError, shown
-from nnforge.compiler.onnx_frontend import TensorSpec
+from nnforge.compiler.frontend.onnx_frontend import TensorSpec
 
 LABELS = "y"
 

@@ -11,9 +11,9 @@ from rich.table import Table
 def carried_layers(model) -> list[dict]:
     """Per model input and layer: the carried activation type and scale, and the weights' type and
     scale range, as the model as given says (before nnforge builds its graph)."""
-    from nnforge.compiler.layers import float_layers
-    from nnforge.compiler.prequant_graph import _linear_node
-    from nnforge.compiler.qdq import onnx_tensor_names
+    from nnforge.compiler.quant.layers import float_layers
+    from nnforge.compiler.interop.prequant_graph import _linear_node
+    from nnforge.compiler.interop.qdq import onnx_tensor_names
 
     pre = model.prequantized
     layers, host = float_layers(model.relax, model.output_names, model.onnx_names)

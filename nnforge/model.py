@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from nnforge.compiler import executor, onnx_frontend
+from nnforge.compiler.lower import executor
+from nnforge.compiler.frontend import onnx_frontend
 from nnforge.compiler.errors import InputError, ModelError
 from nnforge.compiler.spelling import option
-from nnforge.compiler.onnx_frontend import BATCH, TensorSpec
+from nnforge.compiler.frontend.onnx_frontend import BATCH, TensorSpec
 from nnforge.console import plain_tvm_show
 
 plain_tvm_show()  # model.relax.show() into a pipe or a file: no ANSI colour codes
@@ -134,7 +135,7 @@ class Model:
 
     def summary(self):
         """Per-layer op, shapes, parameter count and MACs (``nnforge inspect``)."""
-        from nnforge.compiler.summary import summarize
+        from nnforge.compiler.frontend.summary import summarize
 
         return summarize(self.relax, self.output_names, self.onnx_names)
 
@@ -156,7 +157,7 @@ def load(
         lazy: import into Relax (the costly part: seconds for ResNet-50) only when ``relax`` is
             first used; for a model known to import, e.g. the one a saved quantized model holds.
     """
-    from nnforge.compiler import limits
+    from nnforge.compiler.frontend import limits
 
     if lazy:
         proto, carried = _strip_prequantized(onnx_frontend.read_model(source))
@@ -176,10 +177,10 @@ def load(
 
 
 def _strip_prequantized(proto: onnx.ModelProto):
-    """``(float model, Prequantized)`` for a pre-quantized model (compiler/prequant.py), else
+    """``(float model, Prequantized)`` for a pre-quantized model (compiler/interop/prequant.py), else
     ``(proto, None)``."""
     from nnforge.compiler.errors import NNForgeError
-    from nnforge.compiler.prequant import detect_format, read_prequantized
+    from nnforge.compiler.interop.prequant import detect_format, read_prequantized
 
     try:
         found = read_prequantized(proto)
@@ -192,7 +193,7 @@ def _strip_prequantized(proto: onnx.ModelProto):
 
 
 def _load(source, input_shapes) -> Model:
-    from nnforge.compiler import relax_import
+    from nnforge.compiler.frontend import relax_import
     from nnforge.compiler.passes import cleanup
 
     proto, carried = _strip_prequantized(onnx_frontend.read_model(source))

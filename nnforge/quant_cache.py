@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnforge.compiler import cache_entry, executor
-from nnforge.compiler.calibration import ActivationStats, TensorStats
+from nnforge.compiler import cache_entry
+from nnforge.compiler.lower import executor
+from nnforge.compiler.quant.calibration import ActivationStats, TensorStats
 from nnforge.compiler.qgraph_io import _narrowed
 
 _VERSION = b"nnforge-quant-cache/1"

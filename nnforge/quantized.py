@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nnforge.compiler import executor, reference
-from nnforge.compiler.calibration import ActivationStats, TensorStats
+from nnforge.compiler.lower import executor
+from nnforge.compiler import reference
+from nnforge.compiler.quant.calibration import ActivationStats, TensorStats
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.spelling import option
-from nnforge.compiler.layers import FloatLayer, float_layers, tensor_names, traced_module
+from nnforge.compiler.quant.layers import FloatLayer, float_layers, tensor_names, traced_module
 from nnforge.compiler.qgraph import QGraph, apply_host_ops
-from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
-from nnforge.compiler.quant_config import QuantConfig, parse_config
+from nnforge.compiler.compress.compress_config import CompressConfig, parse_prune_config
+from nnforge.compiler.quant.quant_config import QuantConfig, parse_config
 from nnforge.model import Model
 
 Progress = Callable[[int, int], None] | None
@@ -96,7 +97,7 @@ def _check_divisible(arrays, batch_size: int, model: Model) -> None:
 
 
 def _batched_specs(model: Model):
-    from nnforge.compiler.onnx_frontend import BATCH, TensorSpec
+    from nnforge.compiler.frontend.onnx_frontend import BATCH, TensorSpec
 
     return [TensorSpec(s.name, (BATCH,) + s.shape[1:], s.dtype) for s in model.inputs]
 
@@ -122,13 +123,13 @@ class QuantizedModel:
 
     @property
     def relax(self):
-        from nnforge.compiler.lower_relax import lower
+        from nnforge.compiler.lower.lower_relax import lower
 
         return lower(self.graph)
 
     def compile(self):
         if self._compiled is None:
-            from nnforge.compiler.lower_relax import lower
+            from nnforge.compiler.lower.lower_relax import lower
 
             # the CPU simulation form: same codes as ``self.relax``, cheaper arithmetic (lower_relax);
             # cached on disk under a digest of every number in the graph and the lowering's source
@@ -196,7 +197,8 @@ def _graph_fingerprint(graph: QGraph) -> bytes:
     import hashlib
     import json
 
-    from nnforge.compiler import exact_narrowing, lower_relax, qgraph_io
+    from nnforge.compiler.lower import exact_narrowing, lower_relax
+    from nnforge.compiler import qgraph_io
 
     doc, arrays = qgraph_io.to_files(graph)
     h = hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode())
@@ -223,11 +225,11 @@ def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_si
     on-disk cache, and a new one is kept there (``nnforge/quant_cache.py``); so are statistics.
     """
     from nnforge import quant_cache
-    from nnforge.compiler.compress import compress_layers
-    from nnforge.compiler.quantize import quantize_model
+    from nnforge.compiler.compress.compress import compress_layers
+    from nnforge.compiler.quant.quantize import quantize_model
 
     if getattr(model, "prequantized", None) is not None:  # QDQ / QOperator / QONNX: keep what it carries
-        from nnforge.compiler.prequant_graph import quantize_prequantized
+        from nnforge.compiler.interop.prequant_graph import quantize_prequantized
 
         return quantize_prequantized(model, calib, config, batch_size, progress, stats, compress, cache)
     cfg = parse_config(config)
@@ -320,7 +322,7 @@ def load_quantized(directory: str | Path) -> QuantizedModel:
     import json
 
     from nnforge.compiler import qgraph_io
-    from nnforge.compiler.onnx_frontend import read_model
+    from nnforge.compiler.frontend.onnx_frontend import read_model
     from nnforge.model import load
 
     directory = Path(directory)

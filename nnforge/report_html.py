@@ -365,7 +365,7 @@ def histograms_section(qmodel, original: bool = True) -> Section:
     (one unit per plot).  A project's page draws what the project holds only (``original=False``):
     the float weights would need the float model imported, which a model read back from its
     folder does not have, and the page must be the same bytes however the project was compiled."""
-    from nnforge.compiler.compression_report import weight_histograms
+    from nnforge.compiler.compress.compression_report import weight_histograms
 
     hists = weight_histograms(qmodel if original else qmodel.graph)
     if not hists:

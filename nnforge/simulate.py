@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from nnforge.compiler.calibration import TensorStats
-from nnforge.compiler.layers import tensor_names
+from nnforge.compiler.quant.calibration import TensorStats
+from nnforge.compiler.quant.layers import tensor_names
 from nnforge.model import Model
 from nnforge.quantized import (FloatTrace, Progress, QuantizedModel, _batches, _check_divisible, batch_size_for,
                                quantize)
@@ -46,7 +46,7 @@ class SimulationReport:
     reference_mismatches: int | None = None
     auto_decisions: list[str] = field(default_factory=list)
     compression: dict | None = None  # settings, per-layer sparsity/codebook size (when compressed)
-    prequantized: dict | None = None  # a pre-quantized model against its own runtime (compiler/prequant_compare.py)
+    prequantized: dict | None = None  # a pre-quantized model against its own runtime (compiler/interop/prequant_compare.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -111,7 +111,7 @@ def simulate(
     quantized model of ``model`` instead of quantizing (its build is reused)."""
     from nnforge.quantized import _batched_specs
     from nnforge.compiler.errors import InputError
-    from nnforge.compiler.executor import check_inputs
+    from nnforge.compiler.lower.executor import check_inputs
 
     data = check_inputs(_batched_specs(model), list(data))  # dtype, shape, samples: before any work
     if labels is not None and (np.ndim(labels) != 1 or len(labels) != len(data[0])):
@@ -202,7 +202,7 @@ def simulate(
         compression=None if qmodel.compress is None else compression_summary(qmodel),
     )
     if pre is not None and qmodel.float_model is model:
-        from nnforge.compiler.prequant_compare import compare
+        from nnforge.compiler.interop.prequant_compare import compare
 
         report.config = f"pre-quantized ({pre.format}), kept as carried"
         report.prequantized = compare(qmodel, data, labels, q_pred, batch_size=batch_size)

@@ -40,9 +40,9 @@ def run_sweep(model: Model, data, labels, calib, weight_bits, act_bits, scale_mo
     every point; ``share_bits`` adds sharing widths to the grid (None: as ``compress`` says)."""
     import dataclasses
 
-    from nnforge.compiler.compress_config import parse_prune_config
+    from nnforge.compiler.compress.compress_config import parse_prune_config
 
-    from nnforge.compiler.layers import float_layers
+    from nnforge.compiler.quant.layers import float_layers
 
     layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
     stats = calibrate(model, calib, layers, batch_size)

@@ -3,7 +3,7 @@ images, run hw_sim/systolic/tb_program.py on a build of nnf_tb_harness (around n
 read the results.
 
 Nothing here computes what the hardware computes; the tests' oracles are plain numpy plus
-``nnforge.compiler.numerics`` (and, as a second opinion, ``backends/systolic/isa_sim.py``).
+``nnforge.compiler.quant.numerics`` (and, as a second opinion, ``backends/systolic/isa_sim.py``).
 """
 
 from __future__ import annotations

@@ -24,9 +24,10 @@ from nnforge.backends.partition import partition
 from nnforge.backends.requant import effective_clamp, requant_constants, saturate_spec, shift_constants
 from nnforge.cli import main as cli
 from nnforge.compile import parse_option_strings, parse_options, resolve_options
-from nnforge.compiler import numerics, reference
+from nnforge.compiler.quant import numerics
+from nnforge.compiler import reference
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QNode
 from conftest import EXAMPLES
 

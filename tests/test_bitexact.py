@@ -35,9 +35,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tvm import relax
 
-from nnforge.compiler import numerics, reference
-from nnforge.compiler.lower_relax import lower
-from nnforge.compiler.numerics import (
+from nnforge.compiler.quant import numerics
+from nnforge.compiler import reference
+from nnforge.compiler.lower.lower_relax import lower
+from nnforge.compiler.quant.numerics import (
     QType,
     accumulator_bits,
     accumulator_dtype,

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from tvm import relax
 
 import test_bitexact as tb  # noqa: E402  (tests/ is on sys.path under pytest)
-from nnforge.compiler import cpu_schedule
-from nnforge.compiler.lower_relax import lower
-from nnforge.compiler.numerics import QType, lrn_table, quantize_multiplier, window_counts
+from nnforge.compiler.lower import cpu_schedule
+from nnforge.compiler.lower.lower_relax import lower
+from nnforge.compiler.quant.numerics import QType, lrn_table, quantize_multiplier, window_counts
 from nnforge.compiler.qgraph import QNode
 
 # one example is two TVM builds (default and fast form)

@@ -23,7 +23,7 @@ from nnforge.backends.hls import HLSBackend
 from nnforge.backends.partition import partition
 from nnforge.compiler import reference
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QNode
 from test_bitexact import make_graph
 

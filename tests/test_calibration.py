@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nnforge.compiler.calibration import (
+from nnforge.compiler.quant.calibration import (
     METHODS,
     ZERO_RANGE_POW2_SCALE,
     TensorStats,
@@ -320,7 +320,7 @@ def test_float32_relu_data_bins_exactly_like_float64(rng):
 
 
 def test_state_round_trips_every_statistic(rng):
-    from nnforge.compiler.calibration import ActivationStats
+    from nnforge.compiler.quant.calibration import ActivationStats
 
     stats = ActivationStats(64)
     for scale in (1.0, 3.0):  # the second batch re-bins the first
@@ -336,7 +336,7 @@ def test_state_round_trips_every_statistic(rng):
 @pytest.mark.parametrize("shape, bits", [((300, 700), 8), ((7, 9), 4), ((2, 40000), 3)])
 def test_weight_mse_equals_the_plain_search(shape, bits, rng):
     """The blocked in-place search gives what searching the fractions on the whole matrix gives."""
-    from nnforge.compiler.calibration import WEIGHT_MSE_FRACTIONS
+    from nnforge.compiler.quant.calibration import WEIGHT_MSE_FRACTIONS
 
     w = rng.standard_t(3, size=shape)
     w[0] = 0.0  # an all-zero channel keeps threshold 0

@@ -14,12 +14,12 @@ from onnx import helper, numpy_helper
 
 import nnforge
 from nnforge.cli import main
-from nnforge.compiler.compress import compress_layers
-from nnforge.compiler.compress_config import CompressConfig, parse_prune_config
-from nnforge.compiler.layers import float_layers
-from nnforge.compiler.prune import channel_keep, magnitude_mask
-from nnforge.compiler.quant_config import ConfigError, parse_config
-from nnforge.compiler.weight_sharing import kmeans_codebook, linear_init
+from nnforge.compiler.compress.compress import compress_layers
+from nnforge.compiler.compress.compress_config import CompressConfig, parse_prune_config
+from nnforge.compiler.quant.layers import float_layers
+from nnforge.compiler.compress.prune import channel_keep, magnitude_mask
+from nnforge.compiler.quant.quant_config import ConfigError, parse_config
+from nnforge.compiler.compress.weight_sharing import kmeans_codebook, linear_init
 from nnforge.quantized import load_quantized, quantize, save
 from nnforge.simulate import simulate
 from conftest import EXAMPLES, ort_run

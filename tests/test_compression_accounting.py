@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnforge.compiler.compress_config import CompressConfig
-from nnforge.compiler.compression_report import (histogram_figure, layer_report, settings_text, storage_name,
+from nnforge.compiler.compress.compress_config import CompressConfig
+from nnforge.compiler.compress.compression_report import (histogram_figure, layer_report, settings_text, storage_name,
                                                  weight_histograms)
 from nnforge.compiler.qgraph import QNode
 from nnforge.compile import exact_storage_form

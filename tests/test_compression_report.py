@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnforge.compiler.compression_report import (bias_width, compression_report, encode_streams, layer_report, layer_streams,
+from nnforge.compiler.compress.compression_report import (bias_width, compression_report, encode_streams, layer_report, layer_streams,
                                                  plot_histograms)
 from nnforge.compiler.errors import ModelError
-from nnforge.compiler.huffman import dense_codes, huffman_decode
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.compress.huffman import dense_codes, huffman_decode
+from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode, QTensor
 
 # 10 weights, 4 nonzeros at flat positions 1, 6, 7, 9; codebook of K=4 codes -> 2-bit indices

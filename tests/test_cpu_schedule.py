@@ -12,8 +12,8 @@ import pytest
 import tvm
 from tvm import relax
 
-from nnforge.compiler import cpu_schedule
-from nnforge.compiler.float_forward import _conv2d
+from nnforge.compiler.lower import cpu_schedule
+from nnforge.compiler.quant.float_forward import _conv2d
 
 LANES = cpu_schedule.WIDE_VECTOR
 

@@ -95,7 +95,7 @@ def test_macs_bits_is_the_sum_over_layers(digits):
 
 
 def test_bytes_is_the_compression_report(digits):
-    from nnforge.compiler.compression_report import compression_report
+    from nnforge.compiler.compress.compression_report import compression_report
 
     model, calib, data, labels = digits
     ev = Evaluator(model, calib, data, labels, ["bytes"])

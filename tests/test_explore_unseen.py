@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import nnforge
-from nnforge.compiler.compression_report import compression_report
+from nnforge.compiler.compress.compression_report import compression_report
 from nnforge.compiler.point_config import read_point_config
 from nnforge.explore import results
 from nnforge.simulate import simulate

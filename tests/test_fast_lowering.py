@@ -25,10 +25,11 @@ import tvm
 from hypothesis import given, settings
 from tvm import relax
 
-from nnforge.compiler import cpu_schedule, exact_narrowing, reference
-from nnforge.compiler import lower_relax as lower_relax_module
-from nnforge.compiler.lower_relax import lower
-from nnforge.compiler.numerics import QType, quantize_multiplier, requantize
+from nnforge.compiler.lower import cpu_schedule, exact_narrowing
+from nnforge.compiler import reference
+from nnforge.compiler.lower import lower_relax as lower_relax_module
+from nnforge.compiler.lower.lower_relax import lower
+from nnforge.compiler.quant.numerics import QType, quantize_multiplier, requantize
 from nnforge.compiler.qgraph import QNode
 
 import test_bitexact as tb  # noqa: E402  (tests/ is on sys.path under pytest)

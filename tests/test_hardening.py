@@ -408,7 +408,7 @@ def test_layer_names_are_unique_and_never_an_inputs_name(tmp_path):
 # -- the quantizer's integers -------------------------------------------------------------------------
 
 def test_requantization_range_check_by_hand():
-    from nnforge.compiler.quantize import _check_requant
+    from nnforge.compiler.quant.quantize import _check_requant
 
     # |acc| <= 2^47, M = 2^15 - 1, n = 20: 2^47 * 32767 + 2^19 < 2^63 - 1
     _check_requant("ok", "output", 1 << 47, 32767, 20)
@@ -478,7 +478,7 @@ def test_loader_accepts_whole_float_labels_and_float64_data(tmp_path):
 
 
 def test_a_yaml_config_with_a_few_aliases_still_loads(tmp_path):
-    from nnforge.compiler.quant_config import parse_config
+    from nnforge.compiler.quant.quant_config import parse_config
 
     p = tmp_path / "q.yaml"
     p.write_text("default: &d\n  weight_bits: 4\n  calibration: minmax\nop_types:\n  dense: *d\n")

@@ -236,7 +236,7 @@ def test_strict_front_end_rejects_a_warning(tmp_path):
 
 def _digits_like_graph():
     """A small conv -> pool -> dense graph (test_bitexact's chain A), hypothesis-free."""
-    from nnforge.compiler.numerics import QType
+    from nnforge.compiler.quant.numerics import QType
     from nnforge.compiler.qgraph import QNode
 
     rng = np.random.default_rng(3)

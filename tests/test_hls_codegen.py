@@ -24,7 +24,7 @@ from nnforge.backends.hls import HLSBackend
 from nnforge.backends.partition import partition
 from nnforge.compiler import reference
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.quant_config import LayerQuant, QuantConfig
+from nnforge.compiler.quant.quant_config import LayerQuant, QuantConfig
 from nnforge.hw_sim import csim
 from conftest import EXAMPLES, ZOO
 from test_partition import build_graph
@@ -282,7 +282,7 @@ def test_build_error_names_the_compiler_output(tmp_path):
 
 
 def _rq(ratio, mode="float", **tail):
-    from nnforge.compiler.numerics import quantize_multiplier
+    from nnforge.compiler.quant.numerics import quantize_multiplier
 
     m, n = quantize_multiplier(np.asarray(ratio, dtype=np.float64), mode)
     return dict(multiplier=m, shift=n, **{"lo": None, "hi": None, "rounding": "RND", "overflow": "SAT", **tail})
@@ -291,7 +291,7 @@ def _rq(ratio, mode="float", **tail):
 def other_ops_graph():
     """avg pool (padded) -> max pool (ceil_mode, padded) -> transpose -> clip; global avg pool;
     mul and add broadcasting [C, 1, 1] over [C, H, W]; concat on axis 2; a reshape that widens."""
-    from nnforge.compiler.numerics import QType
+    from nnforge.compiler.quant.numerics import QType
     from nnforge.compiler.qgraph import QGraph, QNode, QTensor
 
     s8, s16, s32 = QType(8, True), QType(16, True), QType(32, True)

@@ -9,7 +9,7 @@ import pytest
 from nnforge.backends.base import Design, Kernel
 from nnforge.backends.hls.estimate import estimate, memory, multiplier, totals
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode, QTensor
 
 U8, S8 = QType(8, False), QType(8, True)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nnforge.compiler.errors import ModelError
-from nnforge.compiler.huffman import dense_codes, huffman_decode, huffman_encode, sparse_layout
+from nnforge.compiler.compress.huffman import dense_codes, huffman_decode, huffman_encode, sparse_layout
 
 
 def _round_trip(stream: np.ndarray) -> None:

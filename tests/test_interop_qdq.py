@@ -146,7 +146,7 @@ def more_models(tmp_path_factory):
 
 def _against_onnxruntime(path, name: str):
     """(QuantizedModel, prequant_compare.compare's figures, test x) with nnforge's top-1 from the numpy reference."""
-    from nnforge.compiler.prequant_compare import compare
+    from nnforge.compiler.interop.prequant_compare import compare
     from nnforge.compiler.reference import run
 
     from interop_assets import digits_arrays
@@ -161,7 +161,7 @@ def _against_onnxruntime(path, name: str):
 def test_int16_qdq_from_quantize_static(more_models):
     """uint16 activations and int16 weights (opset 21): carried exactly; the differences from
     onnxruntime are nnforge's 15-bit multiplier, which moves a 16-bit code by up to 2 steps."""
-    from nnforge.compiler.prequant_compare import run_original
+    from nnforge.compiler.interop.prequant_compare import run_original
 
     path = more_models["u16"]
     proto = onnx.load(str(path))

@@ -1,4 +1,4 @@
-"""QONNX export (compiler/qonnx_export.py): nnforge's quantized models as Quant nodes, read back by
+"""QONNX export (compiler/interop/qonnx_export.py): nnforge's quantized models as Quant nodes, read back by
 nnforge.load into the same QGraph, and run by qonnx's own executor (the independent oracle).
 
 Claims tested exactly:
@@ -28,8 +28,8 @@ import nnforge
 from nnforge.cli import main
 from nnforge.compiler import reference
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.qdq import onnx_tensor_names
-from nnforge.compiler.qonnx_export import export_qonnx
+from nnforge.compiler.interop.qdq import onnx_tensor_names
+from nnforge.compiler.interop.qonnx_export import export_qonnx
 
 from conftest import EXAMPLES
 from interop_assets import digits_arrays, digits_npz

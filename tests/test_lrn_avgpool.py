@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
 from nnforge.compiler import reference
-from nnforge.compiler.numerics import QType, lrn_table, window_counts
+from nnforge.compiler.quant.numerics import QType, lrn_table, window_counts
 from nnforge.compiler.qgraph import QGraph, QNode, QTensor
 from nnforge.simulate import simulate
 from conftest import ort_run
@@ -181,7 +181,7 @@ def test_systolic_backend_leaves_both_on_the_host_with_a_reason(quantized):
         padding=(1,) * 4, dilation=(1, 1), groups=1, multiplier=np.full(4, 1 << 13), shift=np.full(4, 20),
         lo=None, hi=None, rounding="RND", overflow="SAT", acc_dtype="int32"))
     counts = window_counts((4, 4), (3, 3), (1, 1), (1, 1, 1, 1))
-    from nnforge.compiler.numerics import quantize_multiplier
+    from nnforge.compiler.quant.numerics import quantize_multiplier
 
     m, n = quantize_multiplier(1.0 / counts, "float")
     avg = QNode("avg_pool2d", "avg", ["a"], "avg", dict(pool_size=(3, 3), strides=(1, 1), padding=(1, 1, 1, 1),

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import nnforge
 from nnforge.cli import main
-from nnforge.compiler import executor
+from nnforge.compiler.lower import executor
 from conftest import EXAMPLES, ZOO, ort_run
 
 ZOO_MODELS = ["dwsep", "residual", "fire", "factorised", "mlp_bn"]

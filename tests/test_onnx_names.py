@@ -12,7 +12,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
-from nnforge.compiler.qdq import onnx_tensor_names
+from nnforge.compiler.interop.qdq import onnx_tensor_names
 
 
 def _three_convs(names: list[str]) -> onnx.ModelProto:

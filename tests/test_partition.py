@@ -22,8 +22,8 @@ from tvm import relax
 
 from nnforge.backends.patterns import patterns_for
 from nnforge.compiler import reference
-from nnforge.compiler.lower_relax import lower
-from nnforge.compiler.numerics import QType, quantize_multiplier
+from nnforge.compiler.lower.lower_relax import lower
+from nnforge.compiler.quant.numerics import QType, quantize_multiplier
 from nnforge.compiler.qgraph import QGraph, QNode, QTensor
 
 CONV, DENSE = "nnforge.conv2d", "nnforge.dense"

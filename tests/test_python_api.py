@@ -75,7 +75,7 @@ def test_mlp_examples_have_data_that_fits(recwarn):
 def test_generated_layer_names_agree_between_inspect_and_the_integer_graph():
     """Layers whose Relax vars the importer named (light Inception v1's final reshape and softmax)
     were softmax_152 in inspect and softmax_83 in compile's host list."""
-    from nnforge.compiler.layers import float_layers
+    from nnforge.compiler.quant.layers import float_layers
 
     path = LIGHT / "light_inception_v1.onnx"
     if not path.exists():

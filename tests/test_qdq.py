@@ -11,9 +11,9 @@ import pytest
 from onnx import numpy_helper
 
 import nnforge
-from nnforge.compiler import qdq
+from nnforge.compiler.interop import qdq
 from nnforge.compiler.errors import ModelError
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.quant.numerics import QType
 from nnforge.quantized import quantize
 
 from conftest import EXAMPLES, ZOO, ort_run
@@ -107,7 +107,7 @@ def test_export_puts_a_qdq_pair_on_every_quantized_tensor(qmodel, exported):
 
 
 def test_export_weights_and_biases_are_nnforge_codes(qmodel, exported):
-    from nnforge.compiler.quantize import _quantize_weights
+    from nnforge.compiler.quant.quantize import _quantize_weights
 
     inits = _inits(exported)
     linear = [n for n in exported.graph.node if n.op_type in ("Conv", "Gemm")]
@@ -327,7 +327,7 @@ def _has_hook() -> bool:
 
 
 @pytest.mark.skipif(not _has_hook(), reason="nnforge.quantized.quantize lacks the fixed_scales / stats "
-                    "arguments (the compiler/quantize.py hook) that quantize_with_scales needs")
+                    "arguments (the compiler/quant/quantize.py hook) that quantize_with_scales needs")
 def test_quantize_with_imported_scales(ort_qdq, digits):
     """Measured: argmax agreement with onnxruntime's own QDQ model (reference path) 100%."""
     float_model, params = qdq.import_qdq(ort_qdq)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nnforge.compiler.errors import NNForgeError
-from nnforge.compiler.quant_config import ConfigError, LayerQuant, QuantConfig, parse_config
+from nnforge.compiler.quant.quant_config import ConfigError, LayerQuant, QuantConfig, parse_config
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "quant_config.md"
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nnforge.compiler import reference
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode, QTensor
 
 WIDE = QType(64, True)

@@ -50,7 +50,7 @@ def test_page_parts_escape_names():
 
 
 def test_histograms_svg_by_hand():
-    from nnforge.compiler.compression_report import WeightHistogram
+    from nnforge.compiler.compress.compression_report import WeightHistogram
     from nnforge.report_html import histograms_svg
 
     # stored 0.5 x3 and 1.0 x1 on the range [-1, 1] (the float weights' min to the stored max): 64 bins
@@ -99,7 +99,7 @@ def test_hls_project_report_html(hls_project):
     # the weight histograms as inline SVG, one plot per weight layer: its bars count the layer's
     # nonzero stored codes, and it draws one dashed line per shared value (K <= 2**4)
     import nnforge
-    from nnforge.compiler.compression_report import weight_histograms
+    from nnforge.compiler.compress.compression_report import weight_histograms
 
     hists = weight_histograms(nnforge.open_project(hls_project).qmodel.graph)
     plots = page.split("<h2>Weight histograms</h2>")[1].split("</section>")[0].split('<g class="hist"')[1:]

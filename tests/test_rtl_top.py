@@ -2,7 +2,7 @@
 hex_words), under Verilator and the program testbench hw_sim/systolic/tb_program.py.
 
 Every instruction is covered.  The oracles: layers computed directly in numpy (a convolution as
-a sum over its window, pooling, element-wise ops) with ``nnforge.compiler.numerics``, on tensors
+a sum over its window, pooling, element-wise ops) with ``nnforge.compiler.quant.numerics``, on tensors
 laid out as docs/systolic.md says; and, as a second opinion, the functional model
 ``backends/systolic/isa_sim.py``.  Measured cycles (SYNC stamps, the total) equal ``isa.cycles``.
 """
@@ -16,7 +16,7 @@ import pytest
 
 from nnforge.backends.systolic import isa, isa_sim
 from nnforge.backends.systolic.isa import Instr
-from nnforge.compiler.numerics import QType, requantize, round_shift, saturate
+from nnforge.compiler.quant.numerics import QType, requantize, round_shift, saturate
 from nnforge.hw_sim import rtl
 
 from rtl_program import Hw, Images, lanes_raw, model_cycles, pixel_words, run_rtl, shared_rtl_cache  # noqa: F401

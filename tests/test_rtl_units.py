@@ -1,7 +1,7 @@
 """The systolic accelerator's RTL units (requant, PE, array) against numpy, under Verilator.
 
 Each unit is driven cycle by cycle by hw_sim/systolic/tb_ports.py (Driver and Monitor); the
-Model is ``nnforge.compiler.numerics`` (``requantize``, ``round_shift``, ``saturate``) or a numpy
+Model is ``nnforge.compiler.quant.numerics`` (``requantize``, ``round_shift``, ``saturate``) or a numpy
 matrix product, and this file is the Checker.  Hypothesis draws the cases; the parameter sets are
 few and fixed (each is a Verilator build, ~20 s cold, cached after).  Also here: the committed
 ``nnf_isa.vh`` is ``isa.verilog_header()``, ``verilator --lint-only -Wall`` passes on the library
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from nnforge.backends.systolic import isa
 from nnforge.compiler.errors import NNForgeError
-from nnforge.compiler.numerics import QType, requantize, round_shift, saturate
+from nnforge.compiler.quant.numerics import QType, requantize, round_shift, saturate
 from nnforge.hw_sim import rtl
 
 from rtl_program import shared_rtl_cache  # noqa: F401  (one build cache for all xdist workers)

@@ -1,6 +1,6 @@
 """The systolic functional model (``backends/systolic/isa_sim.py``) against docs/systolic.md.
 
-Oracles: explicit numpy loops written from the spec's formulas with ``nnforge.compiler.numerics``
+Oracles: explicit numpy loops written from the spec's formulas with ``nnforge.compiler.quant.numerics``
 for rounding and saturation, and hand-worked numbers (cycle counts, tiny windows).
 """
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nnforge.backends.systolic import isa, isa_sim
-from nnforge.compiler.numerics import QType, requantize, round_shift, saturate
+from nnforge.compiler.quant.numerics import QType, requantize, round_shift, saturate
 
 M = isa_sim.Machine(rows=2, cols=4, in_bits=8, acc_bits=32, idx_bits=3, spad_depth=256, wmem_depth=256,
                     imem_depth=64, pmem_depth=512, prog_depth=32)

@@ -17,7 +17,7 @@ from nnforge.backends.systolic.params import params
 from nnforge.backends.systolic.spec import Unsupported, multiplier
 from nnforge.compiler import reference
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode, QTensor
 from systolic_util import BACKEND, MODELS, data, design, options, quantized, run_plan, with_shapes
 

@@ -15,9 +15,9 @@ import pytest
 
 import nnforge
 from conftest import LIGHT, ZOO
-from nnforge.compiler.float_forward import run_layer
-from nnforge.compiler.layers import float_layers, tensor_names, traced_module
-from nnforge.compiler.relax_utils import static_shape
+from nnforge.compiler.quant.float_forward import run_layer
+from nnforge.compiler.quant.layers import float_layers, tensor_names, traced_module
+from nnforge.compiler.frontend.relax_utils import static_shape
 from nnforge.quantized import FloatTrace, calibrate
 
 DUPLICATED = ZOO / "residual_train.onnx"

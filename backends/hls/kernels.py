@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from nnforge.compiler.compression_report import bias_width
+from nnforge.compiler.compress.compression_report import bias_width
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode
 from nnforge.compiler.reference import _ceil_extra
 

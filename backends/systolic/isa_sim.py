@@ -2,7 +2,7 @@
 
 ``run(machine, program, wmem, imem, pmem, inputs)`` executes a list of ``isa.Instr`` exactly as
 docs/systolic.md specifies, on every sample at once (the scratchpad is ``[samples, depth, C]``),
-in int64 with rounding and saturation from ``nnforge.compiler.numerics``.  It is the Model of
+in int64 with rounding and saturation from ``nnforge.compiler.quant.numerics``.  It is the Model of
 the RTL testbench (the same memory images, the same input and output words, the same SYNC
 stamps) and the compiler's self-check; the independent oracle stays ``compiler/reference.py``.
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnforge.compiler.numerics import QType, round_shift, saturate
+from nnforge.compiler.quant.numerics import QType, round_shift, saturate
 
 from . import isa
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.numerics import QType
+from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode
 
 from ..requant import effective_clamp

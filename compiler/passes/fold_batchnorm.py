@@ -16,7 +16,7 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, is_tuple_get_item, wildcard
 
-from ..relax_utils import apply_rules, const, const_value, static_shape
+from ..frontend.relax_utils import apply_rules, const, const_value, static_shape
 
 _x, _w, _b = wildcard(), is_const(), is_const()
 _gamma, _beta, _mean, _var = is_const(), is_const(), is_const(), is_const()

@@ -16,7 +16,7 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, wildcard
 
-from ..relax_utils import apply_rules, const, const_value, static_shape
+from ..frontend.relax_utils import apply_rules, const, const_value, static_shape
 
 _c = is_const()
 _broadcast = is_op("relax.broadcast_to")(_c, wildcard())

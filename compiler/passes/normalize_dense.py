@@ -16,7 +16,7 @@ import tvm_ffi
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from ..relax_utils import apply_rules, const, const_value
+from ..frontend.relax_utils import apply_rules, const, const_value
 
 _x, _w, _b, _alpha = wildcard(), is_const(), is_const(), is_const()
 _matmul = is_op("relax.matmul")(_x, _w)

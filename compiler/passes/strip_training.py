@@ -15,7 +15,7 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_op, is_tuple_get_item, wildcard
 
-from ..relax_utils import apply_rules
+from ..frontend.relax_utils import apply_rules
 
 _x = wildcard()
 _dropout_out = is_tuple_get_item(is_op("relax.nn.dropout")(_x), 0)

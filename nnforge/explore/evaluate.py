@@ -40,9 +40,9 @@ class Evaluator:
     def __init__(self, model, calib: list[np.ndarray], data: list[np.ndarray], labels: np.ndarray | None,
                  costs: list[str], backend: str | None = None, backend_options: dict | None = None,
                  engine: str = "auto", batch_size: int = 256):
-        from nnforge.compiler.layers import float_layers
+        from nnforge.compiler.quant.layers import float_layers
         from nnforge.quantized import _batched_specs, batch_size_for, calibrate
-        from nnforge.compiler.executor import check_inputs
+        from nnforge.compiler.lower.executor import check_inputs
 
         if engine not in ENGINES:
             raise InputError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -117,7 +117,7 @@ class Evaluator:
 
     def _costs(self, qmodel) -> dict[str, Any]:
         from nnforge.backends.macs import layer_macs
-        from nnforge.compiler.compression_report import compression_report
+        from nnforge.compiler.compress.compression_report import compression_report
 
         graph = qmodel.graph
         huff = compression_report(qmodel, huffman=True)

@@ -5,7 +5,7 @@ One *quality* objective, maximized: ``accuracy`` (top-1 against the labels) or `
 *costs*, minimized:
 
 * ``bytes``: the compressed weight storage, the compression report's exact accounting with
-  Huffman coding (``compiler/compression_report.py``, ``nnforge compress --huffman``);
+  Huffman coding (``compiler/compress/compression_report.py``, ``nnforge compress --huffman``);
 * ``bytes-fixed``: the same without Huffman coding (fixed-width streams);
 * ``macs-bits``: sum over conv2d/dense layers of MACs x weight bits x input activation bits, a
   hardware-neutral cost of the arithmetic (MACs as ``nnforge inspect`` counts them);

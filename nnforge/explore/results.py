@@ -39,13 +39,13 @@ class TrialRecord:
 
     def quant_config(self):
         """The ``QuantConfig`` of this point (``nnforge.quantize(model, calib, it, compress=...)``)."""
-        from nnforge.compiler.quant_config import parse_config
+        from nnforge.compiler.quant.quant_config import parse_config
 
         return parse_config(self.quant)
 
     def compress_config(self):
         """The ``CompressConfig`` of this point, or None when nothing is pruned or shared."""
-        from nnforge.compiler.compress_config import parse_prune_config
+        from nnforge.compiler.compress.compress_config import parse_prune_config
 
         return parse_prune_config(self.compress)
 

@@ -49,7 +49,7 @@ import onnx
 from onnx import numpy_helper
 
 import nnforge
-from nnforge.compiler.ops import SUPPORTED_OPS
+from nnforge.compiler.frontend.onnx_ops import SUPPORTED_OPS
 
 # The float path compares float32 results of TVM's llvm build, not a bit-exact integer
 # path: TVM fuses and reorders reductions (Conv, Gemm, pooling sums) and uses its own
@@ -82,7 +82,7 @@ STATIC_OPERANDS: dict[str, tuple[int, ...]] = {
 }
 
 # Messages of NNForgeErrors that reject a model on purpose, for a documented limit of
-# nnforge (see compiler/ops.py and onnx_frontend.resolve_inputs).  Any other error fails.
+# nnforge (see compiler/frontend/onnx_ops.py and onnx_frontend.resolve_inputs).  Any other error fails.
 _DELIBERATE_REJECTIONS = (
     "the model's ONNX opset must be between",
     "must be a fixed size, not the dynamic",

@@ -77,7 +77,7 @@ _GENERATED = re.compile(r"^(lv|gv)\d*$")  # names the BlockBuilder makes up
 def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, str] | None = None) -> Summary:
     """The layer table of ``mod['main']``; graph outputs are named by ``output_names`` and
     variables by their ONNX node names (``onnx_names``)."""
-    from .layers import binding_names, binding_positions, generated_name, unique_names  # one naming rule with
+    from ..quant.layers import binding_names, binding_positions, generated_name, unique_names  # one naming rule with
     # the integer graph's layers (layers.float_layers)
 
     onnx_names = onnx_names or {}

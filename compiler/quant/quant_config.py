@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config_files import ConfigError
-from .errors import shown
+from ..config_files import ConfigError
+from ..errors import shown
 
 __all__ = ["ConfigError", "LayerQuant", "QuantConfig", "parse_config", "SHORTHAND_FORMS"]
 
@@ -198,7 +198,7 @@ def _parse_shorthand(text: str) -> QuantConfig | None:
 
 
 def _from_file(path: Path) -> QuantConfig:
-    from . import config_files
+    from .. import config_files
 
     data = config_files.load(path, "config file")  # size, encoding, YAML aliases bounded
     if data is None:  # an empty YAML file: all defaults

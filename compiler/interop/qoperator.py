@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .errors import ModelError
+from ..errors import ModelError
 from .prequant import QOPERATOR_OPS, QOPERATOR_REFUSED
 
 

@@ -49,8 +49,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .errors import InputError, ModelError
-from .numerics import QType
+from ..errors import InputError, ModelError
+from ..quant.numerics import QType
 from .qonnx_import import SCALES_KEY
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .layers import FloatLayer
 from .numerics import window_counts
-from .reference import _ceil_extra, _pad_nchw, _windows
+from ..reference import _ceil_extra, _pad_nchw, _windows
 
 
 def _act(layer: FloatLayer, y: np.ndarray) -> np.ndarray:

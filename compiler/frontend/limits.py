@@ -17,7 +17,7 @@ import contextvars
 import math
 from collections.abc import Iterable, Iterator
 
-from .errors import ModelError
+from ..errors import ModelError
 
 DEFAULT_MAX_ELEMENTS = 1 << 28
 _cap: contextvars.ContextVar[int] = contextvars.ContextVar("nnforge_max_elements", default=DEFAULT_MAX_ELEMENTS)

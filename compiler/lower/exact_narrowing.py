@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .numerics import QType
+from ..quant.numerics import QType
 
 F32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32
 _I32 = 1 << 31

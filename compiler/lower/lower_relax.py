@@ -37,9 +37,9 @@ import tvm.tirx as tirx
 from tvm import relax
 
 from . import exact_narrowing as narrow
-from .numerics import QType
-from .qgraph import QGraph, QNode
-from .relax_utils import const
+from ..quant.numerics import QType
+from ..qgraph import QGraph, QNode
+from ..frontend.relax_utils import const
 
 _BATCH = tirx.Var("batch", "int64")
 

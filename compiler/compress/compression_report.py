@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 from .huffman import (CONV_GAP_BITS, FC_GAP_BITS, HuffmanStream, SparseLayout, huffman_encode,
                       sparse_layout)
-from .qgraph import QGraph, QNode
+from ..qgraph import QGraph, QNode
 
 WEIGHT_OPS = ("conv2d", "dense")
 LAYOUTS = ("auto", "dense", "sparse")
@@ -301,7 +301,7 @@ def _original_layers(obj) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     model = getattr(obj, "float_model", None)
     if model is None:
         return {}
-    from .layers import float_layers
+    from ..quant.layers import float_layers
 
     layers, _ = float_layers(model.relax, model.output_names, model.onnx_names)
     return {l.name: (np.asarray(l.attrs["weight"], np.float64), np.asarray(l.attrs.get("bias", ()), np.float64))

@@ -25,12 +25,12 @@ import dataclasses
 
 import numpy as np
 
-from .calibration import ActivationStats
-from .errors import InputError, ModelError
-from .layers import FloatLayer, float_layers
+from ..quant.calibration import ActivationStats
+from ..errors import InputError, ModelError
+from ..quant.layers import FloatLayer, float_layers
 from .prequant import CarriedTensor, CarriedWeight, Prequantized
-from .quant_config import QuantConfig, parse_config
-from .quantize import quantize_model
+from ..quant.quant_config import QuantConfig, parse_config
+from ..quant.quantize import quantize_model
 
 _REQUANTIZING = {"conv2d", "dense", "add", "mul", "lut", "global_avg_pool"}
 _LINEAR_ONNX = {"Conv", "Gemm", "MatMul"}

@@ -32,8 +32,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .errors import ModelError
-from .numerics import QType
+from ..errors import ModelError
+from ..quant.numerics import QType
 from .prequant import QONNX_DOMAINS, CarriedTensor, CarriedWeight, Prequantized
 
 ROUNDING = {"ROUND": "half_even", "HALF_EVEN": "half_even", "HALF_UP": "half_up", "FLOOR": "floor"}

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from tvm import relax
 
-from .errors import ModelError
-from .relax_utils import call_op_name, const_value, is_constant, static_shape
+from ..errors import ModelError
+from ..frontend.relax_utils import call_op_name, const_value, is_constant, static_shape
 
 _GENERATED = re.compile(r"^(lv|gv)\d*$")
 

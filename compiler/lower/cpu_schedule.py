@@ -283,7 +283,7 @@ def _channels_last_weights(call, _matches):
     if (str(a.kernel_layout) != "OIHW" or str(a.data_layout) != "NCHW" or str(a.out_layout) not in ("", "NCHW")
             or int(a.groups) != 1):
         return call
-    from .relax_utils import const, const_value
+    from ..frontend.relax_utils import const, const_value
 
     w = const_value(call.args[1])
     if w.ndim != 4 or w.shape[0] % WIDE_VECTOR:

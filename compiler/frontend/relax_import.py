@@ -18,7 +18,7 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .ops import SUPPORTED_OPS
+from .onnx_ops import SUPPORTED_OPS
 from .relax_utils import const, const_value, is_constant
 
 # Ops whose result is worth a name: real compute on activations.  Constant-producing ops

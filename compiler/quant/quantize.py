@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibration import TensorStats, choose_threshold, pow2_scale, weight_thresholds
-from .errors import ModelError
+from ..errors import ModelError
 from .layers import PASSTHROUGH, FloatLayer
 from .numerics import QType, lrn_table, quantize, quantize_multiplier, window_counts
-from .onnx_frontend import TensorSpec
-from .qgraph import HostOp, QGraph, QNode, QTensor
+from ..frontend.onnx_frontend import TensorSpec
+from ..qgraph import HostOp, QGraph, QNode, QTensor
 from .quant_config import LayerQuant, QuantConfig
 
 _REQUANTIZING = {"conv2d", "dense", "add", "mul", "lut", "global_avg_pool", "lrn"}
@@ -135,7 +135,7 @@ def quantize_model(
     each model input's name and each layer's name (never a Relax var name: those repeat).  ``fixed_scales`` pins the
     scale of activations (by model input name or layer name), e.g. scales imported from an
     ONNX QDQ model; their types still come from the config and the statistics, unless
-    ``fixed_types`` pins them too (pre-quantized models: compiler/prequant_graph.py)."""
+    ``fixed_types`` pins them too (pre-quantized models: compiler/interop/prequant_graph.py)."""
     fixed_scales = dict(fixed_scales or {})
     fixed_types = dict(fixed_types or {})
     if len(output_names) != 1:
@@ -268,7 +268,7 @@ def _auto_config(layers, host, inputs, stats, config: QuantConfig):
 
 
 def _shape(var):
-    from .relax_utils import static_shape
+    from ..frontend.relax_utils import static_shape
 
     return static_shape(var)
 

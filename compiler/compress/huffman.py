@@ -26,7 +26,7 @@ import numpy as np
 from bitarray import bitarray
 from bitarray.util import canonical_decode, canonical_huffman
 
-from .errors import ModelError
+from ..errors import ModelError
 
 CONV_GAP_BITS = 8  # Han et al. 2016: 8 bits for conv layers
 FC_GAP_BITS = 5  # ... and 5 bits for fully connected layers

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import shown
-from .quant_config import ConfigError, _did_you_mean, _unknown_keys
+from ..errors import shown
+from ..quant.quant_config import ConfigError, _did_you_mean, _unknown_keys
 
 __all__ = ["CompressConfig", "LayerCompress", "parse_prune_config", "REFINE_METHODS", "MIN_SHARE_BITS",
            "MAX_SHARE_BITS"]
@@ -154,7 +154,7 @@ def parse_prune_config(spec: None | str | Path | Mapping[str, Any] | CompressCon
     if isinstance(spec, Mapping):
         return CompressConfig.from_dict(spec)
     if isinstance(spec, (str, Path)):
-        from . import config_files
+        from .. import config_files
 
         path = Path(spec)
         data = config_files.load(path, "prune config file")  # size, encoding, YAML aliases bounded

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .numerics import MULT_BITS  # M in [2^14, 2^15): M / 2^n is within 2^-15 of the ratio
+from ..quant.numerics import MULT_BITS  # M in [2^14, 2^15): M / 2^n is within 2^-15 of the ratio
 from .prequant import Prequantized
 
 TRACE_SAMPLES = 512

@@ -19,9 +19,10 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
-from . import cache_entry, cpu_schedule
-from .errors import InputError
-from .onnx_frontend import TensorSpec
+from .. import cache_entry
+from . import cpu_schedule
+from ..errors import InputError
+from ..frontend.onnx_frontend import TensorSpec
 
 _VERSION = "nnforge-0.1.0/float-2"
 

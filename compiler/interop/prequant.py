@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from .errors import ModelError
-from .numerics import QType
+from ..errors import ModelError
+from ..quant.numerics import QType
 
 FORMATS = ("qdq", "qoperator", "qonnx")
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general")

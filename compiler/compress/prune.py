@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from .layers import FloatLayer
+from ..quant.layers import FloatLayer
 
 # ops that act on each channel separately: a removed channel passes through them unchanged
 _CHANNELWISE = {"max_pool2d", "avg_pool2d", "global_avg_pool", "clip", "lut"}

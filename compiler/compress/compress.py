@@ -26,11 +26,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from .compress_config import CompressConfig, LayerCompress
-from .layers import FloatLayer
-from .numerics import QType
-from .float_forward import run_layer
+from ..quant.layers import FloatLayer
+from ..quant.numerics import QType
+from ..quant.float_forward import run_layer
 from .prune import channel_keep, magnitude_mask, output_axis, remove_channels
-from .quant_config import ConfigError, QuantConfig
+from ..quant.quant_config import ConfigError, QuantConfig
 from .weight_sharing import kmeans_codebook, layer_output, layer_rows, lsq_centroids, lsq_kept_weights
 
 WEIGHTED = ("conv2d", "dense")
@@ -122,7 +122,7 @@ def _finish_layer(layer: FloatLayer, orig: FloatLayer, lc: LayerCompress, qconfi
     """Refit (lsq), share (k-means, then lsq) and bias-correct one pruned or shared layer.
 
     ``xs``: the layer's input in the float model, and in the compressed model so far."""
-    from .quantize import _quantize_weights
+    from ..quant.quantize import _quantize_weights
 
     attrs = dict(layer.attrs)
     notes: list[str] = []

@@ -28,8 +28,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .errors import ModelError
-from .numerics import QType
+from ..errors import ModelError
+from ..quant.numerics import QType
 
 if TYPE_CHECKING:  # nnforge.quantized imports the compiler; import it lazily at run time
     from nnforge.model import Model
@@ -166,7 +166,7 @@ def onnx_tensor_names(model: Model, layers: list) -> dict[str, str]:
     """
     from tvm import relax
 
-    from .relax_import import node_display_name
+    from ..frontend.relax_import import node_display_name
 
     by_key: dict[str, str] = {}
     by_display: dict[str, list[str]] = defaultdict(list)
@@ -393,7 +393,7 @@ def export_qdq(qmodel: QuantizedModel, path: str | Path | None = None, *, opset:
     """
     from onnx import version_converter
 
-    from .quantize import _quantize_weights
+    from ..quant.quantize import _quantize_weights
 
     proto = onnx.ModelProto()
     proto.CopyFrom(qmodel.float_model.onnx)
@@ -468,7 +468,7 @@ def _nnforge_weights(layer, node, config, axis: int):
     The config's settings come first; an ``auto`` config chose each layer's width during
     quantization, so the other widths are tried until the codes match.
     """
-    from .quantize import _quantize_weights
+    from ..quant.quantize import _quantize_weights
 
     lq = config.for_layer(layer.name, layer.op)
     w = np.asarray(layer.attrs["weight"], np.float64)
@@ -570,7 +570,7 @@ def _rewrite_linear(g: _Graph, layer, names: dict[str, str], in_names: list[str]
             return
     # canonical form: Gemm(transB=1) for 2-D inputs, else MatMul + Add
     _detach(g, pre)
-    from .relax_utils import static_shape
+    from ..frontend.relax_utils import static_shape
 
     rank2 = len(static_shape(layer.inputs[0]) or ()) == 2
     b = write_bias(g, f"{base}_bias", bias, bias_scale, per_channel)
@@ -963,7 +963,7 @@ def quantize_with_scales(model: Model, calib: list[np.ndarray], scales: dict[str
     """
     from nnforge.quantized import calibrate, quantize
 
-    from .quant_config import QuantConfig, parse_config
+    from ..quant.quant_config import QuantConfig, parse_config
 
     cfg = parse_config(config)
     stats = calibrate(model, calib, batch_size=batch_size)

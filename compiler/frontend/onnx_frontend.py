@@ -18,9 +18,9 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from .errors import ModelError, shown
+from ..errors import ModelError, shown
 from .limits import check_shape
-from .ops import MIN_OPSET, SUPPORTED_OPS
+from .onnx_ops import MIN_OPSET, SUPPORTED_OPS
 
 BATCH = "batch"  # name of the symbolic batch dimension
 _MAX_FOLD_ELEMENTS = 1 << 16  # larger constants fold in Relax (fold_constants)

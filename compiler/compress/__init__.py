@@ -1,0 +1,1 @@
+"""Compression: magnitude pruning, weight sharing, Huffman coding and the storage report."""

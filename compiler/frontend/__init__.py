@@ -1,0 +1,1 @@
+"""ONNX in: read and check the model, import it into Relax (the TVM adapter), summarise it."""

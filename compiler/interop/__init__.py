@@ -1,0 +1,1 @@
+"""The ONNX quantization ecosystem: QDQ, QOperator and QONNX models in and out."""

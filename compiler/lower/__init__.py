@@ -1,0 +1,1 @@
+"""Lowering: the QGraph into the integer Relax module, and its CPU build and execution."""

@@ -1,0 +1,1 @@
+"""Quantization: the numerics contract, configs, calibration, float layers and the quantize pass."""
