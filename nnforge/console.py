@@ -14,8 +14,6 @@ Pygments' terminal colour codes into any stream.
 
 from __future__ import annotations
 
-import sys
-
 from rich.console import Console, ConsoleDimensions
 
 #: the width of a non-terminal console: wider than any line nnforge prints
@@ -41,23 +39,8 @@ class PipeConsole(Console):
 
 
 def plain_tvm_show() -> None:
-    """Make TVM's ``show()`` print plain TVMScript when stdout is not a terminal (idempotent).
+    """Make TVM's ``show()`` print plain TVMScript when stdout is not a terminal (idempotent); a
+    terminal or a notebook keeps TVM's colours (``compiler.frontend.relax_utils.plain_show``)."""
+    from nnforge.compiler.frontend.relax_utils import plain_show  # here: the console alone needs no TVM
 
-    ``IRModule.show`` imports ``tvm.script.highlight.cprint`` at each call, so wrapping that one
-    function covers ``model.relax.show()`` and ``qmodel.relax.show()``; a terminal or a notebook
-    keeps TVM's colours."""
-    from tvm.script import highlight
-
-    if getattr(highlight.cprint, "_nnforge_plain", False):
-        return
-    colour = highlight.cprint
-
-    def cprint(printable, style=None, black_format=False):
-        if sys.stdout.isatty() or "ipykernel" in sys.modules:
-            return colour(printable, style=style, black_format=black_format)
-        if hasattr(printable, "script") and callable(printable.script):
-            printable = printable.script()
-        print(highlight._format(printable) if black_format else printable)
-
-    cprint._nnforge_plain = True
-    highlight.cprint = cprint
+    plain_show()

@@ -12,9 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from math import prod
 
-from tvm import relax
-
-from .relax_utils import call_op_name, const_value, is_constant, static_shape
+from .relax_utils import call_op_name, const_value, is_constant, is_var, output_exprs, static_shape
 
 _ANCHORS = {"relax.nn.conv2d", "relax.matmul"}
 
@@ -57,7 +55,7 @@ def _numel(shape) -> int:
     return prod(d if isinstance(d, int) else 1 for d in shape)
 
 
-def _macs(op: str, call: relax.Call, out_shape) -> int:
+def _macs(op: str, call, out_shape) -> int:
     if op == "relax.nn.conv2d":
         w = static_shape(call.args[1])
         return _numel(out_shape) * prod(w[1:])  # [O, I/groups, kh, kw]
@@ -67,7 +65,7 @@ def _macs(op: str, call: relax.Call, out_shape) -> int:
     return 0
 
 
-def _params(call: relax.Call) -> int:
+def _params(call) -> int:
     return sum(const_value(a).size for a in call.args if is_constant(a) and const_value(a).size > 1)
 
 
@@ -99,9 +97,7 @@ def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, 
     bindings = [b for block in func.body.blocks for b in block.bindings]
     layers: list[Layer] = []
     by_var: dict = {}  # var -> index of the anchor layer it is the output of
-    body = func.body.body
-    out_vars = list(body.fields) if isinstance(body, relax.Tuple) else [body]
-    outputs = {v: n for v, n in zip(out_vars, output_names or []) if isinstance(v, relax.Var)}
+    outputs = {v: n for v, n in zip(output_exprs(func), output_names or []) if is_var(v)}
     for binding in bindings:
         value, var = binding.value, binding.var
         op = call_op_name(value)
@@ -119,7 +115,7 @@ def summarize(mod, output_names: list[str] | None = None, onnx_names: dict[str, 
             layer.name = _layer_name(var, value.args[0], outputs)
             continue
         in_shapes = [
-            list(static_shape(a) or []) for a in value.args if isinstance(a, relax.Var)
+            list(static_shape(a) or []) for a in value.args if is_var(a)
         ]
         short = op.removeprefix("relax.").removeprefix("nn.")
         if op == "relax.matmul" and is_constant(value.args[1]):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import tvm
-
+from ..frontend.relax_utils import IRModule
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .normalize_dense import normalize_dense
@@ -18,7 +17,7 @@ CLEANUP = [
 ]
 
 
-def cleanup(mod: tvm.IRModule) -> tvm.IRModule:
+def cleanup(mod: IRModule) -> IRModule:
     """Run the cleanup pipeline on an imported float module."""
     for p in CLEANUP:
         mod = p(mod)

@@ -12,11 +12,9 @@ Runs after ``fold_constants`` so that weights and BN parameters are plain consta
 from __future__ import annotations
 
 import numpy as np
-import tvm
-from tvm import relax
-from tvm.relax.dpl import is_const, is_op, is_tuple_get_item, wildcard
 
-from ..frontend.relax_utils import apply_rules, const, const_value, static_shape
+from ..frontend.relax_utils import (IRModule, apply_rules, call_like, const, const_value, is_const, is_op,
+                                  is_tuple_get_item, module_pass, op, static_shape, wildcard)
 
 _x, _w, _b = wildcard(), is_const(), is_const()
 _gamma, _beta, _mean, _var = is_const(), is_const(), is_const(), is_const()
@@ -74,8 +72,8 @@ def _fold_conv(expr, m):
     dtype = w.dtype
     new_w = (w * s.reshape(-1, 1, 1, 1)).astype(dtype)
     new_b = (b * s + t).astype(dtype).reshape(1, -1, 1, 1)
-    folded = relax.Call(conv.op, [m[_x], const(new_w)], conv.attrs)
-    return relax.op.add(folded, const(new_b))
+    folded = call_like(conv, [m[_x], const(new_w)])
+    return op.add(folded, const(new_b))
 
 
 def _fold_matmul(expr, m):
@@ -90,7 +88,7 @@ def _fold_matmul(expr, m):
         return expr
     new_w = (w * s.reshape(1, -1)).astype(w.dtype)
     new_b = (b * s + t).astype(w.dtype)
-    return relax.op.add(relax.op.matmul(m[_x], const(new_w)), const(new_b))
+    return op.add(op.matmul(m[_x], const(new_w)), const(new_b))
 
 
 def _fold_alone(expr, m):
@@ -103,8 +101,8 @@ def _fold_alone(expr, m):
     bshape = [1] * len(shape)
     bshape[axis] = -1
     dtype = str(m[_x].ty.dtype)
-    return relax.op.add(
-        relax.op.multiply(m[_x], const(s.reshape(bshape).astype(dtype))),
+    return op.add(
+        op.multiply(m[_x], const(s.reshape(bshape).astype(dtype))),
         const(t.reshape(bshape).astype(dtype)),
     )
 
@@ -119,7 +117,7 @@ RULES = [
 ]
 
 
-@tvm.transform.module_pass(opt_level=0, name="nnforge.FoldBatchNorm")
-def fold_batchnorm(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+@module_pass("nnforge.FoldBatchNorm")
+def fold_batchnorm(mod: IRModule, _ctx) -> IRModule:
     """Fold every inference BatchNormalization into its producer, or into an affine."""
     return apply_rules(mod, RULES)

@@ -12,11 +12,9 @@ for every folded op, which took 3 to 19 s on each of the light models.
 from __future__ import annotations
 
 import numpy as np
-import tvm
-from tvm import relax
-from tvm.relax.dpl import is_const, is_op, wildcard
 
-from ..frontend.relax_utils import apply_rules, const, const_value, static_shape
+from ..frontend.relax_utils import (IRModule, apply_rules, const, const_value, dead_code_elimination,
+                                  fold_constant, is_const, is_op, module_pass, static_shape, wildcard)
 
 _c = is_const()
 _broadcast = is_op("relax.broadcast_to")(_c, wildcard())
@@ -43,8 +41,8 @@ def _permute_dims(expr, m):
 RULES = [(_broadcast, _to_static_shape), (_reshape, _to_static_shape), (_permute, _permute_dims)]
 
 
-@tvm.transform.module_pass(opt_level=0, name="nnforge.FoldConstants")
-def fold_constants(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+@module_pass("nnforge.FoldConstants")
+def fold_constants(mod: IRModule, _ctx) -> IRModule:
     """Evaluate every constant subexpression at compile time."""
     mod = apply_rules(mod, RULES)
-    return relax.transform.DeadCodeElimination()(relax.transform.FoldConstant()(mod))
+    return dead_code_elimination(fold_constant(mod))

@@ -11,11 +11,7 @@ consumes at inference, are removed by dead-code elimination.
 
 from __future__ import annotations
 
-import tvm
-from tvm import relax
-from tvm.relax.dpl import is_op, is_tuple_get_item, wildcard
-
-from ..frontend.relax_utils import apply_rules
+from ..frontend.relax_utils import IRModule, apply_rules, is_op, is_tuple_get_item, module_pass, op, wildcard
 
 _x = wildcard()
 _dropout_out = is_tuple_get_item(is_op("relax.nn.dropout")(_x), 0)
@@ -30,7 +26,7 @@ def _bn_inference(call, m):
     if not call.attrs.training:
         return call
     a = call.attrs
-    return relax.op.nn.batch_norm(
+    return op.nn.batch_norm(
         *call.args, axis=a.axis, epsilon=float(a.epsilon), center=bool(a.center),
         scale=bool(a.scale), momentum=float(a.momentum), training=False,
     )
@@ -39,7 +35,7 @@ def _bn_inference(call, m):
 RULES = [(_dropout_out, _drop_dropout), (_bn, _bn_inference)]
 
 
-@tvm.transform.module_pass(opt_level=0, name="nnforge.StripTraining")
-def strip_training(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+@module_pass("nnforge.StripTraining")
+def strip_training(mod: IRModule, _ctx) -> IRModule:
     """Drop Dropout and switch BatchNormalization to inference (running statistics)."""
     return apply_rules(mod, RULES)
