@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tvm import relax
 
 from ..errors import ModelError
-from ..frontend.relax_utils import call_op_name, const_value, is_constant, static_shape
+from ..frontend.relax_utils import (call_op_name, const_value, is_constant, is_var, output_exprs, returning,
+                                   static_shape, var_uses)
 
 _GENERATED = re.compile(r"^(lv|gv)\d*$")
 
@@ -44,28 +44,6 @@ class FloatLayer:
     def act(self) -> tuple[float | None, float | None]:
         """Fused activation clamp (lo, hi) in real units; (None, None) when none."""
         return self.attrs.get("act", (None, None))
-
-
-def _users(func) -> dict:
-    counts: dict = {}
-
-    def visit(e):
-        if isinstance(e, relax.Var):
-            counts[e] = counts.get(e, 0) + 1
-        elif isinstance(e, relax.Tuple):
-            for f in e.fields:
-                visit(f)
-        elif isinstance(e, relax.TupleGetItem):
-            visit(e.tuple_value)
-        elif isinstance(e, relax.Call):
-            for a in e.args:
-                visit(a)
-
-    for block in func.body.blocks:
-        for b in block.bindings:
-            visit(b.value)
-    visit(func.body.body)
-    return counts
 
 
 def unique_names(names: list[str], reserved: list[str] = ()) -> list[str]:
@@ -168,7 +146,7 @@ def _lrn_chains(func, users: dict) -> tuple[dict, set]:
             continue
         x, arg, steps = call.args[0], call.args[1], []
         for op in _LRN_STEPS:  # each step's first argument is the previous step, used only there
-            v = value.get(arg) if isinstance(arg, relax.Var) and users.get(arg, 0) == 1 else None
+            v = value.get(arg) if is_var(arg) and users.get(arg, 0) == 1 else None
             if v is None or call_op_name(v) != op:
                 break
             steps.append((arg, v))
@@ -199,7 +177,7 @@ def float_layers(mod, output_names: list[str] | None = None,
     output's name from ``output_names``; others are named by their ONNX node (``onnx_names``)."""
     onnx_names = onnx_names or {}
     func = mod["main"]
-    users = _users(func)
+    users = var_uses(func)
     layers: list[FloatLayer] = []
     producer: dict = {}  # var -> layer index whose output it is
     activations = set(func.params)
@@ -241,7 +219,7 @@ def float_layers(mod, output_names: list[str] | None = None,
     for block in func.body.blocks:
         for b in block.bindings:
             var, call = b.var, b.value
-            if isinstance(call, relax.Var):  # `gv = lv`: an alias, e.g. of the graph output
+            if is_var(call):  # `gv = lv`: an alias, e.g. of the graph output
                 alias[var] = alias.get(call, call)
                 continue
             if var in lrn_inner:  # a step of a local response normalization, taken whole below
@@ -253,7 +231,7 @@ def float_layers(mod, output_names: list[str] | None = None,
             op = call_op_name(call)
             if op is None:
                 raise ModelError(f"layer {var.name!r}: a {type(call).__name__} binding has no integer form")
-            args = [alias.get(a, a) if isinstance(a, relax.Var) else a for a in call.args]
+            args = [alias.get(a, a) if is_var(a) else a for a in call.args]
             acts = [a for a in args if a in activations]
             label = f"layer {var.name!r} ({op.removeprefix('relax.')})"
             bounds = _clamp_bounds(call)
@@ -337,9 +315,7 @@ def float_layers(mod, output_names: list[str] | None = None,
             else:
                 raise ModelError(f"{label}: nnforge has no integer form for {op.removeprefix('relax.')}")
     # a trailing softmax stays on the host, in float
-    outputs = func.body.body
-    out_vars = list(outputs.fields) if isinstance(outputs, relax.Tuple) else [outputs]
-    out_vars = [alias.get(v, v) for v in out_vars]
+    out_vars = [alias.get(v, v) for v in output_exprs(func)]
     for var, name in zip(out_vars, output_names or []):
         for layer in layers:
             if layer.output.same_as(var) and layer.name.startswith(f"{layer.op}_"):
@@ -363,33 +339,9 @@ def float_layers(mod, output_names: list[str] | None = None,
 
 
 def traced_module(mod, layers: list[FloatLayer]):
-    """A copy of ``mod`` whose ``main`` returns every layer's output (for calibration and SQNR).
-
-    Outputs are found by identity, never by name: Relax names are only hints, and after the
-    cleanup passes a large model holds several bindings of one name (ResNet-50: 12 names twice,
-    ``lv9``, ``lv13``, ...), so a by-name lookup hands some layers another layer's tensor."""
-    import tvm
-    from tvm import relax as rx
-
-    func = mod["main"]
-    flat = rx.transform.ToNonDataflow()(mod)["main"]
-    # ToNonDataflow makes new Var objects for the DataflowVars but keeps every binding in place:
-    # pair them by position
-    before = [b.var for blk in func.body.blocks for b in blk.bindings]
-    after = [b.var for blk in flat.body.blocks for b in blk.bindings]
-    if len(before) != len(after) or any(a.name != b.name for a, b in zip(before, after)):
-        raise ModelError("ToNonDataflow must keep the bindings of 'main' in order; it changed them, so the "
-                         "layer outputs cannot be traced")
-    new_var = dict(zip(before, after))
-    missing = [layer.name for layer in layers if layer.output not in new_var]
-    if missing:
-        raise ModelError(f"layer outputs must be bindings of 'main', not {missing[:4]}")
-    outs = [new_var[layer.output] for layer in layers]
-    body = rx.SeqExpr(flat.body.blocks, rx.Tuple(outs))
-    new_func = rx.Function(flat.params, body, ret_ty=rx.TupleType([v.ty for v in outs]), is_pure=True)
-    new_mod = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"})
-    new_mod["main"] = new_func
-    return new_mod
+    """A copy of ``mod`` whose ``main`` returns every layer's output (for calibration and SQNR),
+    found by identity, never by name (``relax_utils.returning``: Relax names repeat)."""
+    return returning(mod, [(layer.name, layer.output) for layer in layers])
 
 
 def tensor_names(func, layers: list[FloatLayer], input_names: list[str]) -> dict:
