@@ -24,17 +24,19 @@ _LAZY = {
     "Model": "nnforge.model", "load": "nnforge.model",
     "QuantizedModel": "nnforge.quantized", "load_quantized": "nnforge.quantized", "quantize": "nnforge.quantized",
     "save": "nnforge.quantized",
-    "Project": "nnforge.compile", "VerifyReport": "nnforge.compile", "compile_model": "nnforge.compile",
-    "open_project": "nnforge.compile", "verify": "nnforge.compile",
+    "compile_model": "nnforge.compile", "Project": "nnforge.project", "open_project": "nnforge.project",
+    "VerifyReport": "nnforge.verification", "verify": "nnforge.verification",
     "explore": "nnforge.explore",  # the package, callable as the function (nnforge/explore/__init__.py)
     "export": "nnforge.interop",
 }
 
 if TYPE_CHECKING:
-    from nnforge.compile import Project, VerifyReport, compile_model, open_project, verify
+    from nnforge.compile import compile_model
     from nnforge.interop import export
     from nnforge.model import Model, load
+    from nnforge.project import Project, open_project
     from nnforge.quantized import QuantizedModel, load_quantized, quantize, save
+    from nnforge.verification import VerifyReport, verify
 
 
 def __getattr__(name: str):

@@ -867,7 +867,8 @@ def _print_verify(report) -> None:
 def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified, ap_types, report_path=None, force=False):
     """Check the project's files against its manifest, then simulate it (hls: g++ C simulation):
     every layer's output and the golden vectors against the numpy reference."""
-    from nnforge.compile import files_failure, open_project, verify as run_verify
+    from nnforge.project import open_project
+    from nnforge.verification import files_failure, verify as run_verify
     from nnforge.data import load_inputs
 
     failure = files_failure(project_dir, allow_modified)  # before parsing anything in the project

@@ -631,7 +631,7 @@ def verify_html(project, verify, data=None, labels=None, batch_size: int = 256) 
 def refresh_project_html(project_dir: str | Path) -> str:
     """The project's page again from its current report.json (after ``nnforge synth`` added the
     measured resources and Fmax)."""
-    from nnforge.compile import open_project
+    from nnforge.project import open_project
 
     project = open_project(project_dir)
     return project_html(project.report, project.qmodel, name=Path(project_dir).name)
