@@ -138,10 +138,7 @@ class QuantizedModel:
         return self._compiled
 
     def _call(self, fname: str, codes: list[np.ndarray]) -> list[np.ndarray]:
-        import tvm
-
-        out = self.compile()[fname](*(tvm.runtime.tensor(np.ascontiguousarray(c)) for c in codes))
-        return executor._to_numpy(out)
+        return executor.call(self.compile(), fname, codes)
 
     def quantize_inputs(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return self.graph.quantize_inputs(executor.check_inputs(_batched_specs(self.float_model), arrays))

@@ -50,18 +50,33 @@ class CompiledModule:
         self.inputs = inputs
         self.output_names = output_names
 
+    @property
+    def vm(self):
+        """The Relax VM holding the build: ``call(module.vm, "trace", arrays)`` runs another function."""
+        return self._vm
+
     def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        result = self._vm["main"](*(tvm.runtime.tensor(np.require(a, requirements="C")) for a in arrays))  # rank 0 stays rank 0
-        return _to_numpy(result)
+        return call(self._vm, "main", arrays)
 
 
-def _to_numpy(value) -> list[np.ndarray]:
+def call(vm, fname: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Run function ``fname`` of a Relax VM on numpy arrays; its results as a flat list of arrays."""
+    return to_numpy(vm[fname](*(tvm.runtime.tensor(np.require(a, requirements="C")) for a in arrays)))  # rank 0 stays rank 0
+
+
+def to_numpy(value) -> list[np.ndarray]:
+    """A VM result (a tensor, or nested tuples of them) as a flat list of numpy arrays."""
     if hasattr(value, "numpy"):
         return [value.numpy()]
     out: list[np.ndarray] = []
     for item in value:
-        out.extend(_to_numpy(item))
+        out.extend(to_numpy(item))
     return out
+
+
+def build_plain(mod: tvm.IRModule):
+    """``mod`` compiled by TVM's default llvm pipeline (no nnforge schedule, no cache) in a Relax VM."""
+    return relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
 
 
 def build(
