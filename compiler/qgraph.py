@@ -6,33 +6,10 @@ Python by the quantizer and stored in ``QNode.attrs``; executors only apply them
 reference (``reference.py``) and the Relax lowering (``lower_relax.py``) both walk this
 graph, one function per op, so they are two independent readings of one specification.
 
-Ops and their attrs (arrays are int64 numpy arrays):
-
-=================  ===========================================================================
-``conv2d``          weight [O, I/g, kh, kw], bias [O], strides, padding (t, l, b, r), dilation,
-                    groups, multiplier [O], shift [O], lo, hi, rounding, overflow, acc_dtype
-``dense``           weight [K, N], bias [N], multiplier [N], shift [N], lo, hi, rounding,
-                    overflow, acc_dtype
-                    (conv2d and dense also carry weight_bits and weight_scale [O | N], float: storage
-                    accounting and plots only, never read by an executor)
-``max_pool2d``      pool_size, strides, padding, dilation, ceil_mode
-``avg_pool2d``      pool_size, strides, padding (window sum incl. padding), multiplier, shift, lo,
-                    hi, rounding, overflow; multiplier and shift are [OH, OW] (one per output
-                    position) when the padding is not counted and border windows hold fewer taps
-``lrn``             before, after (channel window c-before..c+after), table [T], index_shift k,
-                    shift n, lo, hi, rounding, overflow:
-                    y = saturate(round_shift(x * table[S >> k], n)), S = sum of x^2 over the window
-``global_avg_pool`` multiplier, shift, lo, hi, rounding, overflow   (sum over H, W)
-``add``             multipliers (Ma, Mb), shifts (na, nb), lo, hi, rounding, overflow
-``mul``             multiplier, shift, lo, hi, rounding, overflow     (a * b, requantized)
-``requant``         multiplier, shift, lo, hi, rounding, overflow     (rescale one tensor)
-``concat``          axis                    (inputs share the output scale and type)
-``clip``            lo, hi                  (ReLU / ReLU6 / Clip that could not be fused)
-``lut``             table [2^bits_in], offset (= input lo): y = table[x - offset]
-``reshape``         shape (batch dimension -1 when symbolic)
-``transpose``       axes
-``pad``             pads (ONNX order: begins then ends), value 0
-=================  ===========================================================================
+Each op's attrs are a typed, frozen class in its module of the op table (``compiler/ops/``:
+``ops.conv2d.Conv2dAttrs`` and so on), where every field is documented; ``QNode`` converts a
+plain dict through that table, so a node built from a dict is checked (unknown or missing keys
+name the node and the key).  Change attrs with ``dataclasses.replace``.
 """
 
 from __future__ import annotations
@@ -42,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .ops import Attrs, attrs_of
 from .quant.numerics import QType
 
 
@@ -57,11 +35,17 @@ class QTensor:
 
 @dataclass
 class QNode:
+    """One integer op: ``attrs`` is the op's attrs class (a plain dict is converted on construction)."""
+
     op: str
     name: str
     inputs: list[str]
     output: str
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: Attrs | dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attrs, dict):
+            self.attrs = attrs_of(self.op, self.attrs, self.name)
 
 
 @dataclass

@@ -55,7 +55,7 @@ def to_files(graph: QGraph) -> tuple[dict, dict[str, np.ndarray]]:
     nodes = []
     for i, node in enumerate(graph.nodes):
         scalars = {}
-        for key, value in node.attrs.items():
+        for key, value in node.attrs.to_dict().items():
             if isinstance(value, np.ndarray):
                 arrays[f"{i}/{key}"] = value
             else:

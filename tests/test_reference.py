@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from nnforge.compiler import reference
+from nnforge.compiler.ops.arrays import F64_EXACT
 from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode, QTensor
 
@@ -24,7 +25,7 @@ def _acc_node(op: str, weight: np.ndarray, bias: np.ndarray, **attrs) -> QNode:
     channels = weight.shape[0] if op == "conv2d" else weight.shape[1]
     return QNode(op, "n", ["x"], "y", dict(weight=weight, bias=bias, multiplier=np.ones(channels, np.int64),
                                            shift=np.zeros(channels, np.int64), lo=None, hi=None, rounding="RND",
-                                           overflow="SAT", **attrs))
+                                           overflow="SAT", acc_dtype="int64", **attrs))
 
 
 def _loop_conv(x, w, b, strides, padding, dilation, groups) -> np.ndarray:
@@ -62,9 +63,9 @@ def test_conv2d_equals_the_definition(case, big, rng):
     w = rng.integers(-whi, whi, size=(o, c // g, k, k), dtype=np.int64)
     b = rng.integers(-1000, 1000, size=o, dtype=np.int64)
     bound = int(np.abs(x).max()) * int(np.abs(w).reshape(o, -1).sum(1).max())
-    assert (bound >= reference.F64_EXACT) == big
+    assert (bound >= F64_EXACT) == big
     node = _acc_node("conv2d", w, b, strides=strides, padding=padding, dilation=dilation, groups=g)
-    got = reference.conv2d(node, [x], WIDE)
+    got = reference.OPS["conv2d"](node, [x], WIDE)
     want = _loop_conv(x, w, b, strides, padding, dilation, g)
     assert got.dtype == np.int64 and got.shape == want.shape
     assert (got.astype(object) == want).all()
@@ -77,7 +78,7 @@ def test_dense_equals_the_definition(xhi, whi, k, rng):
     x = rng.integers(-xhi, xhi, size=(5, k), dtype=np.int64)
     w = rng.integers(-whi, whi, size=(k, 11), dtype=np.int64)
     b = rng.integers(-xhi, xhi, size=11, dtype=np.int64)
-    got = reference.dense(_acc_node("dense", w, b), [x], WIDE)
+    got = reference.OPS["dense"](_acc_node("dense", w, b), [x], WIDE)
     want = [[sum(int(x[i, j]) * int(w[j, c]) for j in range(k)) + int(b[c]) for c in range(11)] for i in range(5)]
     assert got.tolist() == want
 
@@ -86,7 +87,7 @@ def test_float64_products_of_exact_integers_near_the_bound():
     """Sums just below 2^53 stay exact on the float64 path; one more ulp would not be."""
     x = np.full((1, 2), 2**26, np.int64)
     w = np.full((2, 1), 2**26 - 1, np.int64)  # bound 2 * 2^26 * (2^26 - 1) < 2^53
-    assert reference.dense(_acc_node("dense", w, np.zeros(1, np.int64)), [x], WIDE).item() == 2 * 2**26 * (2**26 - 1)
+    assert reference.OPS["dense"](_acc_node("dense", w, np.zeros(1, np.int64)), [x], WIDE).item() == 2 * 2**26 * (2**26 - 1)
 
 
 def _fixed_batch_graph(batch) -> QGraph:
@@ -96,7 +97,7 @@ def _fixed_batch_graph(batch) -> QGraph:
     conv = QNode("conv2d", "c", ["x"], "c", dict(weight=w, bias=np.array([1, -2, 3]), multiplier=np.array([3, 5, 7]),
                                                  shift=np.array([2, 3, 4]), lo=None, hi=None, rounding="RND",
                                                  overflow="SAT", strides=(1, 1), padding=(0, 0, 0, 0),
-                                                 dilation=(1, 1), groups=1))
+                                                 dilation=(1, 1), groups=1, acc_dtype="int64"))
     flat = QNode("reshape", "r", ["c"], "r", dict(shape=(batch if isinstance(batch, int) else -1, 12)))
     tensors = {"x": QTensor("x", (batch, 1, 3, 3), t8, 1.0), "c": QTensor("c", (batch, 3, 2, 2), t8, 1.0),
                "r": QTensor("r", (batch, 12), t8, 1.0)}

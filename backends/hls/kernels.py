@@ -20,7 +20,7 @@ from nnforge.compiler.compress.compression_report import bias_width
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode
-from nnforge.compiler.reference import _ceil_extra
+from nnforge.compiler.ops.arrays import ceil_extra
 
 from ..requant import INT64_MIN as _INT64_MIN
 from ..requant import Saturation, clip_bounds, requant_constants, saturate_spec, shift_constants
@@ -221,8 +221,8 @@ def pool(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     dh, dw = a.get("dilation", (1, 1)) if node.op == "max_pool2d" else (1, 1)
     t, l, b, r = a["padding"]
     if node.op == "max_pool2d" and a.get("ceil_mode", False):
-        b += _ceil_extra(h, kh, sh, dh, t, b)
-        r += _ceil_extra(w, kw, sw, dw, l, r)
+        b += ceil_extra(h, kh, sh, dh, t, b)
+        r += ceil_extra(w, kw, sw, dw, l, r)
     oh = (h + t + b - (kh - 1) * dh - 1) // sh + 1
     ow = (w + l + r - (kw - 1) * dw - 1) // sw + 1
     _expect(node, "output shape", ctx.shapes[node.output], (c, oh, ow))
@@ -333,6 +333,15 @@ def lrn(ctx: Context, node: QNode, ident: str) -> KernelSpec:
                            rq=Requant(False, c_int(meff[0]), str(int(sh[0])), c_int(half[0]), sat)), consts)
 
 
+def hard_swish(ctx: Context, node: QNode, ident: str) -> KernelSpec:
+    """compiler/ops/hard_swish.py: the gate ``clamp(x + c3, 0, c6)``, then ``x * t`` requantized."""
+    a = node.attrs
+    rq, _ = requant_spec(a, ctx.qtype(node.output), node, ident, None)
+    ins, outs = _ports(ctx, node)
+    return KernelSpec("hard_swish", "hard_swish", ident, f"k_{ident}", ins, outs,
+                      dict(size=ctx.size(node.output), c3=c_int(a.c3), c6=c_int(a.c6), rq=rq))
+
+
 # -- data movement ----------------------------------------------------------------------------------------
 
 def transpose(ctx: Context, node: QNode, ident: str) -> KernelSpec:
@@ -384,9 +393,9 @@ def reshape(ctx: Context, node: QNode, ident: str) -> KernelSpec:
 BUILDERS = {
     "dense": dense, "conv2d": conv2d, "max_pool2d": pool, "avg_pool2d": pool, "global_avg_pool": pool,
     "add": eltwise, "mul": eltwise, "requant": eltwise, "clip": eltwise, "concat": concat, "lut": lut, "lrn": lrn,
-    "transpose": transpose, "pad": pad, "reshape": reshape,
+    "transpose": transpose, "pad": pad, "reshape": reshape, "hard_swish": hard_swish,
 }
-FAMILIES = ("dense", "conv2d", "pool", "eltwise", "concat", "lut", "datamove")
+FAMILIES = ("dense", "conv2d", "pool", "eltwise", "concat", "lut", "datamove", "hard_swish")
 
 
 def kernel_spec(ctx: Context, node: QNode, ident: str) -> KernelSpec:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnforge.compiler.qgraph import QNode
-from nnforge.compiler.reference import _ceil_extra
+from nnforge.compiler.ops.arrays import ceil_extra
 
 from . import isa
 from .layout import Shape
@@ -55,8 +55,8 @@ def max_pool2d(ctx: Context, node: QNode) -> LayerSpec:
     dh, dw = a.get("dilation", (1, 1))
     t, l, b, r = a["padding"]
     if a.get("ceil_mode", False):
-        b += _ceil_extra(h, kh, sh, dh, t, b)
-        r += _ceil_extra(w, kw, sw, dw, l, r)
+        b += ceil_extra(h, kh, sh, dh, t, b)
+        r += ceil_extra(w, kw, sw, dw, l, r)
     oh = (h + t + b - (kh - 1) * dh - 1) // sh + 1
     ow = (w + l + r - (kw - 1) * dw - 1) // sw + 1
     # every window needs a tap inside the input (the reference's max of only -inf padding has no code)

@@ -23,13 +23,12 @@ static bounds in ``exact_narrowing`` (else the default chain is kept, layer by l
   ``(a*M + ((b*M + half) >> k)) >> (n - k)`` with ``a = x >> k``, ``b = x & (2^k - 1)``;
 * GlobalAveragePool sums in int32 where ``H * W * max|x| < 2^31``.
 
-Backends partition the default form; only the default form is the chain the patterns in
-``backends/patterns.py`` match.
+Each op's own chain is its ``OpSpec.lower`` (``compiler/ops/``), next to the pattern that
+matches it; this module holds the shared tail and the dispatch.  Backends partition the
+default form; only the default form is the chain the ops' patterns match.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import tvm
@@ -38,6 +37,7 @@ from tvm import relax
 
 from . import exact_narrowing as narrow
 from ..quant.numerics import QType
+from ..ops import OPS
 from ..qgraph import QGraph, QNode
 from ..frontend.relax_utils import const
 
@@ -48,7 +48,10 @@ def _c(value, dtype: str) -> relax.Expr:
     return const(np.asarray(value).astype(dtype))
 
 
-class _Lowerer:
+class Lowerer:
+    """Emits one graph's Relax: the requantization tail every layer shares, and the helpers the
+    ops' own lowerings (``OpSpec.lower(low, node, xs, out)``) build their chains with."""
+
     def __init__(self, graph: QGraph, bb: relax.BlockBuilder, fast: bool = False):
         self.g, self.bb, self.fast = graph, bb, fast
 
@@ -59,16 +62,16 @@ class _Lowerer:
     def requant(self, acc, a, out: QType, channel_shape=None, name: str | None = None, bound=None):
         """saturate(round_shift(acc * M, n)) in int64, then cast to the storage type.  In the fast
         form, in int32 where ``exact_narrowing.int32_requant`` proves it exact for ``|acc| <= bound``."""
-        m, n = np.asarray(a["multiplier"], np.int64), np.asarray(a["shift"], np.int64)
+        m, n = np.asarray(a.multiplier, np.int64), np.asarray(a.shift, np.int64)
         if self.fast and bound is not None:
-            plan = narrow.int32_requant(m, n, a["rounding"], a["overflow"], a["lo"], a["hi"], out, bound)
+            plan = narrow.int32_requant(m, n, a.rounding, a.overflow, a.lo, a.hi, out, bound)
             if plan is not None:
                 return self.requant_int32(acc, plan, channel_shape, out, name)
         shape = channel_shape if (channel_shape is not None and m.size > 1) else ()
         v = self.emit(relax.op.astype(acc, "int64")) if acc.ty.dtype != "int64" else acc
         v = self.emit(relax.op.multiply(v, _c(m.reshape(shape) if shape else m.reshape(()), "int64")))
-        v = self.round_shift(v, n, a["rounding"], shape)
-        return self.saturate(v, out, a["overflow"], a["lo"], a["hi"], name)
+        v = self.round_shift(v, n, a.rounding, shape)
+        return self.saturate(v, out, a.overflow, a.lo, a.hi, name)
 
     def requant_int32(self, acc, plan: narrow.Int32Requant, channel_shape, out: QType, name):
         """The int32 tail (fast form): [clamp(acc)] -> multiply -> [add] -> [right_shift], or the
@@ -136,129 +139,50 @@ class _Lowerer:
             v = self.emit(relax.op.minimum(v, _c(hi_, "int64")))
         return self.emit(relax.op.astype(v, out.storage), name)
 
-    # -- one method per op ------------------------------------------------------------------
+    # -- what the ops' lowerings (compiler/ops/*.py, OpSpec.lower) use besides the above -----
+    op = relax.op  # the Relax op namespace: low.op.add, low.op.nn.conv2d, ...
+
+    @staticmethod
+    def const(value, dtype: str) -> relax.Expr:
+        """A Relax constant of ``value`` cast to ``dtype``."""
+        return _c(value, dtype)
+
+    @staticmethod
+    def dtype(x) -> str:
+        """The element type of a Relax tensor expression."""
+        return str(x.ty.dtype)
+
+    @staticmethod
+    def dim(x, axis: int) -> int:
+        """A static dimension of a Relax tensor expression."""
+        return x.ty.shape.values[axis].value
+
+    @staticmethod
+    def static_dims(x, axes) -> list[int] | None:
+        """The dimensions ``axes`` of ``x`` when all are static, else None."""
+        dims = [x.ty.shape.values[i] for i in axes]
+        return [d.value for d in dims] if all(isinstance(d, tirx.IntImm) for d in dims) else None
+
+    @staticmethod
+    def batch_shape(shape, x) -> list:
+        """A reshape target: -1 (the symbolic batch) as ``x``'s own batch dimension."""
+        shape = [_BATCH if d == -1 else d for d in shape]
+        if shape and isinstance(shape[0], tirx.Var):
+            shape[0] = x.ty.shape.values[0]
+        return shape
+
     def mac_dtype(self, node: QNode, axis: int):
         """The accumulator type and the accumulator bound (fast form: float32 where exact)."""
         a = node.attrs
         if not self.fast:
-            return a["acc_dtype"], None
-        bound = narrow.mac_bound(self.g.tensors[node.inputs[0]].qtype, a["weight"], a["bias"], axis)
-        return ("float32" if narrow.float32_macs(bound) else a["acc_dtype"]), bound
-
-    def conv2d(self, node: QNode, xs, out: QType):
-        a = node.attrs
-        acc, bound = self.mac_dtype(node, 0)
-        x = self.emit(relax.op.astype(xs[0], acc))
-        y = self.emit(relax.op.nn.conv2d(
-            x, _c(a["weight"], acc), strides=a["strides"], padding=a["padding"],
-            dilation=a["dilation"], groups=a["groups"], out_dtype=acc,
-        ))
-        o = a["weight"].shape[0]
-        y = self.emit(relax.op.add(y, _c(a["bias"].reshape(1, o, 1, 1), acc)))
-        return self.requant(y, a, out, (1, o, 1, 1), node.name, bound)
-
-    def dense(self, node: QNode, xs, out: QType):
-        a = node.attrs
-        acc, bound = self.mac_dtype(node, 1)
-        x = self.emit(relax.op.astype(xs[0], acc))
-        y = self.emit(relax.op.matmul(x, _c(a["weight"], acc), out_dtype=acc))
-        y = self.emit(relax.op.add(y, _c(a["bias"], acc)))
-        return self.requant(y, a, out, (a["weight"].shape[1],), node.name, bound)
-
-    def max_pool2d(self, node: QNode, xs, out: QType):
-        a = node.attrs
-        return self.emit(relax.op.nn.max_pool2d(
-            xs[0], pool_size=a["pool_size"], strides=a["strides"], padding=a["padding"],
-            dilation=a["dilation"], ceil_mode=a["ceil_mode"],
-        ), node.name)
-
-    def avg_pool2d(self, node: QNode, xs, out: QType):
-        a = node.attrs
-        c = xs[0].ty.shape.values[1].value
-        kh, kw = a["pool_size"]
-        x = self.emit(relax.op.astype(xs[0], "int32"))
-        ones = np.ones((c, 1, kh, kw), np.int32)  # window sum = depthwise conv with ones
-        s = self.emit(relax.op.nn.conv2d(x, _c(ones, "int32"), strides=a["strides"],
-                                         padding=a["padding"], groups=c, out_dtype="int32"))
-        m = np.asarray(a["multiplier"])  # [OH, OW] when the padding is not counted: one (M, n) per position
-        return self.requant(s, a, out, (1, 1) + m.shape if m.ndim == 2 else None, node.name,
-                            kh * kw * self.max_abs(node))
-
-    def lrn(self, node: QNode, xs, out: QType):
-        """The window sum of squares as a conv3d over channels (of [N, 1, C, H, W]), the table lookup,
-        the requant.  No reshape or pad: a backend without LRN must not take part of the chain."""
-        a = node.attrs
-        x = self.emit(relax.op.astype(xs[0], "int64"))
-        sq = self.emit(relax.op.expand_dims(self.emit(relax.op.multiply(x, x)), axis=1))
-        ones = np.ones((1, 1, a["before"] + a["after"] + 1, 1, 1), np.int64)
-        s = self.emit(relax.op.nn.conv3d(sq, _c(ones, "int64"), padding=(a["before"], 0, 0, a["after"], 0, 0),
-                                         out_dtype="int64"))
-        s = self.emit(relax.op.squeeze(s, axis=[1]))
-        if a["index_shift"]:
-            s = self.emit(relax.op.right_shift(s, _c(a["index_shift"], "int64")))
-        f = self.emit(relax.op.take(_c(a["table"], "int64"), s, axis=0, mode="clip"))
-        v = self.round_shift(self.emit(relax.op.multiply(x, f)), np.asarray(a["shift"], np.int64), a["rounding"])
-        return self.saturate(v, out, a["overflow"], a["lo"], a["hi"], node.name)
-
-    def global_avg_pool(self, node: QNode, xs, out: QType):
-        hw = xs[0].ty.shape.values[2:4]
-        bound = math.prod(d.value for d in hw) * self.max_abs(node) if all(isinstance(d, tirx.IntImm) for d in hw) else None
-        acc = "int32" if self.fast and bound is not None and bound < 2**31 else "int64"
-        x = self.emit(relax.op.astype(xs[0], acc))
-        s = self.emit(relax.op.sum(x, axis=[2, 3], keepdims=node.attrs.get("keepdims", True)))
-        return self.requant(s, node.attrs, out, None, node.name, bound)
+            return a.acc_dtype, None
+        bound = narrow.mac_bound(self.g.tensors[node.inputs[0]].qtype, a.weight, a.bias, axis)
+        return ("float32" if narrow.float32_macs(bound) else a.acc_dtype), bound
 
     def max_abs(self, node: QNode, i: int = 0) -> int:
+        """The largest code magnitude of input ``i``'s type."""
         t = self.g.tensors[node.inputs[i]].qtype
         return max(abs(t.lo), abs(t.hi))
-
-    def add(self, node: QNode, xs, out: QType):
-        a = node.attrs
-        parts = []
-        for x, m, n in zip(xs, a["multipliers"], a["shifts"]):
-            v = self.emit(relax.op.astype(x, "int64"))
-            v = self.emit(relax.op.multiply(v, _c(m, "int64")))
-            parts.append(self.round_shift(v, np.asarray(n, np.int64), a["rounding"]))
-        v = self.emit(relax.op.add(parts[0], parts[1]))
-        return self.saturate(v, out, a["overflow"], a["lo"], a["hi"], node.name)
-
-    def mul(self, node: QNode, xs, out: QType):
-        a0 = self.emit(relax.op.astype(xs[0], "int64"))
-        a1 = self.emit(relax.op.astype(xs[1], "int64"))
-        return self.requant(self.emit(relax.op.multiply(a0, a1)), node.attrs, out, None, node.name)
-
-    def requant_(self, node: QNode, xs, out: QType):
-        return self.requant(xs[0], node.attrs, out, None, node.name, self.max_abs(node))
-
-    def concat(self, node: QNode, xs, out: QType):
-        xs = [x if x.ty.dtype == out.storage else self.emit(relax.op.astype(x, out.storage)) for x in xs]
-        return self.emit(relax.op.concat(xs, axis=node.attrs["axis"]), node.name)
-
-    def clip(self, node: QNode, xs, out: QType):
-        v = self.emit(relax.op.astype(xs[0], "int64"))
-        return self.saturate(v, out, "SAT", node.attrs["lo"], node.attrs["hi"], node.name)
-
-    def lut(self, node: QNode, xs, out: QType):
-        a = node.attrs
-        idx = self.emit(relax.op.astype(xs[0], "int64"))
-        idx = self.emit(relax.op.subtract(idx, _c(a["offset"], "int64")))
-        v = self.emit(relax.op.take(_c(a["table"], "int64"), idx, axis=0, mode="clip"))
-        return self.emit(relax.op.astype(v, out.storage), node.name)
-
-    def reshape(self, node: QNode, xs, out: QType):
-        shape = [_BATCH if d == -1 else d for d in node.attrs["shape"]]
-        if shape and isinstance(shape[0], tirx.Var):
-            shape[0] = xs[0].ty.shape.values[0]
-        return self.emit(relax.op.reshape(xs[0], shape), node.name)
-
-    def transpose(self, node: QNode, xs, out: QType):
-        return self.emit(relax.op.permute_dims(xs[0], node.attrs["axes"]), node.name)
-
-    def pad(self, node: QNode, xs, out: QType):
-        p = list(node.attrs["pads"])
-        half = len(p) // 2
-        width = [v for pair in zip(p[:half], p[half:]) for v in pair]
-        return self.emit(relax.op.nn.pad(xs[0], width, pad_value=0.0), node.name)
 
 
 def _param(t) -> relax.Var:
@@ -280,11 +204,12 @@ def lower(graph: QGraph, var_names: dict[str, str] | None = None, fast: bool = F
         params = [_param(t) for t in graph.inputs]
         with bb.function(fname, params):
             with bb.dataflow():
-                low = _Lowerer(graph, bb, fast)
+                low = Lowerer(graph, bb, fast)
                 values = {t.name: p for t, p in zip(graph.inputs, params)}
                 for node in graph.nodes:
-                    method = getattr(low, "requant_" if node.op == "requant" else node.op)
-                    values[node.output] = method(node, [values[i] for i in node.inputs], graph.tensors[node.output].qtype)
+                    lower_op = OPS[node.op].lower
+                    values[node.output] = lower_op(low, node, [values[i] for i in node.inputs],
+                                                   graph.tensors[node.output].qtype)
                     if var_names is not None and fname == "main":
                         var_names[node.name] = values[node.output].name
                 names = graph.outputs if fname == "main" else graph.node_outputs()

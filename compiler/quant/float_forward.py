@@ -11,7 +11,8 @@ import numpy as np
 
 from .layers import FloatLayer
 from .numerics import window_counts
-from ..reference import _ceil_extra, _pad_nchw, _windows
+from ..ops import hard_swish
+from ..ops.arrays import ceil_extra, pad_nchw, windows
 
 
 def _act(layer: FloatLayer, y: np.ndarray) -> np.ndarray:
@@ -23,7 +24,7 @@ def _conv2d(a, x):
     w = np.asarray(a["weight"], np.float64)
     o, ipg, kh, kw = w.shape
     g = a["groups"]
-    win = _windows(_pad_nchw(x, a["padding"], 0.0), kh, kw, a["strides"], a["dilation"])
+    win = windows(pad_nchw(x, a["padding"], 0.0), kh, kw, a["strides"], a["dilation"])
     n, _, oh, ow = win.shape[:4]
     y = np.empty((n, o, oh, ow))
     opg = o // g
@@ -37,16 +38,16 @@ def _max_pool2d(a, x):
     top, left, bottom, right = a["padding"]
     if a.get("ceil_mode", False):
         (kh, kw), (sh, sw), (dh, dw) = a["pool_size"], a["strides"], a["dilation"]
-        bottom += _ceil_extra(x.shape[2], kh, sh, dh, top, bottom)
-        right += _ceil_extra(x.shape[3], kw, sw, dw, left, right)
-    y = _windows(_pad_nchw(x, (top, left, bottom, right), -np.inf), *a["pool_size"], a["strides"],
+        bottom += ceil_extra(x.shape[2], kh, sh, dh, top, bottom)
+        right += ceil_extra(x.shape[3], kw, sw, dw, left, right)
+    y = windows(pad_nchw(x, (top, left, bottom, right), -np.inf), *a["pool_size"], a["strides"],
                  a["dilation"]).max(axis=(-2, -1))
     return y if a.get("keepdims", True) else y.reshape(y.shape[:2])
 
 
 def _avg_pool2d(a, x):
     kh, kw = a["pool_size"]
-    total = _windows(_pad_nchw(x, a["padding"], 0.0), kh, kw, a["strides"], (1, 1)).sum(axis=(-2, -1))
+    total = windows(pad_nchw(x, a["padding"], 0.0), kh, kw, a["strides"], (1, 1)).sum(axis=(-2, -1))
     if a.get("count_include_pad", True):
         return total / (kh * kw)
     return total / window_counts(x.shape[2:], (kh, kw), a["strides"], a["padding"])
@@ -79,6 +80,7 @@ _OPS = {
     "pad": lambda a, xs: _pad(a, xs[0]),
     "concat": lambda a, xs: np.concatenate(xs, axis=a["axis"]),
     "lrn": lambda a, xs: _lrn(a, xs[0]),
+    "hard_swish": lambda a, xs: hard_swish.float_forward(xs[0]),
 }
 
 

@@ -1,0 +1,31 @@
+"""concat: join codes along an axis (the inputs share the output scale and type)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .spec import Attrs, OpSpec
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ConcatAttrs(Attrs):
+    axis: int
+
+
+def reference(node, xs, out_type) -> np.ndarray:
+    return np.concatenate([x.astype(np.int64) for x in xs], axis=node.attrs.axis)
+
+
+def lower(low, node, xs, out) -> Any:
+    xs = [x if low.dtype(x) == out.storage else low.emit(low.op.astype(x, out.storage)) for x in xs]
+    return low.emit(low.op.concat(xs, axis=node.attrs.axis), node.name)
+
+
+def pattern(p) -> Any:
+    return p.is_op("relax.concat")(p.wildcard())
+
+
+SPEC = OpSpec("concat", ConcatAttrs, reference, lower, pattern, passthrough=True)

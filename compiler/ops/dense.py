@@ -1,0 +1,56 @@
+"""dense: a matrix product of integer codes, bias, per-column requantization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .arrays import int_matmul, requant
+from .spec import OpSpec, Requant
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class DenseAttrs(Requant):
+    """multiplier and shift are [N] (or one scalar)."""
+
+    weight: np.ndarray
+    """Weight codes [K, N] (y = x @ weight)."""
+    bias: np.ndarray
+    """Bias codes [N] at the accumulator scale s_x * s_w."""
+    acc_dtype: str
+    """The accumulator type of the lowering ("int32" where it provably fits, else "int64")."""
+    weight_bits: int | None = None
+    """Record only (storage accounting, plots): never read by an executor."""
+    weight_scale: np.ndarray | None = None
+    """Record only: the float weight scale per output column [N]."""
+    codebook: np.ndarray | None = None
+    """Record only (weight sharing): the distinct weight codes."""
+    pruned_sparsity: float | None = None
+    """Record only (pruning): the fraction of weights set to zero."""
+
+
+def reference(node, xs, out_type) -> np.ndarray:
+    a = node.attrs
+    bias = a.bias.astype(np.int64)
+    acc = int_matmul(xs[0], a.weight, int(np.abs(bias).max(initial=0))) + bias
+    return requant(acc, a, out_type)
+
+
+def lower(low, node, xs, out) -> Any:
+    a = node.attrs
+    acc, bound = low.mac_dtype(node, 1)
+    x = low.emit(low.op.astype(xs[0], acc))
+    y = low.emit(low.op.matmul(x, low.const(a.weight, acc), out_dtype=acc))
+    y = low.emit(low.op.add(y, low.const(a.bias, acc)))
+    return low.requant(y, a, out, (a.weight.shape[1],), node.name, bound)
+
+
+def pattern(p) -> Any:
+    """astype -> matmul -> add(bias) -> the requantization tail."""
+    x = p.is_op("relax.astype")(p.wildcard())
+    return p.requant_tail(p.is_op("relax.add")(p.is_op("relax.matmul")(x, p.is_const()), p.is_const()))
+
+
+SPEC = OpSpec("dense", DenseAttrs, reference, lower, pattern, requantizes=True)

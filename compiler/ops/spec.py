@@ -1,0 +1,114 @@
+"""What one quantized op is: its typed attrs, flags, reference, Relax lowering and Relax pattern.
+
+An ``OpSpec`` puts side by side the three readings of one op that must agree: the numpy
+reference (the specification), the Relax lowering (the model of record) and the Relax pattern
+that recognises that lowering in a backend's partition.  None of them imports TVM here: the
+lowering gets the lowerer (``compiler/lower/lower_relax.py``) and the pattern a pattern builder
+(``backends/patterns.py``), each of which holds the TVM API the ops need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError
+
+if TYPE_CHECKING:  # types only: the table must load without TVM or the graph module
+    from ..qgraph import QNode
+    from ..quant.numerics import QType
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Attrs:
+    """The attrs of one QGraph node, typed and frozen (change them with ``dataclasses.replace``).
+
+    A field with the default ``None`` may be absent: ``to_dict`` leaves it out, so a node read
+    from a dict writes back the same dict.  Arrays are int64 numpy arrays unless a field says
+    otherwise."""
+
+    kept_channels: np.ndarray | None = None
+    """Record only (structured pruning, compress.py): the original channels this output keeps."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "node") -> Attrs:
+        """The attrs from a plain dict; ``where`` names the node in errors ("conv2d node 'c1'")."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in names:
+                raise InputError(f"the attrs of {where} must have keys among {sorted(names)}, not {key!r}")
+        for f in dataclasses.fields(cls):
+            if f.default is dataclasses.MISSING and f.name not in values:
+                raise InputError(f"the attrs of {where} must include {f.name!r}, not leave it out")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain dict (the saved form): every field, less the absent optional ones."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.default is None:
+                continue
+            out[f.name] = value
+        return out
+
+    # TEMPORARY while call sites move to attribute access; removed before this change lands
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = getattr(self, key, None)
+        return default if value is None else value
+
+    def __contains__(self, key: str) -> bool:
+        return getattr(self, key, None) is not None
+
+    def items(self):
+        return self.to_dict().items()
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Requant(Attrs):
+    """The requantization tail: ``saturate(round_shift(acc * multiplier, shift))``."""
+
+    multiplier: Any
+    """M: an int, or int64 [C] per output channel (or [OH, OW] per position, avg_pool2d)."""
+    shift: Any
+    """n, shaped like ``multiplier``; negative is a left shift."""
+    lo: int | None
+    """Output clamp below (a fused ReLU), or None: the output type's minimum."""
+    hi: int | None
+    """Output clamp above (ReLU6), or None: the output type's maximum."""
+    rounding: str
+    """"RND" (round half up) or "TRN" (floor)."""
+    overflow: str
+    """"SAT" (clamp) or "WRAP" (two's complement wrap)."""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One quantized op of the table (``compiler/ops/__init__.py``).
+
+    * ``reference(node, xs, out_type) -> int64 array``: the specification (numpy);
+    * ``lower(low, node, xs, out_type) -> Relax var``: the default-form chain (``low`` is the
+      lowerer: ``low.op`` is ``tvm.relax.op``, plus ``emit``, ``const``, ``requant``, ...);
+    * ``pattern(p) -> DFPattern``: the chain ``lower`` emits, whole (``p``: the pattern builder);
+    * ``requantizes``: the output gets its own scale from calibration (and can take a concat's);
+    * ``passthrough``: the output keeps the input's type and scale (no arithmetic on codes);
+    * ``channelwise``: output channel c depends on input channel c only (structured pruning
+      can remove channels through it).
+    """
+
+    name: str
+    attrs: type[Attrs]
+    reference: Callable[..., np.ndarray]
+    lower: Callable[..., Any]
+    pattern: Callable[..., Any]
+    requantizes: bool = False
+    passthrough: bool = False
+    channelwise: bool = False
+    doc: str = field(default="", compare=False)
