@@ -58,14 +58,13 @@ class Attrs:
 
     # TEMPORARY while call sites move to attribute access; removed before this change lands
     def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
+        return self.to_dict()[key]
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = getattr(self, key, None)
-        return default if value is None else value
+        return self.to_dict().get(key, default)
 
     def __contains__(self, key: str) -> bool:
-        return getattr(self, key, None) is not None
+        return key in self.to_dict()
 
     def items(self):
         return self.to_dict().items()
