@@ -17,8 +17,10 @@ for) in between.  This module finishes the BYOC flow for any backend:
    layers run on TVM llvm.  The VM calls them in destination-passing style: inputs, then the
    output buffer.
 
-A backend gets both by implementing ``codegen`` and ``simulate`` (docs/backends.md).  Each part
-must have one input and one output tensor (what a generated top function takes).
+A backend gets both by implementing ``codegen`` and ``simulate`` (docs/backends.md).  TVM is reached
+through ``backends/partition.py`` (globals, runtime modules, ``RunCodegen``) and
+``compiler/lower/executor.py`` (the VM).  Each part must have one input and one output tensor (what a
+generated top function takes).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from typing import Any
 import numpy as np
 
 from nnforge.compiler.errors import InputError
+from nnforge.compiler.lower import executor
 from nnforge.compiler.qgraph import QGraph, QTensor
 
 from .base import Backend, Design
+from .partition import c_source_module, json_source_module, register_global, run_codegen_pass
 
 # global symbol -> (backend, part) for the codegens registered below; RunCodegen looks them up
 _ACTIVE: dict[str, tuple[Backend, "Part"]] = {}
@@ -107,21 +111,16 @@ def parts(design: Design, options: dict[str, Any]) -> list[Part]:
 # -- RunCodegen ---------------------------------------------------------------------------------------
 
 def _runtime_module(backend: Backend, part: Part):
-    import tvm_ffi
-
     files = backend.codegen(part.design, part.options)
     source = getattr(backend, "byoc_source", None)
     if source is not None:
-        return tvm_ffi.get_global_func("runtime.CSourceModuleCreate")(source(files, part.options), "cc",
-                                                                       [part.symbol], [])
+        return c_source_module(source(files, part.options), part.symbol)
     doc = {k: v if isinstance(v, str) else v.hex() for k, v in sorted(files.items())}
-    return tvm_ffi.get_global_func("runtime.SourceModuleCreate")(json.dumps(doc), "json")
+    return json_source_module(json.dumps(doc))
 
 
 def register_codegen(backend: Backend) -> str:
     """Register ``relax.ext.<backend.codegen_name>`` (once per name); the name."""
-    import tvm_ffi
-
     name = f"relax.ext.{backend.codegen_name}"
     if name in _REGISTERED:
         return name
@@ -137,7 +136,7 @@ def register_codegen(backend: Backend) -> str:
             mods.append(_runtime_module(be, part))
         return mods
 
-    tvm_ffi.register_global_func(name, codegen, override=True)
+    register_global(name, codegen)
     _REGISTERED.add(name)
     return name
 
@@ -146,14 +145,12 @@ def run_codegen(design: Design, backend: Backend, options: dict[str, Any]):
     """``relax.transform.RunCodegen()`` on the partitioned module: ``main`` calls each external
     function through ``call_dps_packed`` by its symbol, the runtime modules are in the module's
     ``external_mods``; also the Parts."""
-    from tvm import relax
-
     register_codegen(backend)
     ps = parts(design, options)
     for p in ps:
         _ACTIVE[p.symbol] = (backend, p)
     try:
-        return relax.transform.RunCodegen()(design.module), ps
+        return run_codegen_pass(design.module), ps
     finally:
         for p in ps:
             _ACTIVE.pop(p.symbol, None)
@@ -173,10 +170,6 @@ class MixedExecutor:
     counts the calls of each external function (proof that the hardware path ran)."""
 
     def __init__(self, design: Design, backend: Backend, options: dict[str, Any] | None, workdir: str | Path):
-        import tvm
-        import tvm_ffi
-        from tvm import relax
-
         from .options import resolve_options
 
         self.design, self.backend = design, backend
@@ -191,9 +184,9 @@ class MixedExecutor:
                 path = project / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data if isinstance(data, bytes) else data.encode())
-            tvm_ffi.register_global_func(p.symbol, self._packed(p, project), override=True)
+            register_global(p.symbol, self._packed(p, project))
         host = mod.without_attr("external_mods").without_attr("const_name_to_constant")
-        self.vm = relax.VirtualMachine(tvm.compile(host, target="llvm"), tvm.cpu())
+        self.vm = executor.build_plain(host)
 
     def _packed(self, part: Part, project: Path):
         backend, calls = self.backend, self.calls
@@ -211,11 +204,9 @@ class MixedExecutor:
         return run
 
     def run(self, codes: np.ndarray) -> np.ndarray:
-        import tvm
-
         t = self.design.graph.inputs[0]
         x = np.ascontiguousarray(codes).astype(t.qtype.storage)
-        return self.vm["main"](tvm.runtime.tensor(x)).numpy()
+        return executor.call(self.vm, "main", [x])[0]
 
 
 __all__ = ["MixedExecutor", "Part", "parts", "register_codegen", "run_codegen", "sub_design", "symbols"]
