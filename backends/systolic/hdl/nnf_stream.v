@@ -4,8 +4,8 @@
 // `count` words were accepted; word i is written to SPAD[out_base + i] one cycle after its
 // handshake.  s_axis_tlast is not checked.
 // OUTPUT count, in_base: SPAD[in_base + i] goes out on m_axis in order, tlast on the last word.
-// The word is the scratchpad's registered read data itself: a read is issued only when the
-// word on the stream (if any) is being accepted, so a stalled word holds (re low).
+// The word is the scratchpad's registered read data, or the head of a 2-word skid buffer when
+// the stream stalled (reads are issued from registers only; see OUTPUT below).
 // Latency without stalls: INPUT's last write and OUTPUT's last handshake are in cycle
 // go + 1 + count, where fin is high (isa.IO_DRAIN = 2 cycles after the words).  With stalls
 // (s_axis_tvalid or m_axis_tready low) fin simply waits: the cycle model assumes none.
@@ -27,7 +27,6 @@ module nnf_stream #(
     output wire               m_axis_tvalid,
     input  wire               m_axis_tready,
     output wire               m_axis_tlast,
-    output wire               spad_re,
     output wire [SPAD_AW-1:0] spad_raddr,
     input  wire [WORD_W-1:0]  spad_rdata,
     output wire               spad_we,
@@ -67,32 +66,52 @@ module nnf_stream #(
     assign spad_wdata = wbuf;
 
     // -- OUTPUT -------------------------------------------------------------------------------------
-    reg         out_run, pend;
-    reg [15:0]  rd_rem, snd_rem;
-    reg [31:0]  out_addr;
-    wire hs_out = pend & m_axis_tready;
-    wire re = out_run & (rd_rem != 16'd0) & (~pend | m_axis_tready);
+    // A read is issued from registers only: while words remain and the 2-word skid buffer has room
+    // for its word.  The scratchpad port's read enable is tied high in the top, so nothing runs from
+    // m_axis_tready to the block RAMs' clock enables (that path, through a 16-bit compare and the
+    // enables of every scratchpad block, was the 8x8 array's critical path on the ECP5).  The word of
+    // a read issued in cycle t is in the RAM's read register in t + 1: it goes out from there when
+    // the buffer is empty, else (or while the stream stalls) it queues; the buffer's head goes first.
+    reg               out_run, rd_more, infl;
+    reg [1:0]         occ;
+    reg [15:0]        rd_rem, snd_rem;
+    reg [31:0]        out_addr;
+    reg [WORD_W-1:0]  buf0, buf1;
+    wire room = (occ == 2'd0) | ((occ == 2'd1) & ~infl);
+    wire re = out_run & rd_more & room;
+    wire valid = (occ != 2'd0) | infl;
+    wire hs_out = valid & m_axis_tready;
     wire fin_out = out_run & ((snd_rem == 16'd0) | ((snd_rem == 16'd1) & hs_out));
     always @(posedge clk) begin
         if (rst) begin
-            out_run <= 1'b0; pend <= 1'b0; rd_rem <= 16'd0; snd_rem <= 16'd0;
+            out_run <= 1'b0; rd_more <= 1'b0; infl <= 1'b0; occ <= 2'd0; rd_rem <= 16'd0; snd_rem <= 16'd0;
         end else if (go_out) begin
-            out_run <= 1'b1; pend <= 1'b0; rd_rem <= count; snd_rem <= count; out_addr <= in_base;
+            out_run <= 1'b1; rd_more <= (count != 16'd0); infl <= 1'b0; occ <= 2'd0;
+            rd_rem <= count; snd_rem <= count; out_addr <= in_base;
         end else begin
-            pend <= re | (pend & ~m_axis_tready);
+            infl <= re;
             if (re) begin
                 rd_rem <= rd_rem - 16'd1;
+                rd_more <= (rd_rem != 16'd1);
                 out_addr <= out_addr + 32'd1;
             end
+            case (occ)
+                2'd0: if (infl & ~hs_out) begin buf0 <= spad_rdata; occ <= 2'd1; end
+                2'd1: if (hs_out) begin
+                          if (infl) buf0 <= spad_rdata; else occ <= 2'd0;
+                      end else if (infl) begin
+                          buf1 <= spad_rdata; occ <= 2'd2;
+                      end
+                default: if (hs_out) begin buf0 <= buf1; occ <= 2'd1; end  // no read in flight here
+            endcase
             if (hs_out) snd_rem <= snd_rem - 16'd1;
             if (fin_out) out_run <= 1'b0;
         end
     end
-    assign spad_re = re;
     assign spad_raddr = out_addr[SPAD_AW-1:0];
-    assign m_axis_tdata = spad_rdata;
-    assign m_axis_tvalid = pend;
-    assign m_axis_tlast = pend & (snd_rem == 16'd1);
+    assign m_axis_tdata = (occ != 2'd0) ? buf0 : spad_rdata;
+    assign m_axis_tvalid = valid;
+    assign m_axis_tlast = valid & (snd_rem == 16'd1);
 
     assign active = in_run | out_run;
     assign fin = fin_in | fin_out;

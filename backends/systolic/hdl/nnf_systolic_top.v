@@ -272,7 +272,7 @@ module nnf_systolic_top #(
     endgenerate
 
     // -- INPUT / OUTPUT -----------------------------------------------------------------------------
-    wire                st_we, st_re, st_active;
+    wire                st_we, st_active;
     wire [SPAD_AW-1:0]  st_waddr, st_raddr;
     wire [WORD_W-1:0]   st_wdata;
     nnf_stream #(.WORD_W(WORD_W), .SPAD_AW(SPAD_AW)) u_stream (
@@ -281,7 +281,7 @@ module nnf_systolic_top #(
         .s_axis_tdata(s_axis_tdata), .s_axis_tvalid(s_axis_tvalid), .s_axis_tready(s_axis_tready),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid), .m_axis_tready(m_axis_tready),
         .m_axis_tlast(m_axis_tlast),
-        .spad_re(st_re), .spad_raddr(st_raddr), .spad_rdata(spad_rdata_a),
+        .spad_raddr(st_raddr), .spad_rdata(spad_rdata_a),
         .spad_we(st_we), .spad_waddr(st_waddr), .spad_wdata(st_wdata),
         .active(st_active), .fin(st_fin));
 
@@ -294,7 +294,7 @@ module nnf_systolic_top #(
     assign spad_waddr = gemm_we ? gemm_waddr : (alu_we ? alu_waddr : st_waddr);
     assign spad_wdata = gemm_we ? rq_y_deskew : (alu_we ? alu_wdata : st_wdata);
     assign spad_addr_a = spad_we ? spad_waddr : ((executing & is_out) ? st_raddr : dbg_addr[SPAD_AW-1:0]);
-    assign spad_re_a = (executing & is_out) ? st_re : 1'b1;
+    assign spad_re_a = 1'b1;  // reads every cycle: OUTPUT latches only the words it issued (nnf_stream)
     assign dbg_data = spad_rdata_a;
 
     wire unused_ok = &{1'b0, s_axis_tlast, stalled, alu_active, st_active, rq_v[COLS-1:0],
