@@ -69,10 +69,10 @@ def check_form(src_dir: str | Path, top: str, form: str, ap_dir: Path | None = N
     """One form of ``src_dir/<top>.cpp`` through g++ -Wall -Wextra -Werror: ``csim`` (nnf_int.h),
     ``csim_ap`` (``NNF_USE_AP_INT``) or ``synthesis`` (``__SYNTHESIS__``); the last two need
     ``ap_dir``.  A warning raises ``CSimError`` with g++'s messages."""
-    from nnforge.hw_sim.csim import _compiler
+    from nnforge.hw_sim.csim import cxx_compiler
 
     src_dir = Path(src_dir)
-    cmd = [_compiler(), *STRICT]
+    cmd = [cxx_compiler(), *STRICT]
     if form == "csim":
         _run([*cmd, "-I", str(src_dir), str(src_dir / f"{top}.cpp")], "C-simulation form")
         return

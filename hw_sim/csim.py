@@ -40,7 +40,8 @@ def cache_root() -> Path:
     return Path(base) / "nnforge" / "csim"
 
 
-def _compiler() -> str:
+def cxx_compiler() -> str:
+    """The path of g++; CSimError when it is not on PATH."""
     cxx = shutil.which("g++")
     if cxx is None:
         raise CSimError("C simulation needs g++ (>= 9) on PATH; install it (Debian: apt-get install g++)")
@@ -112,7 +113,7 @@ def build(src_dir: Path, top: str, build_dir: Path | None = None, *, opt: str = 
     main = src_dir / f"{top}.cpp"
     if not main.is_file():
         raise CSimError(f"the C sources must contain {top}.cpp, the top function's file; {src_dir} does not")
-    cxx = _compiler()
+    cxx = cxx_compiler()
     march, isa = native_target(cxx) if native else ((), "")
     flags = (*FLAGS, opt, *march, *(f"-D{d}" for d in defines))
     for d in system_includes:

@@ -23,7 +23,7 @@ from typing import Any
 from nnforge.compiler.errors import InputError
 from nnforge.hw_sim import yowasp
 from nnforge.hw_sim.devices import Device
-from nnforge.hw_sim.synth import FLOW_VERSION, SynthResult, _cache_key, cache_root, cached_run
+from nnforge.hw_sim.synth import FLOW_VERSION, SynthResult, cache_key, cache_root, cached_run
 
 SEED = 1  # nextpnr's placer is seeded: a fixed seed makes a run repeatable
 
@@ -123,7 +123,7 @@ def place_and_route(synth: SynthResult, device: Device, package: str, freq_mhz: 
     args = [device.nextpnr_flag, "--package", package, "--json", "netlist.json", "--lpf", "top.lpf",
             "--lpf-allow-unconstrained", "--textcfg", "top.config", "--report", "report.json",
             "--freq", f"{freq_mhz:g}", "--seed", str(SEED), "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
-    key = _cache_key(FLOW_VERSION, "pnr", synth.key, " ".join(args), lpf, yowasp.version("nextpnr-ecp5"))
+    key = cache_key(FLOW_VERSION, "pnr", synth.key, " ".join(args), lpf, yowasp.version("nextpnr-ecp5"))
 
     def build(work: Path) -> None:
         _copy_in(netlist, work / "netlist.json")

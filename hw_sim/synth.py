@@ -148,7 +148,8 @@ def yosys_script(design: Design, family: str, flatten: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _cache_key(*parts: str) -> str:
+def cache_key(*parts: str) -> str:
+    """A cache entry's name: the digest of ``parts`` (the flow version, the step, its inputs, the tool's version)."""
     h = hashlib.sha256()
     for p in parts:
         h.update(p.encode() + b"\0")
@@ -192,7 +193,7 @@ def synthesize(design: Design, target: str, flatten: bool = False, use_cache: bo
     """Run yosys for ``target`` (see devices.DEVICES) and read its ``stat -json``; cached."""
     device = get_device(target)
     script = yosys_script(design, device.family, flatten)
-    key = _cache_key(FLOW_VERSION, "synth", device.family, script, design.digest(), yowasp.version("yosys"))
+    key = cache_key(FLOW_VERSION, "synth", device.family, script, design.digest(), yowasp.version("yosys"))
 
     def build(work: Path) -> None:
         _stage(design, work)

@@ -40,7 +40,8 @@ TB_HARNESS = "nnf_tb_harness.v"
 BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--timing"]
 
 
-def _templates() -> jinja2.Environment:
+def templates() -> jinja2.Environment:
+    """The jinja2 environment of ``templates/systolic`` (StrictUndefined, the ``md`` and ``num`` filters)."""
     import nnforge.templates
 
     root = Path(nnforge.templates.__file__).parent / "systolic"
@@ -106,7 +107,7 @@ def _tb_source(name: str = TB_SOURCE) -> bytes | None:
 def project_files(p: Params, graph, manifest: dict, sources: dict[str, str | bytes], golden, report: dict
                   ) -> dict[str, str | bytes]:
     """The files listed in the module docstring."""
-    env = _templates()
+    env = templates()
     words, expected = golden_words(graph, manifest, sources, golden)
     files: dict[str, str | bytes] = {"tb/inputs.npy": _npy(words), "tb/golden.npy": _npy(expected)}
     tb, harness = _tb_source(), _tb_source(TB_HARNESS)

@@ -16,10 +16,10 @@ def files(p: Params) -> dict[str, str]:
         return {}
     from nnforge import __version__
 
-    from .project import _templates
+    from .project import templates
 
     m = p.machine
-    text = _templates().get_template("wrapper.v.j2").render(
+    text = templates().get_template("wrapper.v.j2").render(
         top=p.top, version=__version__, params=p.verilog_parameters(), word_bits=m.cols * m.in_bits,
         dbg_addr_bits=32)  # the top's debug address is a 32-bit word address, like the instruction bases
     return {f"rtl/{p.top}.v": text}
