@@ -13,7 +13,7 @@ def carried_layers(model) -> list[dict]:
     scale range, as the model as given says (before nnforge builds its graph)."""
     from nnforge.compiler.quant.layers import float_layers
     from nnforge.compiler.interop.prequant_graph import _linear_node
-    from nnforge.compiler.interop.qdq import onnx_tensor_names
+    from nnforge.compiler.interop.onnx_names import onnx_tensor_names
 
     pre = model.prequantized
     layers, host = float_layers(model.relax, model.output_names, model.onnx_names)

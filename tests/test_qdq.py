@@ -14,6 +14,7 @@ import nnforge
 from nnforge.compiler.interop import qdq
 from nnforge.compiler.errors import ModelError
 from nnforge.compiler.quant.numerics import QType
+from nnforge.interop import quantize_with_scales
 from nnforge.quantized import quantize
 
 from conftest import EXAMPLES, ZOO, ort_run
@@ -332,7 +333,7 @@ def test_quantize_with_imported_scales(ort_qdq, digits):
     """Measured: argmax agreement with onnxruntime's own QDQ model (reference path) 100%."""
     float_model, params = qdq.import_qdq(ort_qdq)
     model = nnforge.load(float_model)
-    qm = qdq.quantize_with_scales(model, [digits[0]], params)
+    qm = quantize_with_scales(model, [digits[0]], params)
     names = qdq.onnx_tensor_names(model, qm.layers)
     for name, t in qm.graph.tensors.items():
         if names.get(name) in params:

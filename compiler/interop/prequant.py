@@ -160,7 +160,7 @@ def _unrounded(original: onnx.ModelProto, stripped, name: str) -> str:
 def _from_qdq(proto: onnx.ModelProto, fmt: str, original: onnx.ModelProto | None = None
               ) -> tuple[onnx.ModelProto, Prequantized]:
     original = original if original is not None else proto
-    from .qdq import _CONTAINERS, strip_qdq
+    from .qdq import CONTAINERS, strip_qdq
 
     stripped = strip_qdq(proto, "recentre")
     acts: dict[str, CarriedTensor] = {}
@@ -169,7 +169,7 @@ def _from_qdq(proto: onnx.ModelProto, fmt: str, original: onnx.ModelProto | None
         qtype, scale = p.to_nnforge("recentre", name)
         acts[name] = CarriedTensor(qtype, scale, p.exact, "half_even", stripped.sources[name], name,
                                    True, p.zero_point, p.scale, what=f"{p.dtype} zp {p.zero_point}",
-                                   source_type=_CONTAINERS[p.dtype][0], unrounded=_unrounded(original, stripped, name))
+                                   source_type=CONTAINERS[p.dtype][0], unrounded=_unrounded(original, stripped, name))
         if not p.exact:
             notes.append(f"tensor {name!r}: {p.dtype} zero point {p.zero_point} is asymmetric; re-centred onto "
                          f"zero point 0 as {qtype} with scale {scale:.6g} = {scale / p.scale:.4f} x the "

@@ -81,7 +81,7 @@ def _run_qonnx(model: onnx.ModelProto, arrays: list[np.ndarray], names: list[str
 def compare(qmodel, data: list[np.ndarray], labels: np.ndarray | None, q_pred: np.ndarray,
             trace_samples: int = TRACE_SAMPLES, batch_size: int = 256) -> dict:
     """The runtime's figures against nnforge's integer model (``q_pred``: its top-1 per sample)."""
-    from .qdq import onnx_tensor_names
+    from .onnx_names import onnx_tensor_names
 
     model = qmodel.float_model
     pre: Prequantized = model.prequantized

@@ -42,7 +42,7 @@ def quantize_prequantized(model, calib: list[np.ndarray] | None, config=None, ba
     """The ``QuantizedModel`` of a pre-quantized ``model`` (``model.prequantized``); see the module doc."""
     from nnforge.quantized import QuantizedModel, calibrate
 
-    from .qdq import onnx_tensor_names
+    from .onnx_names import onnx_tensor_names
 
     pre: Prequantized = model.prequantized
     if compress is not None:

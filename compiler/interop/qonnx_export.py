@@ -21,7 +21,7 @@ the float model under a pre-quantized one) and adds:
   restores every name.
 
 Layers whose ONNX form differs from nnforge's (folded BatchNorm, ``transA``, ...) are written
-as one canonical Conv / Gemm, as ``qdq.export_qdq`` does (``qdq._rewrite_linear``).
+as one canonical Conv / Gemm, as ``qdq.export_qdq`` does (``qdq_export.rewrite_linear``).
 
 **Scales**: a QONNX scale is float32; nnforge's (``scale_mode = float``) are float64.  The
 float64 values are also recorded in the model's ``metadata_props`` under ``nnforge.scales``
@@ -67,7 +67,9 @@ def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None, *, roun
                  ) -> onnx.ModelProto:
     """Write ``qmodel`` as a QONNX model (and return it); ``rounding`` is the mode written for
     nnforge's RND: ``ROUND`` (FINN, hls4ml) or ``HALF_UP``.  See the module doc."""
-    from .qdq import _Graph, _rewrite_linear, onnx_tensor_names
+    from .onnx_graph import OnnxGraph
+    from .onnx_names import onnx_tensor_names
+    from .qdq_export import rewrite_linear
 
     if rounding not in ROUNDINGS:
         raise InputError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
@@ -79,7 +81,7 @@ def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None, *, roun
     proto = onnx.ModelProto()
     proto.CopyFrom(qmodel.float_model.onnx)
     names = onnx_tensor_names(qmodel.float_model, qmodel.layers)
-    g = _Graph(proto.graph)
+    g = OnnxGraph(proto.graph)
     recorded: dict[str, list[str]] = {}
     inexact_bias: list[str] = []
 
@@ -107,7 +109,7 @@ def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None, *, roun
             return _quant_constant(g, base, bias, bias_scale, 0 if per_channel else None,
                                    QType(_bias_bits(bias), True), False, recorded)
 
-        _rewrite_linear(g, layer, names, node.inputs, codes, w_scales, bias, s_x * w_scales, "", per_channel,
+        rewrite_linear(g, layer, names, node.inputs, codes, w_scales, bias, s_x * w_scales, "", per_channel,
                         weight_fn=weight_fn, bias_fn=bias_fn)
 
     # 2. activations: one Quant on every tensor nnforge quantizes

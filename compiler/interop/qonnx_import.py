@@ -51,11 +51,11 @@ def _round(v: np.ndarray, mode: str) -> np.ndarray:
 
 def strip_qonnx(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, Prequantized]:
     """``(float model, Prequantized)`` of a QONNX model; see the module doc."""
-    from .qdq import _Graph, _rename
+    from .onnx_graph import OnnxGraph, rename
 
     out = onnx.ModelProto()
     out.CopyFrom(proto)
-    g = _Graph(out.graph)
+    g = OnnxGraph(out.graph)
     acts: dict[str, CarriedTensor] = {}
     weights: dict[str, CarriedWeight] = {}
     notes: list[str] = []
@@ -119,7 +119,7 @@ def strip_qonnx(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, Prequantized]:
             if src in g.inputs:
                 raise ModelError(f"node {node.name!r}: a Quant from a graph input straight to a graph output leaves "
                                  "nothing to compile")
-            _rename(g, src, y)
+            rename(g, src, y)
             src = y
         if src in acts and acts[src] != carried:
             raise ModelError(f"node {node.name!r}: tensor {src!r} is quantized twice with different parameters")

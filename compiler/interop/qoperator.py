@@ -28,7 +28,7 @@ from .prequant import QOPERATOR_OPS, QOPERATOR_REFUSED
 
 def to_qdq(proto: onnx.ModelProto) -> onnx.ModelProto:
     """The QDQ model equivalent to the QOperator model ``proto`` (a new ModelProto)."""
-    from .qdq import _Graph
+    from .onnx_graph import OnnxGraph
 
     refused = sorted({f"{n.op_type} ({n.name!r})" for n in proto.graph.node if n.op_type in QOPERATOR_REFUSED})
     if refused:
@@ -37,7 +37,7 @@ def to_qdq(proto: onnx.ModelProto) -> onnx.ModelProto:
                          "(static, not dynamic quantization)")
     out = onnx.ModelProto()
     out.CopyFrom(proto)
-    g = _Graph(out.graph)
+    g = OnnxGraph(out.graph)
     integer: dict[str, tuple[str, str | None]] = {}  # integer tensor -> (scale, zero point) names
     for node in list(g.nodes):
         if node.op_type in QOPERATOR_OPS:
