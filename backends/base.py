@@ -18,7 +18,7 @@ atomic write.  ``nnforge.verify`` and ``Project.predict/run_codes/trace`` call `
 the written project and compare its tensors with the numpy reference.
 
 The core does everything else: it lowers the quantized model to the integer Relax module,
-partitions it with the patterns of ``ops`` (``backends/patterns.py``) through
+partitions it with the patterns of ``ops`` (``backends/partition.py``) through
 ``FuseOpsByPattern`` + ``MergeCompositeFunctions``, hands the backend a ``Design`` (each
 offloaded layer as a ``Kernel`` with its ``QNode``, whose attrs hold every number), writes the
 returned files atomically, and compares simulation results against the numpy reference.
