@@ -31,7 +31,7 @@ class HLSBackend(Backend):
     name = "hls"
     description = "Vitis HLS C++ (ap_int, DATAFLOW) with a g++ C simulation bit-exact with the reference"
     ops = frozenset({"conv2d", "dense", "max_pool2d", "avg_pool2d", "global_avg_pool", "add", "concat", "lut",
-                     "requant", "clip", "reshape", "transpose", "pad", "mul", "lrn"})
+                     "requant", "clip", "reshape", "transpose", "pad", "mul", "lrn", "hard_swish"})
     options = {
         "top": Option("nnforge_top", "name of the top function (a C identifier)"),
         "reuse_factor": Option(1, "each multiplier is shared by this many MACs: 1 unrolls the inner product fully; "

@@ -10,7 +10,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     {
         "Conv", "Gemm", "MatMul",
         "Add", "Sub", "Mul", "Div", "Sum",
-        "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "Softmax",
+        "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softmax",
         "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
         "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Pad",
         "BatchNormalization", "Dropout", "Identity", "Constant", "ConstantOfShape", "LRN",
