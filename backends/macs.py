@@ -19,7 +19,7 @@ def layer_macs(graph: QGraph, node: QNode) -> int:
     without weights (pools, add, lookups, data movement)."""
     if node.op not in ("conv2d", "dense"):
         return 0
-    w = np.shape(node.attrs["weight"])
+    w = np.shape(node.attrs.weight)
     out = int(np.prod(sample_shape(graph, node.output), dtype=np.int64))
     per_output = int(np.prod(w[1:], dtype=np.int64)) if node.op == "conv2d" else int(w[0])  # [O, I/g, kh, kw] | [K, N]
     return out * per_output

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnforge.compiler.errors import InputError
+from nnforge.compiler.ops import Requant
 from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QNode
 
@@ -83,11 +84,11 @@ def shift_constants(mult, shift, rounding: str, node: QNode) -> tuple[np.ndarray
     return meff, np.minimum(right, 63), half
 
 
-def requant_constants(attrs: dict, node: QNode, channels: int | None
+def requant_constants(attrs: Requant, node: QNode, channels: int | None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``shift_constants`` of ``attrs["multiplier"]``/``["shift"]``/``["rounding"]``: one entry
+    """``shift_constants`` of ``attrs.multiplier``/``["shift"]``/``["rounding"]``: one entry
     per tensor (``channels`` None) or 1 or ``channels`` entries (per output channel)."""
-    meff, sh, half = shift_constants(attrs["multiplier"], attrs["shift"], attrs["rounding"], node)
+    meff, sh, half = shift_constants(attrs.multiplier, attrs.shift, attrs.rounding, node)
     if channels is None:
         if meff.size != 1:
             raise InputError(f"the multiplier of node {node.name!r} must be one number, not {meff.size}")

@@ -116,7 +116,8 @@ def test_weights_in_k_step_order_by_hand():
 
 
 def test_negative_shifts_become_left_shifted_multipliers():
-    node = QNode("requant", "rq", ["x"], "y", {})
+    node = QNode("requant", "rq", ["x"], "y", dict(multiplier=1, shift=0, lo=None, hi=None, rounding="RND",
+                                                    overflow="SAT"))  # a whole node; its M, n are not read
     m, n = multiplier(node, [3, 16000, 5], [-2, 3, 0])
     assert m.tolist() == [12, 16000, 5] and n.tolist() == [0, 3, 0]
     with pytest.raises(Unsupported, match=r"layer 'rq' has a left shift \(M=20000, n=-2\); M << 2 must fit the "

@@ -360,7 +360,7 @@ def layer_info(design: Design, ctx: K.Context | None = None, specs: dict | None 
             macs=layer_macs(graph, node),
             input_shapes=[list(ctx.shapes[i]) for i in node.inputs], output_shape=list(ctx.shapes[node.output]))
         if store:
-            row.update(weight_shape=list(np.shape(node.attrs["weight"])), weight_bits=store.wbits, nnz=store.nnz,
+            row.update(weight_shape=list(np.shape(node.attrs.weight)), weight_bits=store.wbits, nnz=store.nnz,
                        codebook_size=store.codebook_size or None)
             if store.form == "codebook":
                 row.update(index_bits=store.index_bits, word_bits=store.word_bits)

@@ -86,7 +86,7 @@ def _signed_width(bits: int, signed: bool) -> int:
 
 def _requant_unit(node: QNode, acc_bits: int, out_bits: int, multipliers: Any = None) -> tuple[Cost, int]:
     """One requantizer (``acc * M``, round, shift, saturate): its cost and pipeline depth."""
-    m = np.asarray(node.attrs["multiplier"] if multipliers is None else multipliers, dtype=np.int64)
+    m = np.asarray(node.attrs.multiplier if multipliers is None else multipliers, dtype=np.int64)
     m_bits = int(np.abs(m).max()).bit_length() if m.size else 0
     if m_bits <= 1:  # M == 1 everywhere (pow2 mode): a shift only
         mult, stages, m_bits = Cost(), 0, 0
@@ -114,16 +114,16 @@ class _Mac:
 
 
 def _weight_bits(node: QNode) -> int:
-    if node.attrs.get("weight_bits"):
-        return int(node.attrs["weight_bits"])
-    w = np.asarray(node.attrs["weight"], dtype=np.int64)
+    if node.attrs.weight_bits:
+        return int(node.attrs.weight_bits)
+    w = np.asarray(node.attrs.weight, dtype=np.int64)
     return max(2, int(max(w.max(initial=0), -w.min(initial=0) - 1)).bit_length() + 1)
 
 
 def _mac(graph: QGraph, node: QNode) -> _Mac:
     x = graph.tensors[node.inputs[0]]
     y = graph.tensors[node.output]
-    w = np.asarray(node.attrs["weight"], dtype=np.int64)
+    w = np.asarray(node.attrs.weight, dtype=np.int64)
     if node.op == "dense":
         cols = np.count_nonzero(w, axis=0)  # [N]
         k, outputs, vectors = w.shape[0], w.shape[1], 1
@@ -138,9 +138,9 @@ def _mac(graph: QGraph, node: QNode) -> _Mac:
 def storage_form(node: QNode) -> str:
     """The weight storage the estimate assumes when the caller does not say: ``codebook`` when the
     layer has one, ``sparse`` when it was pruned, else ``dense``."""
-    if node.attrs.get("codebook") is not None:
+    if node.attrs.codebook is not None:
         return "codebook"
-    if node.attrs.get("pruned_sparsity", 0) > 0:
+    if (node.attrs.pruned_sparsity or 0) > 0:
         return "sparse"
     return "dense"
 
@@ -162,7 +162,7 @@ def _mac_estimate(graph: QGraph, node: QNode, r: int, form: str) -> LayerEstimat
     # weights: compile-time constants when fully unrolled (R = 1), else an array reshaped into R words
     if r > 1:
         if form == "codebook":
-            cb = len(node.attrs["codebook"])
+            cb = len(node.attrs.codebook)
             idx_bits = max(1, _clog2(cb))
             cost += memory(r, ceil(m.n_weights / r) * idx_bits)
             cost += Cost(lut=m.w_bits * ceil(cb / LUT6_DEPTH)) * mults  # one decoder per multiplier
@@ -180,10 +180,10 @@ def _mac_estimate(graph: QGraph, node: QNode, r: int, form: str) -> LayerEstimat
     # conv2d: a line buffer of kh - 1 padded rows feeds one window (all input channels) per cycle
     x = graph.tensors[node.inputs[0]]
     c, h, w = (int(d) for d in x.shape[1:])
-    _, _, kh, kw = node.attrs["weight"].shape
-    top, left, bottom, right = node.attrs["padding"]
+    _, _, kh, kw = node.attrs.weight.shape
+    top, left, bottom, right = node.attrs.padding
     hp, wp = h + top + bottom, w + left + right
-    dil_h, dil_w = node.attrs.get("dilation", (1, 1))
+    dil_h, dil_w = node.attrs.dilation
     span_h, span_w = dil_h * (kh - 1) + 1, dil_w * (kw - 1) + 1
     x_width = c * (m.x_bits - (0 if x.qtype.signed else 1))
     cost += memory(wp, x_width) * (span_h - 1) + Cost(ff=span_h * span_w * x_width)
@@ -208,8 +208,8 @@ def _stream_estimate(graph: QGraph, node: QNode) -> LayerEstimate:
     cycles, depth, cost = _elements(graph, node.output), 1, Cost()
     if node.op in ("max_pool2d", "avg_pool2d"):
         c, h, w = (int(d) for d in graph.tensors[node.inputs[0]].shape[1:])
-        kh, kw = a["pool_size"]
-        top, left, bottom, right = a["padding"]
+        kh, kw = a.pool_size
+        top, left, bottom, right = a.padding
         hp, wp = h + top + bottom, w + left + right
         cycles = c * hp * wp
         cost = memory(wp * c, xq.bits) * (kh - 1) + Cost(ff=kh * kw * xq.bits)
@@ -229,7 +229,7 @@ def _stream_estimate(graph: QGraph, node: QNode) -> LayerEstimate:
         cost = memory(c, acc) + Cost(lut=acc, ff=acc) + req
         depth = 1 + stages
     elif node.op == "add":
-        (ma, mb) = a["multipliers"]
+        (ma, mb) = a.multipliers
         qa, qb = xq, graph.tensors[node.inputs[1]].qtype
         ra, sa = _requant_unit(node, _signed_width(qa.bits, qa.signed), b, ma)
         rb, sb = _requant_unit(node, _signed_width(qb.bits, qb.signed), b, mb)
@@ -245,15 +245,15 @@ def _stream_estimate(graph: QGraph, node: QNode) -> LayerEstimate:
     elif node.op == "requant":
         cost, depth = _requant_unit(node, _signed_width(xq.bits, xq.signed), b)
     elif node.op == "lut":
-        cost = memory(len(a["table"]), b)
+        cost = memory(len(a.table), b)
     elif node.op == "lrn":  # window sum of squares over a channel line buffer, table, multiply, requant
         plane = int(np.prod([int(d) for d in graph.tensors[node.inputs[0]].shape[2:]]))
-        taps = int(a["before"]) + int(a["after"]) + 1
+        taps = int(a.before) + int(a.after) + 1
         sq = multiplier(_signed_width(xq.bits, xq.signed), _signed_width(xq.bits, xq.signed))
-        f_bits = int(np.max(a["table"])).bit_length()
+        f_bits = int(np.max(a.table)).bit_length()
         # CHW order: a channel window needs the taps - 1 planes before it buffered
-        cost = sq * taps + memory(len(a["table"]), f_bits) + memory(plane, xq.bits) * (taps - 1)
-        req, stages = _requant_unit(node, _signed_width(xq.bits, xq.signed) + f_bits, b, a["table"])
+        cost = sq * taps + memory(len(a.table), f_bits) + memory(plane, xq.bits) * (taps - 1)
+        req, stages = _requant_unit(node, _signed_width(xq.bits, xq.signed) + f_bits, b, a.table)
         cost += req
         depth = _clog2(taps) + stages + 2
     elif node.op == "clip":

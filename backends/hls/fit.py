@@ -95,7 +95,7 @@ def _largest_reuse(node, graph, target: int, r_max: int) -> int | None:
         return min(target, r_max) if target >= 1 else None
     x = graph.tensors[node.inputs[0]]
     _, h, w = (int(d) for d in x.shape[1:])
-    t, l, b, r = node.attrs["padding"]
+    t, l, b, r = node.attrs.padding
     floor_ii = (h + t + b) * (w + l + r)  # reading the padded input
     pixels = int(est._mac(graph, node).vectors)
     if target < max(floor_ii, pixels):

@@ -20,6 +20,7 @@ from nnforge.compiler.compress.compression_report import bias_width
 from nnforge.compiler.errors import InputError
 from nnforge.compiler.quant.numerics import QType
 from nnforge.compiler.qgraph import QGraph, QNode
+from nnforge.compiler.ops import Requant as RequantAttrs
 from nnforge.compiler.ops.arrays import ceil_extra
 
 from ..requant import INT64_MIN as _INT64_MIN
@@ -108,11 +109,11 @@ def c_saturate(sat: Saturation) -> Saturate:
                     None if sat.clamp is None else tuple(c_int(v) for v in sat.clamp))
 
 
-def requant_spec(attrs: dict, out: QType, node: QNode, ident: str, channels: int | None
+def requant_spec(attrs: RequantAttrs, out: QType, node: QNode, ident: str, channels: int | None
                  ) -> tuple[Requant, list[CArray]]:
     """Per-channel constants become arrays when they differ between channels."""
     meff, sh, half = requant_constants(attrs, node, channels)
-    sat = c_saturate(saturate_spec(out, attrs["overflow"], attrs["lo"], attrs["hi"], node))
+    sat = c_saturate(saturate_spec(out, attrs.overflow, attrs.lo, attrs.hi, node))
     if all(np.unique(a).size == 1 for a in (meff, sh, half)):
         return Requant(False, c_int(meff[0]), str(int(sh[0])), c_int(half[0]), sat), []
     full = [np.broadcast_to(a, (channels,)) for a in (meff, sh, half)]
@@ -147,11 +148,11 @@ def _mac(ctx: Context, node: QNode, ident: str, reduction: int):
     """Weight storage, bias, accumulator and requantization shared by dense and conv2d."""
     store, mat, cb = wts.choose(node)
     wtype, atype = f"wt_{ident}", f"a_{ident}"
-    bias = np.broadcast_to(np.asarray(node.attrs["bias"], dtype=np.int64).reshape(-1), (store.rows,))
+    bias = np.broadcast_to(np.asarray(node.attrs.bias, dtype=np.int64).reshape(-1), (store.rows,))
     xt = ctx.qtype(node.inputs[0])
     # the static bound the quantizer proved, recomputed: int32 only where it holds
     bound = int((max(-xt.lo, xt.hi) * np.abs(mat).sum(axis=1) + np.abs(bias)).max(initial=0))
-    acc_bits = 32 if node.attrs.get("acc_dtype") == "int32" and bound < (1 << 31) else 64
+    acc_bits = 32 if node.attrs.acc_dtype == "int32" and bound < (1 << 31) else 64
     rq, rq_arrays = requant_spec(node.attrs, ctx.qtype(node.output), node, ident, store.rows)
     consts = wts.weight_arrays(store, mat, cb, ident, wtype)
     # biases in ROM at the width their codes need (what the compression report counts)
@@ -167,7 +168,7 @@ def _mac(ctx: Context, node: QNode, ident: str, reduction: int):
 
 
 def dense(ctx: Context, node: QNode, ident: str) -> KernelSpec:
-    w = node.attrs["weight"]
+    w = node.attrs.weight
     k, n = w.shape
     _expect(node, "input shape", ctx.shapes[node.inputs[0]], (k,))
     _expect(node, "output shape", ctx.shapes[node.output], (n,))
@@ -179,14 +180,14 @@ def dense(ctx: Context, node: QNode, ident: str) -> KernelSpec:
 
 def conv2d(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     a = node.attrs
-    o, ipg, kh, kw = a["weight"].shape
+    o, ipg, kh, kw = a.weight.shape
     c, h, w = ctx.shapes[node.inputs[0]]
-    g = int(a["groups"])
+    g = int(a.groups)
     if c != ipg * g or o % g:
         raise InputError(f"conv2d node {node.name!r}: {c} input channels must be groups ({g}) x {ipg}, "
                          f"and {o} output channels a multiple of groups")
-    (sh, sw), (dh, dw) = a["strides"], a["dilation"]
-    t, l, b, r = a["padding"]
+    (sh, sw), (dh, dw) = a.strides, a.dilation
+    t, l, b, r = a.padding
     oh = (h + t + b - (kh - 1) * dh - 1) // sh + 1
     ow = (w + l + r - (kw - 1) * dw - 1) // sw + 1
     _expect(node, "output shape", ctx.shapes[node.output], (o, oh, ow))
@@ -217,10 +218,10 @@ def pool(ctx: Context, node: QNode, ident: str) -> KernelSpec:
         rq, arrays = requant_spec(a, out_t, node, ident, None)
         _expect(node, "output size", (ctx.size(node.output),), (c,))
         return KernelSpec("pool", "global", ident, f"k_{ident}", ins, outs, dict(C=c, HW=h * w, rq=rq))
-    (kh, kw), (sh, sw) = a["pool_size"], a["strides"]
-    dh, dw = a.get("dilation", (1, 1)) if node.op == "max_pool2d" else (1, 1)
-    t, l, b, r = a["padding"]
-    if node.op == "max_pool2d" and a.get("ceil_mode", False):
+    (kh, kw), (sh, sw) = a.pool_size, a.strides
+    dh, dw = a.dilation if node.op == "max_pool2d" else (1, 1)
+    t, l, b, r = a.padding
+    if node.op == "max_pool2d" and a.ceil_mode:
         b += ceil_extra(h, kh, sh, dh, t, b)
         r += ceil_extra(w, kw, sw, dw, l, r)
     oh = (h + t + b - (kh - 1) * dh - 1) // sh + 1
@@ -229,7 +230,7 @@ def pool(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     p = dict(C=c, H=h, W_=w, OH=oh, OW=ow, KH=kh, KW=kw, SH=sh, SW=sw, DH=dh, DW=dw, PT=t, PL=l,
              INT64_MIN=c_int(_INT64_MIN))
     if node.op == "avg_pool2d":  # one (M, n), or one per output position ([OH, OW]: padding not counted)
-        per_position = np.ndim(a["multiplier"]) == 2
+        per_position = np.ndim(a.multiplier) == 2
         p["rq"], arrays = requant_spec(a, out_t, node, ident, oh * ow if per_position else None)
         p["rq_index"] = f"oh * {ow} + ow" if p["rq"].per_channel else "c"
         return KernelSpec("pool", "avg", ident, f"k_{ident}", ins, outs, p, tuple(arrays))
@@ -260,19 +261,19 @@ def eltwise(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     p = _broadcast(ctx, node)
     if node.op == "add":
         meff, sh, half = [], [], []
-        for mult, shift in zip(a["multipliers"], a["shifts"]):
-            m_, s_, h_ = shift_constants(mult, shift, a["rounding"], node)
+        for mult, shift in zip(a.multipliers, a.shifts):
+            m_, s_, h_ = shift_constants(mult, shift, a.rounding, node)
             if m_.size != 1:
                 raise InputError(f"each multiplier of add node {node.name!r} must be one number")
             meff.append(c_int(m_[0]))
             sh.append(str(int(s_[0])))
             half.append(c_int(h_[0]))
-        sat = saturate_spec(out_t, a["overflow"], a["lo"], a["hi"], node)
+        sat = saturate_spec(out_t, a.overflow, a.lo, a.hi, node)
         p.update(m=meff, sh=sh, hf=half, sat=c_saturate(sat))
     elif node.op in ("mul", "requant"):
         p["rq"], _ = requant_spec(a, out_t, node, ident, None)
     elif node.op == "clip":
-        lo, hi = clip_bounds(a.get("lo"), a.get("hi"))
+        lo, hi = clip_bounds(a.lo, a.hi)
         p["clamp"] = (c_int(lo), c_int(hi))
     ins, outs = _ports(ctx, node)
     return KernelSpec("eltwise", node.op, ident, f"k_{ident}", ins, outs, p)
@@ -280,7 +281,7 @@ def eltwise(ctx: Context, node: QNode, ident: str) -> KernelSpec:
 
 def concat(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     out = ctx.shapes[node.output]
-    axis = int(node.attrs["axis"])
+    axis = int(node.attrs.axis)
     axis = axis + len(out) + 1 if axis < 0 else axis
     if axis == 0:
         raise InputError(f"concat node {node.name!r} must join along a non-batch axis, not axis 0")
@@ -298,8 +299,8 @@ def concat(ctx: Context, node: QNode, ident: str) -> KernelSpec:
 
 
 def lut(ctx: Context, node: QNode, ident: str) -> KernelSpec:
-    table = np.asarray(node.attrs["table"], dtype=np.int64).reshape(-1)
-    offset = int(node.attrs["offset"])
+    table = np.asarray(node.attrs.table, dtype=np.int64).reshape(-1)
+    offset = int(node.attrs.offset)
     in_t, out_t = ctx.qtype(node.inputs[0]), ctx.qtype(node.output)
     if in_t.lo - offset < 0 or in_t.hi - offset >= table.size:
         raise InputError(f"the table of lut node {node.name!r} must cover every {in_t} code from offset {offset}, "
@@ -317,19 +318,19 @@ def lrn(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     """Local response normalization (reference.lrn): the window sum of squares indexes the factor table."""
     a = node.attrs
     c, h, w = ctx.shapes[node.inputs[0]]
-    table = np.asarray(a["table"], dtype=np.int64).reshape(-1)
+    table = np.asarray(a.table, dtype=np.int64).reshape(-1)
     in_t, out_t = ctx.qtype(node.inputs[0]), ctx.qtype(node.output)
-    bound = (a["before"] + a["after"] + 1) * max(-in_t.lo, in_t.hi) ** 2
-    if (bound >> int(a["index_shift"])) >= table.size:
+    bound = (a.before + a.after + 1) * max(-in_t.lo, in_t.hi) ** 2
+    if (bound >> int(a.index_shift)) >= table.size:
         raise InputError(f"the table of lrn node {node.name!r} must cover every window sum up to {bound}, "
-                         f"not {table.size} entries at index shift {a['index_shift']}")
-    meff, sh, half = shift_constants(1, a["shift"], a["rounding"], node)
+                         f"not {table.size} entries at index shift {a.index_shift}")
+    meff, sh, half = shift_constants(1, a.shift, a.rounding, node)
     ins, outs = _ports(ctx, node)
     consts = (wts.carray(f"F_{ident}", "int64_t", table),)
-    sat = c_saturate(saturate_spec(out_t, a["overflow"], a["lo"], a["hi"], node))
+    sat = c_saturate(saturate_spec(out_t, a.overflow, a.lo, a.hi, node))
     return KernelSpec("lut", "lrn", ident, f"k_{ident}", ins, outs,
-                      dict(C=c, HW=h * w, before=int(a["before"]), after=int(a["after"]),
-                           k=int(a["index_shift"]), table=f"F_{ident}",
+                      dict(C=c, HW=h * w, before=int(a.before), after=int(a.after),
+                           k=int(a.index_shift), table=f"F_{ident}",
                            rq=Requant(False, c_int(meff[0]), str(int(sh[0])), c_int(half[0]), sat)), consts)
 
 
@@ -346,7 +347,7 @@ def hard_swish(ctx: Context, node: QNode, ident: str) -> KernelSpec:
 
 def transpose(ctx: Context, node: QNode, ident: str) -> KernelSpec:
     s = ctx.shapes[node.inputs[0]]
-    axes = node.attrs["axes"]  # None: ONNX's default, every axis reversed (the batch axis too)
+    axes = node.attrs.axes  # None: ONNX's default, every axis reversed (the batch axis too)
     axes = list(range(len(s), -1, -1)) if axes is None else [int(x) for x in axes]
     if not axes or axes[0] != 0:
         raise InputError(f"transpose node {node.name!r} must keep the batch axis first, not axes {axes}")
@@ -360,7 +361,7 @@ def transpose(ctx: Context, node: QNode, ident: str) -> KernelSpec:
 
 
 def pad(ctx: Context, node: QNode, ident: str) -> KernelSpec:
-    pads = [int(x) for x in node.attrs["pads"]]
+    pads = [int(x) for x in node.attrs.pads]
     half = len(pads) // 2
     begins, ends = pads[:half], pads[half:]
     if begins[0] or ends[0] or min(pads) < 0:

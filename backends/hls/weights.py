@@ -4,7 +4,7 @@ The weights of a conv2d or dense layer are a matrix ``[rows, cols]``: one row pe
 channel (conv2d: ``weight.reshape(O, -1)``, dense: ``weight.T``), row-major.
 
 * ``dense``: every code, ``W_<id>[rows * cols]``.
-* ``codebook``: the layer's codebook ``CB_<id>`` (``attrs["codebook"]``, sorted codes) and one
+* ``codebook``: the layer's codebook ``CB_<id>`` (``attrs.codebook``, sorted codes) and one
   index per weight (``searchsorted(codebook, w)``), packed ``k`` bits apiece into 32- or 64-bit
   words ``IX_<id>``: index ``i`` is ``(IX[i / per_word] >> ((i % per_word) * k)) & mask``.
   An index never straddles two words.
@@ -113,22 +113,22 @@ def unsigned_bits(hi: int) -> int:
 
 def weight_matrix(node: QNode) -> np.ndarray:
     """``[rows, cols]`` int64, one row per output channel, in the kernels' reading order."""
-    w = np.asarray(node.attrs["weight"], dtype=np.int64)
+    w = np.asarray(node.attrs.weight, dtype=np.int64)
     return np.ascontiguousarray(w.T if node.op == "dense" else w.reshape(w.shape[0], -1))
 
 
 def weight_bits(node: QNode, mat: np.ndarray) -> int:
-    """``attrs["weight_bits"]`` when every code fits it, else the narrowest width that does."""
+    """``attrs.weight_bits`` when every code fits it, else the narrowest width that does."""
     lo, hi = (int(mat.min()), int(mat.max())) if mat.size else (0, 0)
     need = signed_bits(lo, hi)
-    declared = node.attrs.get("weight_bits")
+    declared = node.attrs.weight_bits
     if isinstance(declared, (int, np.integer)) and not isinstance(declared, bool) and declared >= need:
         return int(declared)
     return need
 
 
 def _codebook(node: QNode, mat: np.ndarray) -> np.ndarray | None:
-    cb = node.attrs.get("codebook")
+    cb = node.attrs.codebook
     if cb is None:
         return None
     cb = np.asarray(cb, dtype=np.int64).reshape(-1)

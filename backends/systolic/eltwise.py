@@ -63,31 +63,31 @@ def _eltwise(ctx: Context, node: QNode, sub: int, fields: dict, pmem: list[int] 
 
 def add(ctx: Context, node: QNode) -> LayerSpec:
     a = node.attrs
-    (ma, mb), (na, nb) = a["multipliers"], a["shifts"]
+    (ma, mb), (na, nb) = a.multipliers, a.shifts
     ma, na = scalar_multiplier(node, ma, na, "first input's rescale")
     mb, nb = scalar_multiplier(node, mb, nb, "second input's rescale")
     return _eltwise(ctx, node, isa.ELT_ADD, dict(m_a=ma, n_a=na, m_b=mb, n_b=nb, **out_fields(ctx, node)))
 
 
 def mul(ctx: Context, node: QNode) -> LayerSpec:
-    m, n = scalar_multiplier(node, node.attrs["multiplier"], node.attrs["shift"])
+    m, n = scalar_multiplier(node, node.attrs.multiplier, node.attrs.shift)
     return _eltwise(ctx, node, isa.ELT_MUL, dict(m_a=m, n_a=n, **out_fields(ctx, node)))
 
 
 def requant(ctx: Context, node: QNode) -> LayerSpec:
-    m, n = scalar_multiplier(node, node.attrs["multiplier"], node.attrs["shift"])
+    m, n = scalar_multiplier(node, node.attrs.multiplier, node.attrs.shift)
     return _eltwise(ctx, node, isa.ELT_REQUANT, dict(m_a=m, n_a=n, **out_fields(ctx, node)))
 
 
 def clip(ctx: Context, node: QNode) -> LayerSpec:
     a = node.attrs
-    fields = out_fields(ctx, node, {"rounding": "RND", "overflow": "SAT", "lo": a.get("lo"), "hi": a.get("hi")})
+    fields = out_fields(ctx, node, {"rounding": "RND", "overflow": "SAT", "lo": a.lo, "hi": a.hi})
     return _eltwise(ctx, node, isa.ELT_CLIP, dict(m_a=1, **fields))
 
 
 def lut(ctx: Context, node: QNode) -> LayerSpec:
-    table = np.asarray(node.attrs["table"], dtype=np.int64).reshape(-1)
-    offset = int(node.attrs["offset"])
+    table = np.asarray(node.attrs.table, dtype=np.int64).reshape(-1)
+    offset = int(node.attrs.offset)
     t_in, t_out = check_width(ctx, node, node.inputs[0], "input"), check_width(ctx, node, node.output, "output")
     if t_in.lo - offset < 0 or t_in.hi - offset >= table.size:
         raise Unsupported(f"the table of lut layer {node.name!r} must cover every {t_in} code from offset {offset}, "

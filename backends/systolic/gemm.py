@@ -12,7 +12,7 @@ and column ``j`` is ``w[n*C + j, ch - group_start, ki, kj]`` where ``ch`` is the
 ``l`` of input word ``n*k_step + q``, and 0 where that lane is not an input of that output
 channel (padding lanes, other groups, other concat segments).
 
-Shared weights (``attrs["codebook"]``) are stored as IMEM indices with the codebook after the
+Shared weights (``attrs.codebook``) are stored as IMEM indices with the codebook after the
 layer's per-channel PMEM words; the indices of the zero weights point at the codebook's 0.
 """
 
@@ -90,7 +90,7 @@ def _accumulator_bound(ctx: Context, node: QNode, w: np.ndarray, bias: np.ndarra
 def _storage(ctx: Context, node: QNode, w: np.ndarray, lanes: np.ndarray, must_zero: np.ndarray):
     """``(storage, index lanes, codebook entries, index bits, notes)``: dense, or IMEM indices into
     the layer's codebook (with a 0 entry added where a required zero is not an entry)."""
-    cb = node.attrs.get("codebook")
+    cb = node.attrs.codebook
     m = ctx.params.machine
     if cb is None:
         return "dense", None, [], 0, []
@@ -124,7 +124,7 @@ def conv_like(ctx: Context, node: QNode, w: np.ndarray, geometry: dict, out_shap
     o_ch, ipg = w.shape[0], w.shape[1]
     check_width(ctx, node, node.inputs[0], "input")
     fields = out_fields(ctx, node)
-    bias = np.broadcast_to(np.asarray(a["bias"], dtype=np.int64).reshape(-1), (o_ch,))
+    bias = np.broadcast_to(np.asarray(a.bias, dtype=np.int64).reshape(-1), (o_ch,))
     _accumulator_bound(ctx, node, w, bias)
     lo, hi = (int(w.min()), int(w.max())) if w.size else (0, 0)
     w_signed = lo < 0 or hi < (1 << (m.in_bits - 1))
@@ -133,7 +133,7 @@ def conv_like(ctx: Context, node: QNode, w: np.ndarray, geometry: dict, out_shap
         bits = max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length()) + 1  # two's complement width
         raise Unsupported(f"the weights of layer {node.name!r} must be {m.in_bits}-bit codes (in_bits), not codes in "
                           f"[{lo}, {hi}]; raise it with --option in_bits={bits}")
-    mult, shift = multiplier(node, a["multiplier"], a["shift"])
+    mult, shift = multiplier(node, a.multiplier, a.shift)
     mult, shift = np.broadcast_to(mult, (o_ch,)), np.broadcast_to(shift, (o_ch,))
     n_words = ceil_div(o_ch, cols)
     ch_of = in_shape.lane_channels()
@@ -174,15 +174,15 @@ def conv_like(ctx: Context, node: QNode, w: np.ndarray, geometry: dict, out_shap
 def conv2d(ctx: Context, node: QNode) -> LayerSpec:
     a = node.attrs
     x = spatial_input(ctx, node)
-    w = np.asarray(a["weight"], dtype=np.int64)
+    w = np.asarray(a.weight, dtype=np.int64)
     o_ch, ipg, kh, kw = w.shape
     c, h, wd = x.chw
-    g = int(a["groups"])
+    g = int(a.groups)
     if c != ipg * g or o_ch % g:
         raise Unsupported(f"conv2d layer {node.name!r}: its {c} input channels must be groups ({g}) x {ipg}, and "
                           f"its {o_ch} output channels a multiple of groups")
-    (sh, sw), (dh, dw) = a["strides"], a["dilation"]
-    t, l, b, r = a["padding"]
+    (sh, sw), (dh, dw) = a.strides, a.dilation
+    t, l, b, r = a.padding
     oh = (h + t + b - (kh - 1) * dh - 1) // sh + 1
     ow = (wd + l + r - (kw - 1) * dw - 1) // sw + 1
     expect_shape(node, "output shape", ctx.sample_shape(node.output), (o_ch, oh, ow))
@@ -192,7 +192,7 @@ def conv2d(ctx: Context, node: QNode) -> LayerSpec:
 
 def dense(ctx: Context, node: QNode) -> LayerSpec:
     x = ctx.shapes[node.inputs[0]]
-    w = np.asarray(node.attrs["weight"], dtype=np.int64)  # [K, N]
+    w = np.asarray(node.attrs.weight, dtype=np.int64)  # [K, N]
     k, n = w.shape
     c, h, wd = x.chw
     expect_shape(node, "input size", (int(np.prod(x.shape)),), (k,))

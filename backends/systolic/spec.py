@@ -89,7 +89,7 @@ def check_width(ctx: Context, node: QNode, tensor: str, role: str) -> QType:
 
 def out_fields(ctx: Context, node: QNode, attrs: dict | None = None) -> dict[str, int]:
     """Rounding, overflow and the final clamp of the saturate stage, as instruction fields."""
-    a = node.attrs if attrs is None else attrs
+    a = attrs if attrs is not None else {k: getattr(node.attrs, k) for k in ("rounding", "overflow", "lo", "hi")}
     out = check_width(ctx, node, node.output, "output")
     rounding, overflow = a.get("rounding", "RND"), a.get("overflow", "SAT")
     if rounding not in ("RND", "TRN"):

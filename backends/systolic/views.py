@@ -37,11 +37,11 @@ def reshape(ctx: Context, node: QNode) -> LayerSpec:
 
 def _channel_axis(ctx: Context, node: QNode) -> None:
     rank = len(ctx.sample_shape(node.output)) + 1
-    axis = int(node.attrs["axis"])
+    axis = int(node.attrs.axis)
     axis = axis + rank if axis < 0 else axis
     if axis != 1:
         raise Unsupported(f"concat layer {node.name!r} must join along the channel axis 1, not axis "
-                          f"{node.attrs['axis']}")
+                          f"{node.attrs.axis}")
 
 
 def concat(ctx: Context, node: QNode, placed: set[str]) -> LayerSpec:

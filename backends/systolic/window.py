@@ -51,10 +51,10 @@ def max_pool2d(ctx: Context, node: QNode) -> LayerSpec:
     a = node.attrs
     x = spatial_input(ctx, node)
     _, h, w = x.chw
-    (kh, kw), (sh, sw) = a["pool_size"], a["strides"]
-    dh, dw = a.get("dilation", (1, 1))
-    t, l, b, r = a["padding"]
-    if a.get("ceil_mode", False):
+    (kh, kw), (sh, sw) = a.pool_size, a.strides
+    dh, dw = a.dilation
+    t, l, b, r = a.padding
+    if a.ceil_mode:
         b += ceil_extra(h, kh, sh, dh, t, b)
         r += ceil_extra(w, kw, sw, dw, l, r)
     oh = (h + t + b - (kh - 1) * dh - 1) // sh + 1
@@ -75,15 +75,15 @@ def avg_pool2d(ctx: Context, node: QNode) -> LayerSpec:
     a = node.attrs
     x = spatial_input(ctx, node)
     _, h, w = x.chw
-    (kh, kw), (sh, sw) = a["pool_size"], a["strides"]
-    t, l, b, r = a["padding"]
+    (kh, kw), (sh, sw) = a.pool_size, a.strides
+    t, l, b, r = a.padding
     oh = (h + t + b - kh) // sh + 1
     ow = (w + l + r - kw) // sw + 1
     _sum_bound(ctx, node, kh * kw)
-    if np.ndim(a["multiplier"]) == 2:  # the WINDOW unit requantizes a whole tensor by one (M, n)
+    if np.ndim(a.multiplier) == 2:  # the WINDOW unit requantizes a whole tensor by one (M, n)
         raise Unsupported(f"average pool layer {node.name!r} excludes its padding, so its divisor varies by "
                           f"output position; the WINDOW unit has one multiplier per tensor")
-    m, n = scalar_multiplier(node, a["multiplier"], a["shift"])
+    m, n = scalar_multiplier(node, a.multiplier, a.shift)
     return _window(ctx, node, isa.WIN_SUM, x, dict(kh=kh, kw=kw, sh=sh, sw=sw, dh=1, dw=1, pt=t, pl=l, m_a=m,
                                                    n_a=n), (oh, ow), out_fields(ctx, node))
 
@@ -93,13 +93,13 @@ def global_avg_pool(ctx: Context, node: QNode) -> LayerSpec:
     x = spatial_input(ctx, node)
     _, h, w = x.chw
     _sum_bound(ctx, node, h * w)
-    m, n = scalar_multiplier(node, a["multiplier"], a["shift"])
+    m, n = scalar_multiplier(node, a.multiplier, a.shift)
     return _window(ctx, node, isa.WIN_SUM, x, dict(kh=h, kw=w, sh=1, sw=1, dh=1, dw=1, m_a=m, n_a=n), (1, 1),
                    out_fields(ctx, node))
 
 
 def pad(ctx: Context, node: QNode) -> LayerSpec:
-    pads = [int(v) for v in node.attrs["pads"]]
+    pads = [int(v) for v in node.attrs.pads]
     x = spatial_input(ctx, node)
     _, h, w = x.chw
     if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:

@@ -4,7 +4,7 @@ For every conv2d and dense node (the layers that hold weights) the report counts
 hardware stores, in bits, following the formula in docs/compression.md ("Compression
 report"):
 
-* a **shared** layer (``attrs["codebook"]``) stores ``ceil(log2 K)``-bit indices into its
+* a **shared** layer (``attrs.codebook``) stores ``ceil(log2 K)``-bit indices into its
   K-entry codebook plus the codebook itself (K codes of ``weight_bits`` each);
 * an **unshared** layer stores its codes at ``weight_bits`` each;
 * the values are stored **dense** (one per weight) or in the **sparse** relative-index layout
@@ -156,7 +156,7 @@ def _ratio(num: int, den: int) -> float:
 
 
 def _weight_bits(node: QNode, codes: np.ndarray) -> int:
-    bits = node.attrs.get("weight_bits")
+    bits = node.attrs.weight_bits
     if bits is not None:
         return int(bits)
     # graphs saved before weight_bits was recorded: the narrowest signed width that holds the codes
@@ -170,9 +170,9 @@ def layer_streams(node: QNode, gap_bits: int, layout: str = "auto") -> LayerStre
         raise ModelError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if node.op not in WEIGHT_OPS:
         raise ModelError(f"layer {node.name!r}: only conv2d and dense layers store weights, not {node.op}")
-    codes = np.asarray(node.attrs["weight"]).reshape(-1).astype(np.int64)
+    codes = np.asarray(node.attrs.weight).reshape(-1).astype(np.int64)
     weight_bits = _weight_bits(node, codes)
-    codebook = node.attrs.get("codebook")
+    codebook = node.attrs.codebook
     if codebook is not None:
         codebook = np.asarray(codebook).reshape(-1).astype(np.int64)
         if codebook.size == 0 or np.any(np.diff(codebook) <= 0):
@@ -239,7 +239,7 @@ def layer_report(node: QNode, gap_bits: int, huffman: bool = True, layout: str =
     sparse_used = sparse_huff is not None and s.layout is not None and sparse_huff < sparse_raw
     index_stored = index_huff if index_used else index_raw
     sparse_stored = sparse_huff if sparse_used else sparse_raw
-    bias = np.asarray(node.attrs.get("bias", np.zeros(0))).reshape(-1)
+    bias = np.asarray(getattr(node.attrs, "bias", np.zeros(0))).reshape(-1)
     bias_bits = bias.size * bias_width(bias)
     total_bits = codebook_bits + index_stored + sparse_stored + bias_bits
     total_bytes = math.ceil(total_bits / 8)
@@ -334,9 +334,9 @@ def weight_histograms(qmodel_or_graph) -> list[WeightHistogram]:
     original = {name: wb[0] for name, wb in _original_layers(qmodel_or_graph).items()}
     out = []
     for node in nodes:
-        codes = np.asarray(node.attrs["weight"])
+        codes = np.asarray(node.attrs.weight)
         axis = 0 if node.op == "conv2d" else 1
-        scales = np.asarray(node.attrs.get("weight_scale", []), dtype=np.float64).reshape(-1)
+        scales = np.asarray([] if node.attrs.weight_scale is None else node.attrs.weight_scale, dtype=np.float64).reshape(-1)
         uniform = scales.size > 0 and bool(np.all(scales == scales[0]))
         unit = float(scales[0]) if uniform else 1.0  # one scale: real weights; else codes (a codebook is codes)
         keep = codes != 0
@@ -346,7 +346,7 @@ def weight_histograms(qmodel_or_graph) -> list[WeightHistogram]:
             shape = [1] * codes.ndim
             shape[axis] = -1
             orig = (w if uniform else w / scales.reshape(shape))[keep].astype(np.float64)
-        codebook = node.attrs.get("codebook")
+        codebook = node.attrs.codebook
         out.append(WeightHistogram(
             node.name, node.op, "weight" if uniform else "code", codes[keep].astype(np.float64) * unit, orig,
             None if codebook is None else np.asarray(codebook, np.float64).reshape(-1) * unit,

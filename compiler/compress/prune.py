@@ -14,10 +14,8 @@ import dataclasses
 
 import numpy as np
 
+from ..ops import CHANNELWISE  # ops that act on each channel separately (the op table's flag)
 from ..quant.layers import FloatLayer
-
-# ops that act on each channel separately: a removed channel passes through them unchanged
-_CHANNELWISE = {"max_pool2d", "avg_pool2d", "global_avg_pool", "clip", "lut"}
 
 
 def output_axis(layer: FloatLayer) -> int:
@@ -75,7 +73,7 @@ def channel_chain(layers: list[FloatLayer], index: int, output_var) -> tuple[lis
         u = layers[users[0]]
         if u.op == "dense" or (u.op == "conv2d" and u.attrs["groups"] == 1 and not flat):
             return chain, users[0]
-        if u.op in _CHANNELWISE and not flat:
+        if u.op in CHANNELWISE and not flat:  # a removed channel passes through unchanged
             pass
         elif u.op == "pad" and not flat and u.attrs["pads"][1] == 0 and u.attrs["pads"][len(u.attrs["pads"]) // 2 + 1] == 0:
             pass

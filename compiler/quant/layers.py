@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import ops
 from ..errors import ModelError
 from ..frontend.relax_utils import (call_op_name, const_value, is_constant, is_var, output_exprs, returning,
                                    static_shape, var_uses)
@@ -25,7 +26,7 @@ LUT_FUNCS = {
     "relax.nn.leakyrelu": ("leaky_relu", lambda x, a: np.where(x >= 0, x, x * a["alpha"])),
 }
 # ops that move codes without changing scale
-PASSTHROUGH = {"max_pool2d", "reshape", "transpose", "pad", "concat", "clip"}
+PASSTHROUGH = ops.PASSTHROUGH  # the op table's flag: the output keeps the input's type and scale
 # layers that may absorb a following bias add / activation clamp
 _FUSES_BIAS = {"conv2d", "dense"}
 _FUSES_ACT = {"conv2d", "dense", "add", "mul", "avg_pool2d", "global_avg_pool"}

@@ -25,11 +25,9 @@ from ..errors import ModelError
 from .layers import PASSTHROUGH, FloatLayer
 from .numerics import QType, lrn_table, quantize, quantize_multiplier, window_counts
 from ..frontend.onnx_frontend import TensorSpec
+from ..ops import REQUANTIZING
 from ..qgraph import HostOp, QGraph, QNode, QTensor
 from .quant_config import LayerQuant, QuantConfig
-
-_REQUANTIZING = {"conv2d", "dense", "add", "mul", "lut", "global_avg_pool", "lrn"}
-
 
 @dataclass
 class _Param:
@@ -193,7 +191,7 @@ def quantize_model(
         if layer.op == "concat":
             for v in layer.inputs:
                 src = _tensor(layer, v)
-                if src in by_name and by_name[src].op in _REQUANTIZING and users[src] == 1:
+                if src in by_name and by_name[src].op in REQUANTIZING and users[src] == 1:
                     forced[src] = params[layer.name]
     if forced:
         assign(forced)
