@@ -52,7 +52,7 @@ def exact_storage_form(form: str | None, node) -> str | None:
     indices, so it is ``codebook + sparse indices``; ``codebook`` is ``codebook + dense indices``."""
     from nnforge.compiler.compress.compression_report import storage_name
 
-    shared = node.attrs.get("codebook") is not None
+    shared = getattr(node.attrs, "codebook", None) is not None
     if form == "dense":
         return storage_name(False, False)
     if form == "codebook":

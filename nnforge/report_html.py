@@ -230,7 +230,7 @@ def _shape(shape) -> str:
 
 
 def _activation(node) -> str:
-    lo, hi = node.attrs.get("lo"), node.attrs.get("hi")
+    lo, hi = getattr(node.attrs, "lo", None), getattr(node.attrs, "hi", None)
     if lo is None and hi is None:
         return "-"
     if lo == 0 and hi is None:
@@ -240,18 +240,18 @@ def _activation(node) -> str:
 
 def _acc(node, graph) -> str:
     """The accumulator: its type and the static bound b_x + b_w + ceil(log2 K) (docs/numerics.md)."""
-    w = node.attrs.get("weight")
+    w = getattr(node.attrs, "weight", None)
     if w is None or node.op not in ("conv2d", "dense"):
         return "-"
     k = int(w.shape[0]) if node.op == "dense" else int(math.prod(w.shape[1:]))
     bx = graph.tensors[node.inputs[0]].qtype.bits
-    bw = int(node.attrs.get("weight_bits") or 0)
+    bw = int(node.attrs.weight_bits or 0)
     bound = bx + bw + max(0, math.ceil(math.log2(k))) if k > 0 and bw else None
-    return f"{node.attrs.get('acc_dtype', '-')}" + (f" (bound {bound} b)" if bound else "")
+    return f"{node.attrs.acc_dtype}" + (f" (bound {bound} b)" if bound else "")
 
 
 def _weight_scale(node) -> str:
-    s = node.attrs.get("weight_scale")
+    s = getattr(node.attrs, "weight_scale", None)
     if s is None:
         return "-"
     import numpy as np
@@ -268,10 +268,10 @@ def layer_facts(qmodel) -> dict[str, dict[str, str]]:
         y = graph.tensors[node.output]
         out[node.name] = {
             "in": ", ".join(_qtype(graph.tensors[i]) for i in node.inputs if i in graph.tensors),
-            "weight": f"i{node.attrs['weight_bits']}" if node.attrs.get("weight_bits") else "-",
+            "weight": f"i{node.attrs.weight_bits}" if getattr(node.attrs, "weight_bits", None) else "-",
             "acc": _acc(node, graph), "out": _qtype(y), "out_scale": f"{float(y.scale):.4g}",
             "weight_scale": _weight_scale(node), "act": _activation(node),
-            "codebook": str(len(node.attrs["codebook"])) if node.attrs.get("codebook") is not None else "-",
+            "codebook": str(len(node.attrs.codebook)) if getattr(node.attrs, "codebook", None) is not None else "-",
         }
     return out
 

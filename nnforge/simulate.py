@@ -137,7 +137,7 @@ def simulate(
     float_var = {layer.name: layer.name for layer in qmodel.layers}  # node -> its float layer (trace keys)
     compared = [n for n in graph.node_outputs() if n in float_var]
     # structured pruning removed channels: compare the float model's kept channels only
-    kept = {n.output: n.attrs["kept_channels"] for n in graph.nodes if "kept_channels" in n.attrs}
+    kept = {n.output: n.attrs.kept_channels for n in graph.nodes if n.attrs.kept_channels is not None}
     signal = dict.fromkeys(compared, 0.0)
     noise = dict.fromkeys(compared, 0.0)
     mismatches = 0 if check else None
@@ -214,10 +214,10 @@ def compression_summary(qmodel: QuantizedModel) -> dict:
     layers = []
     for node in qmodel.graph.nodes:
         if node.op in ("conv2d", "dense"):
-            w = node.attrs["weight"]
+            w = node.attrs.weight
             layers.append({"name": node.name, "params": int(w.size), "nonzeros": int(np.count_nonzero(w)),
-                           "pruned_sparsity": node.attrs.get("pruned_sparsity"),
-                           "codebook_size": len(node.attrs["codebook"]) if "codebook" in node.attrs else None,
+                           "pruned_sparsity": node.attrs.pruned_sparsity,
+                           "codebook_size": len(node.attrs.codebook) if node.attrs.codebook is not None else None,
                            "shape": list(w.shape)})
     return {"settings": qmodel.compress.to_dict(), "describe": qmodel.compress.describe(), "layers": layers}
 

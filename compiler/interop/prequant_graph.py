@@ -190,15 +190,15 @@ def _narrow_ranges(graph, fixed: dict[str, CarriedTensor]) -> list[str]:
         if t.lo is None and t.hi is None:
             continue
         node = nodes.get(name)
-        if node is None or "lo" not in node.attrs:
+        if node is None or not hasattr(node.attrs, "lo"):
             notes.append(f"tensor {name!r}: its narrow code range [{t.lo}, {t.hi}] is not kept ({t.qtype}'s full "
                          f"range is used): nnforge clamps codes only where a layer saturates")
             continue
-        lo, hi = node.attrs["lo"], node.attrs["hi"]
+        lo, hi = node.attrs.lo, node.attrs.hi
         if t.lo is not None:
-            node.attrs["lo"] = t.lo if lo is None else max(int(lo), t.lo)
+            node.attrs = dataclasses.replace(node.attrs, lo=t.lo if lo is None else max(int(lo), t.lo))
         if t.hi is not None:
-            node.attrs["hi"] = t.hi if hi is None else min(int(hi), t.hi)
+            node.attrs = dataclasses.replace(node.attrs, hi=t.hi if hi is None else min(int(hi), t.hi))
     return notes
 
 
@@ -232,11 +232,11 @@ def _bias_notes(graph, model, pre: Prequantized, layers, names) -> list[str]:
             continue
         bias_name = onnx_node.input[2] if onnx_node.op_type != "MatMul" and len(onnx_node.input) > 2 else None
         carried = pre.weights.get(bias_name) if bias_name else None
-        if carried is not None and carried.codes.shape == np.shape(node.attrs["bias"]):
-            diff = int(np.count_nonzero(carried.codes != node.attrs["bias"]))
+        if carried is not None and carried.codes.shape == np.shape(node.attrs.bias):
+            diff = int(np.count_nonzero(carried.codes != node.attrs.bias))
             if diff:
                 notes.append(f"layer {node.name!r}: {diff} of {carried.codes.size} bias codes differ from the "
-                             f"carried int32 codes by at most {int(np.abs(carried.codes - node.attrs['bias']).max())} "
+                             f"carried int32 codes by at most {int(np.abs(carried.codes - node.attrs.bias).max())} "
                              f"(the bias scale is not s_x * s_w)")
         elif np.any(np.asarray(by_name[node.name].attrs["bias"]) != 0):
             notes.append(f"layer {node.name!r}: its float bias is rounded to codes at s_x * s_w (within half a step "

@@ -129,7 +129,7 @@ def export_qdq(qmodel: Any, path: str | Path | None = None, *, opset: int | None
             lq = dataclasses.replace(lq, weight_bits=8)
             codes, w_scales = _quantize_weights(np.asarray(layer.attrs["weight"], np.float64), lq, axis)
         bias_scale = s_x * w_scales
-        bias = np.asarray(node.attrs["bias"], np.int64)  # nnforge's (with any bias correction)
+        bias = np.asarray(node.attrs.bias, np.int64)  # nnforge's (with any bias correction)
         if lq is not nn_lq or s_x != nn_s_x:  # the same real bias at the exported scales
             bias = np.floor(bias * (nn_s_x * nn_scales) / bias_scale + 0.5).astype(np.int64)
         if np.abs(bias).max(initial=0) >= 2**31:
@@ -171,7 +171,7 @@ def _nnforge_weights(layer, node, config, axis: int):
     w = np.asarray(layer.attrs["weight"], np.float64)
     for cand in [lq] + [dataclasses.replace(lq, weight_bits=b) for b in range(2, 17) if b != lq.weight_bits]:
         codes, scales = _quantize_weights(w, cand, axis)
-        if np.array_equal(codes, node.attrs["weight"]):
+        if np.array_equal(codes, node.attrs.weight):
             return cand, codes, scales
     raise ModelError(f"layer {layer.name!r}: no weight width reproduces the quantized graph's weight "
                      "codes; was it built with another config?")

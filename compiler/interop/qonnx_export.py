@@ -74,7 +74,7 @@ def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None, *, roun
     if rounding not in ROUNDINGS:
         raise InputError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
     graph = qmodel.graph
-    wrapped = [n.name for n in graph.nodes if n.attrs.get("overflow") == "WRAP"]
+    wrapped = [n.name for n in graph.nodes if getattr(n.attrs, "overflow", None) == "WRAP"]
     if wrapped:
         raise InputError(f"layer {wrapped[0]!r}: overflow must be SAT to export QONNX (a Quant saturates), not WRAP"
                          + (f" (also {', '.join(map(repr, wrapped[1:]))})" if len(wrapped) > 1 else ""))
@@ -91,13 +91,13 @@ def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None, *, roun
         if node.op not in ("conv2d", "dense"):
             continue
         layer = layer_of[node.name]
-        codes = np.asarray(node.attrs["weight"], np.int64)
+        codes = np.asarray(node.attrs.weight, np.int64)
         axis = 0 if node.op == "conv2d" else 1
         w_scales = _weight_scales(node, codes.shape[axis])
         wtype = _weight_type(qmodel, layer, node, codes)
         per_channel = np.unique(w_scales).size > 1
         s_x = graph.tensors[node.inputs[0]].scale
-        bias = np.asarray(node.attrs["bias"], np.int64)
+        bias = np.asarray(node.attrs.bias, np.int64)
         if np.abs(bias).max(initial=0) >= EXACT_BIAS:
             inexact_bias.append(layer.name)
         narrow = wtype.signed and int(codes.min(initial=0)) > wtype.lo
@@ -143,7 +143,7 @@ def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None, *, roun
 
 
 def _weight_scales(node, channels: int) -> np.ndarray:
-    scales = node.attrs.get("weight_scale")
+    scales = node.attrs.weight_scale
     if scales is None:
         raise ModelError(f"layer {node.name!r}: its weight scales must be in the quantized graph to export QONNX, "
                          "not missing (a graph saved before they were recorded: quantize it again)")
@@ -152,7 +152,7 @@ def _weight_scales(node, channels: int) -> np.ndarray:
 
 def _weight_type(qmodel, layer, node, codes: np.ndarray) -> QType:
     """The layer's weight type: its recorded width, its config's sign; checked against the codes."""
-    bits = int(node.attrs.get("weight_bits") or qmodel.config.for_layer(layer.name, layer.op).weight_bits)
+    bits = int(node.attrs.weight_bits or qmodel.config.for_layer(layer.name, layer.op).weight_bits)
     signed = bool(qmodel.config.for_layer(layer.name, layer.op).weight_signed) or int(codes.min(initial=0)) < 0
     qtype = QType(bits, signed)
     if codes.size and (int(codes.min()) < qtype.lo or int(codes.max()) > qtype.hi):
@@ -173,8 +173,8 @@ def _bias_bits(bias: np.ndarray) -> int:
 
 def _rounding(qmodel, node) -> str:
     """How the layer producing a tensor rounds: its own attribute, else its config's (lookup tables)."""
-    if "rounding" in node.attrs:
-        return str(node.attrs["rounding"])
+    if hasattr(node.attrs, "rounding"):
+        return str(node.attrs.rounding)
     if node.op == "lut":
         layer = next((l for l in qmodel.layers if l.name == node.name), None)
         if layer is not None:
@@ -184,7 +184,7 @@ def _rounding(qmodel, node) -> str:
 
 def _narrow_clamp(node, qtype: QType) -> bool:
     """Whether the layer's clamp is exactly QONNX's narrow range of ``qtype``."""
-    lo, hi = node.attrs.get("lo"), node.attrs.get("hi")
+    lo, hi = getattr(node.attrs, "lo", None), getattr(node.attrs, "hi", None)
     if qtype.signed:
         return lo is not None and int(lo) == qtype.lo + 1 and (hi is None or int(hi) == qtype.hi)
     return hi is not None and int(hi) == qtype.hi - 1 and (lo is None or int(lo) == qtype.lo)

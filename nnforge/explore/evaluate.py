@@ -125,7 +125,7 @@ class Evaluator:
         macs_bits = 0
         for node in graph.nodes:
             if node.op in ("conv2d", "dense"):
-                w_bits = int(node.attrs.get("weight_bits") or graph_weight_bits(qmodel, node))
+                w_bits = int(node.attrs.weight_bits or graph_weight_bits(qmodel, node))
                 a_bits = graph.tensors[node.inputs[0]].qtype.bits
                 macs_bits += layer_macs(graph, node) * w_bits * a_bits
         out = {"bytes": int(huff.total_bytes), "bytes-fixed": int(fixed.total_bytes),
