@@ -48,6 +48,11 @@ class Model:
         ).digest()
 
     @property
+    def fingerprint(self) -> bytes:
+        """A digest of the ONNX model and its input specs: the key of its builds and cached statistics."""
+        return self._fingerprint
+
+    @property
     def relax(self):
         """The cleaned float Relax module (imported on first use by a lazily loaded model)."""
         if self._relax is None:

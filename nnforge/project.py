@@ -139,7 +139,8 @@ class Project:
 
     def predict(self, arrays, batch_size: int = 256) -> dict[str, np.ndarray]:
         """Float outputs through the hardware: quantize inputs, run, dequantize (+ host softmax)."""
-        from nnforge.quantized import fixed_batch, host_outputs
+        from nnforge.compiler.quant.calibrate import fixed_batch
+        from nnforge.quantized import host_outputs
 
         qmodel = self.qmodel
         if isinstance(arrays, np.ndarray):
@@ -153,7 +154,7 @@ class Project:
         out_codes = np.concatenate(chunks) if chunks else np.zeros((0,), np.int64)
         name = self.graph.outputs[0]
         # float ops after the integer outputs, a fixed batch at a time
-        real = host_outputs(self.graph, name, out_codes, fixed_batch(qmodel.float_model))
+        real = host_outputs(self.graph, name, out_codes, fixed_batch(qmodel.float_model.inputs))
         return {qmodel.float_model.output_names[0]: real.astype(np.float32)}
 
     def golden_codes(self) -> tuple[list[np.ndarray], list[np.ndarray]]:

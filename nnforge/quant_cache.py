@@ -63,7 +63,7 @@ def data_digest(arrays: list[np.ndarray]) -> bytes:
 def stats_key(model, layers, arrays: list[np.ndarray], batch_size: int) -> str:
     """The key of the statistics of ``layers`` of ``model`` over ``arrays``."""
     h = hashlib.sha256(code_digest())
-    h.update(model._fingerprint)
+    h.update(model.fingerprint)
     h.update(json.dumps([[l.name, l.op] for l in layers]).encode())
     h.update(data_digest(arrays))
     h.update(str(int(batch_size)).encode())

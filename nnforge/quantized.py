@@ -1,9 +1,14 @@
-"""Quantized models: calibration, the integer module, and bit-accurate simulation."""
+"""Quantized models: the facade over calibration and quantization, the integer module, and
+bit-accurate simulation.
+
+The compiler does the work (``compiler/quant/calibrate.py`` batches the data and folds it into
+statistics, ``compiler/quant/quantize.py`` builds the graph); this module adds what a Python user
+holds: the TVM build of the traced float model (``FloatTrace``, passed to the compiler as its
+tracer), the on-disk cache (``quant_cache.py``), and ``QuantizedModel``."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,28 +16,15 @@ import numpy as np
 
 from nnforge.compiler.lower import executor
 from nnforge.compiler import reference
-from nnforge.compiler.quant.calibration import ActivationStats, TensorStats
+from nnforge.compiler.quant.calibrate import (WEIGHTED_OPS, Progress, batch_size_for, batched_specs, batches,
+                                              check_divisible, collect_stats, collect_tensors, fixed_batch)
+from nnforge.compiler.quant.calibration import TensorStats
 from nnforge.compiler.errors import InputError
-from nnforge.compiler.spelling import option
 from nnforge.compiler.quant.layers import FloatLayer, float_layers, tensor_names, traced_module
 from nnforge.compiler.qgraph import QGraph, apply_host_ops
 from nnforge.compiler.compress.compress_config import CompressConfig, parse_prune_config
 from nnforge.compiler.quant.quant_config import QuantConfig, parse_config
 from nnforge.model import Model
-
-Progress = Callable[[int, int], None] | None
-
-
-def batch_size_for(model: Model, requested: int) -> int:
-    """A model with a fixed batch dimension B runs in chunks of exactly B samples."""
-    fixed = model.inputs[0].shape[0]
-    return fixed if isinstance(fixed, int) else requested
-
-
-def _batches(arrays: list[np.ndarray], batch_size: int):
-    n = len(arrays[0])
-    for start in range(0, n, batch_size):
-        yield start, [a[start : start + batch_size] for a in arrays]
 
 
 class FloatTrace:
@@ -42,7 +34,7 @@ class FloatTrace:
         self.model, self.layers = model, layers
         # cached on disk like the model itself: calibration, simulate and every sweep point share one build
         self._compiled = executor.build(traced_module(model.relax, layers), model.inputs, [l.name for l in layers],
-                                        fingerprint=model._fingerprint + b"/trace")
+                                        fingerprint=model.fingerprint + b"/trace")
 
     def __call__(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Every layer's float output by layer name (names are unique; Relax var names are not)."""
@@ -60,9 +52,9 @@ def calibrate(model: Model, arrays: list[np.ndarray], layers: list[FloatLayer] |
     from nnforge import quant_cache
 
     layers = layers if layers is not None else float_layers(model.relax, model.output_names, model.onnx_names)[0]
-    arrays = executor.check_inputs(_batched_specs(model), arrays)
-    batch_size = batch_size_for(model, batch_size)
-    _check_divisible(arrays, batch_size, model)
+    arrays = executor.check_inputs(batched_specs(model.inputs), arrays)
+    batch_size = batch_size_for(model.inputs, batch_size)
+    check_divisible(arrays, batch_size, model.inputs)
     n = len(arrays[0])
     key = quant_cache.stats_key(model, layers, arrays, batch_size) if cache else None
     wanted = [s.name for s in model.inputs] + [l.name for l in layers]
@@ -71,35 +63,10 @@ def calibrate(model: Model, arrays: list[np.ndarray], layers: list[FloatLayer] |
         if progress:
             progress(n, n)
         return cached
-    trace = FloatTrace(model, layers)
-    stats: dict[str, TensorStats] = {}
-    for start, batch in _batches(arrays, batch_size):
-        values = dict(zip((s.name for s in model.inputs), batch))
-        values.update(trace(batch))
-        for name, value in values.items():
-            try:
-                stats.setdefault(name, ActivationStats()).update(value)
-            except ValueError as err:
-                raise InputError(f"calibration tensor {name!r}: {err}") from None
-        if progress:
-            progress(min(start + batch_size, n), n)
+    stats = collect_stats([s.name for s in model.inputs], arrays, batch_size, FloatTrace(model, layers), progress)
     if key:
         quant_cache.save_stats(key, stats)
     return stats
-
-
-def _check_divisible(arrays, batch_size: int, model: Model) -> None:
-    if isinstance(model.inputs[0].shape[0], int) and len(arrays[0]) % batch_size:
-        raise InputError(
-            f"the model's batch dimension is fixed at {batch_size}, so the number of samples must be "
-            f"a multiple of {batch_size}, not {len(arrays[0])}; re-import with {option('input_shape')} to change it"
-        )
-
-
-def _batched_specs(model: Model):
-    from nnforge.compiler.frontend.onnx_frontend import BATCH, TensorSpec
-
-    return [TensorSpec(s.name, (BATCH,) + s.shape[1:], s.dtype) for s in model.inputs]
 
 
 @dataclass
@@ -134,14 +101,18 @@ class QuantizedModel:
             # the CPU simulation form: same codes as ``self.relax``, cheaper arithmetic (lower_relax);
             # cached on disk under a digest of every number in the graph and the lowering's source
             self._compiled = executor.build(lower(self.graph, fast=True), [], [],
-                                            fingerprint=_graph_fingerprint(self.graph))._vm
+                                            fingerprint=_graph_fingerprint(self.graph)).vm
         return self._compiled
 
     def _call(self, fname: str, codes: list[np.ndarray]) -> list[np.ndarray]:
         return executor.call(self.compile(), fname, codes)
 
+    def integer_outputs(self, codes: list[np.ndarray]) -> list[np.ndarray]:
+        """Every graph output's codes from the TVM integer build, for input codes (one per input)."""
+        return self._call("main", codes)
+
     def quantize_inputs(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return self.graph.quantize_inputs(executor.check_inputs(_batched_specs(self.float_model), arrays))
+        return self.graph.quantize_inputs(executor.check_inputs(batched_specs(self.float_model.inputs), arrays))
 
     def trace(self, codes: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Every node's output codes from the TVM integer build."""
@@ -153,27 +124,22 @@ class QuantizedModel:
 
     def predict(self, arrays: list[np.ndarray], batch_size: int = 256, progress: Progress = None) -> dict[str, np.ndarray]:
         """Dequantized outputs of the integer model over a dataset (host softmax applied)."""
-        arrays = executor.check_inputs(_batched_specs(self.float_model), arrays)
-        batch_size = batch_size_for(self.float_model, batch_size)
-        _check_divisible(arrays, batch_size, self.float_model)
+        inputs = self.float_model.inputs
+        arrays = executor.check_inputs(batched_specs(inputs), arrays)
+        batch_size = batch_size_for(inputs, batch_size)
+        check_divisible(arrays, batch_size, inputs)
         chunks = []
         n = len(arrays[0])
-        for start, batch in _batches(arrays, batch_size):
+        for start, batch in batches(arrays, batch_size):
             codes = self.graph.quantize_inputs(batch)
             chunks.append(self._call("main", codes))
             if progress:
                 progress(min(start + batch_size, n), n)
         outs = {}
         for i, name in enumerate(self.graph.outputs):
-            real = host_outputs(self.graph, name, np.concatenate([c[i] for c in chunks]), fixed_batch(self.float_model))
+            real = host_outputs(self.graph, name, np.concatenate([c[i] for c in chunks]), fixed_batch(inputs))
             outs[self.float_model.output_names[i]] = real.astype(np.float32)
         return outs
-
-
-def fixed_batch(model: Model) -> int | None:
-    """The model's fixed batch dimension (an ONNX model exported at batch 1), or None when free."""
-    b = model.inputs[0].shape[0]
-    return b if isinstance(b, int) else None
 
 
 def host_outputs(graph: QGraph, name: str, codes: np.ndarray, batch: int | None = None) -> np.ndarray:
@@ -228,7 +194,10 @@ def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_si
     if getattr(model, "prequantized", None) is not None:  # QDQ / QOperator / QONNX: keep what it carries
         from nnforge.compiler.interop.prequant_graph import quantize_prequantized
 
-        return quantize_prequantized(model, calib, config, batch_size, progress, stats, compress, cache)
+        graph, layers, cfg = quantize_prequantized(
+            model, calib, config, progress, stats, compress,
+            calibrate=lambda layers: calibrate(model, calib, layers, batch_size, progress, cache=cache))
+        return QuantizedModel(model, graph, layers, cfg, None)
     cfg = parse_config(config)
     comp = parse_prune_config(compress)
     layers, host = float_layers(model.relax, model.output_names, model.onnx_names)
@@ -236,9 +205,9 @@ def quantize(model: Model, calib: list[np.ndarray] | None, config=None, batch_si
     if stats is None:
         if calib is None:
             raise InputError("quantization needs calibration data (or precomputed statistics)")
-        calib = executor.check_inputs(_batched_specs(model), calib)
+        calib = executor.check_inputs(batched_specs(model.inputs), calib)
         if cache:
-            stats_part = quant_cache.stats_key(model, layers, calib, batch_size_for(model, batch_size))
+            stats_part = quant_cache.stats_key(model, layers, calib, batch_size_for(model.inputs, batch_size))
             key = quant_cache.graph_key(stats_part, cfg, comp, fixed_scales)
             hit = quant_cache.load_graph(key)
             if hit is not None:  # layers: the float model's, as load_quantized gives them
@@ -269,19 +238,13 @@ def _traced_inputs(model: Model, layers: list[FloatLayer], calib: list[np.ndarra
                    samples: int = 512) -> dict[str, np.ndarray]:
     """The model inputs and every weighted layer's float input over the first calibration samples,
     by tensor name (``layers.tensor_names``)."""
-    arrays = executor.check_inputs(_batched_specs(model), calib)
-    batch_size = batch_size_for(model, batch_size)
-    n = len(arrays[0]) if isinstance(model.inputs[0].shape[0], int) else min(len(arrays[0]), samples)
+    arrays = executor.check_inputs(batched_specs(model.inputs), calib)
+    batch_size = batch_size_for(model.inputs, batch_size)
+    n = len(arrays[0]) if fixed_batch(model.inputs) is not None else min(len(arrays[0]), samples)
     names = tensor_names(model.relax["main"], layers, [s.name for s in model.inputs])
-    needed = {names[l.inputs[0]] for l in layers if l.op in ("conv2d", "dense") and l.inputs}
-    trace = FloatTrace(model, layers)
-    chunks: dict[str, list] = {}
-    for _, batch in _batches([a[:n] for a in arrays], batch_size):
-        inputs = dict(zip((s.name for s in model.inputs), batch))
-        values = inputs | {k: v for k, v in trace(batch).items() if k in needed}
-        for k, v in values.items():
-            chunks.setdefault(k, []).append(v)
-    return {k: np.concatenate(v) for k, v in chunks.items()}
+    needed = {names[l.inputs[0]] for l in layers if l.op in WEIGHTED_OPS and l.inputs}
+    return collect_tensors([s.name for s in model.inputs], [a[:n] for a in arrays], batch_size,
+                           FloatTrace(model, layers), needed)
 
 
 def saved_files(qmodel: QuantizedModel) -> dict[str, bytes]:

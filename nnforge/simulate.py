@@ -19,8 +19,8 @@ import numpy as np
 from nnforge.compiler.quant.calibration import TensorStats
 from nnforge.compiler.quant.layers import tensor_names
 from nnforge.model import Model
-from nnforge.quantized import (FloatTrace, Progress, QuantizedModel, _batches, _check_divisible, batch_size_for,
-                               quantize)
+from nnforge.compiler.quant.calibrate import Progress, batch_size_for, batched_specs, batches, check_divisible
+from nnforge.quantized import FloatTrace, QuantizedModel, quantize
 
 
 @dataclass
@@ -109,11 +109,10 @@ def simulate(
     the float model on ``data``.  Per-layer SQNR over the first ``sqnr_samples`` samples
     (``None``: all of them); accuracy and agreement over all.  ``qmodel``: measure this
     quantized model of ``model`` instead of quantizing (its build is reused)."""
-    from nnforge.quantized import _batched_specs
     from nnforge.compiler.errors import InputError
     from nnforge.compiler.lower.executor import check_inputs
 
-    data = check_inputs(_batched_specs(model), list(data))  # dtype, shape, samples: before any work
+    data = check_inputs(batched_specs(model.inputs), list(data))  # dtype, shape, samples: before any work
     if labels is not None and (np.ndim(labels) != 1 or len(labels) != len(data[0])):
         raise InputError(f"labels must be 1-D with one label per sample ({len(data[0])}), "
                          f"not shape {list(np.shape(labels))}")
@@ -130,8 +129,8 @@ def simulate(
         calib_note = "precomputed statistics" if calib is None else f"{len(calib[0])} calibration samples"
     if qmodel is None:
         qmodel = quantize(model, calib, config, batch_size, stats=stats, compress=compress)
-    batch_size = batch_size_for(model, batch_size)
-    _check_divisible(data, batch_size, model)
+    batch_size = batch_size_for(model.inputs, batch_size)
+    check_divisible(data, batch_size, model.inputs)
     graph = qmodel.graph
     trace = _float_trace(model, qmodel.layers)
     float_var = {layer.name: layer.name for layer in qmodel.layers}  # node -> its float layer (trace keys)
@@ -153,11 +152,11 @@ def simulate(
     logits = _logits(model, qmodel, last_float) if traced < n else None
     if logits is None:
         traced = n
-    for start, batch in _batches(data, batch_size):
+    for start, batch in batches(data, batch_size):
         codes = graph.quantize_inputs(batch)
         if start >= traced:  # past the SQNR samples: the outputs only
             f_pred.append(logits(batch)[last_float].reshape(len(batch[0]), -1).argmax(1))
-            q_pred.append(qmodel._call("main", codes)[0].reshape(len(batch[0]), -1).argmax(1))
+            q_pred.append(qmodel.integer_outputs(codes)[0].reshape(len(batch[0]), -1).argmax(1))
             if progress:
                 progress(min(start + batch_size, n), n)
             continue

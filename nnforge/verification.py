@@ -64,16 +64,16 @@ class VerifyReport:
 def _tvm_accuracy(qmodel, inputs: list[np.ndarray], labels: np.ndarray, batch_size: int,
                   notes: list[str]) -> float | None:
     """Top-1 accuracy of the TVM integer build on the same codes (argmax of the output codes, as simulate)."""
-    from nnforge.quantized import batch_size_for
+    from nnforge.compiler.quant.calibrate import batch_size_for, fixed_batch
 
-    bs = batch_size_for(qmodel.float_model, batch_size)
+    bs = batch_size_for(qmodel.float_model.inputs, batch_size)
     n = len(inputs[0])
-    if isinstance(qmodel.float_model.inputs[0].shape[0], int) and n % bs:
+    if fixed_batch(qmodel.float_model.inputs) is not None and n % bs:
         notes.append(f"quant_accuracy not computed: the model's batch dimension is fixed at {bs}, "
                      f"which does not divide {n} samples")
         return None
     inputs = [a.astype(t.qtype.storage) for a, t in zip(inputs, qmodel.graph.inputs)]
-    preds = [qmodel._call("main", [a[s:s + bs] for a in inputs])[0].reshape(min(bs, n - s), -1).argmax(1)
+    preds = [qmodel.integer_outputs([a[s:s + bs] for a in inputs])[0].reshape(min(bs, n - s), -1).argmax(1)
              for s in range(0, n, bs)]
     return float(np.mean(np.concatenate(preds) == labels)) if preds else None
 

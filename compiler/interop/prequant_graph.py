@@ -1,7 +1,8 @@
 """A pre-quantized model's ``QGraph``: the carried types, scales and weight codes, kept.
 
-``quantize_prequantized(model, calib, config)`` is what ``nnforge.quantize`` does for a model
-``nnforge.load`` recognised as pre-quantized (``model.prequantized``):
+``quantize_prequantized(model, calib, config, calibrate=...)`` is what ``nnforge.quantize`` does for
+a model ``nnforge.load`` recognised as pre-quantized (``model.prequantized``); the caller passes the
+calibration run (``calibrate(layers) -> statistics``) and wraps the graph it returns:
 
 1. every model input and requantizing layer (conv, dense, add, mul, lookup table, global
    average pool) whose output tensor the model quantizes gets that tensor's type and scale
@@ -22,12 +23,14 @@ or floors (``TRN``) where the source floors; the notes list what differs.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
 from ..quant.calibration import ActivationStats
 from ..errors import InputError, ModelError
 from ..quant.layers import FloatLayer, float_layers
+from ..qgraph import QGraph
 from .prequant import CarriedTensor, CarriedWeight, Prequantized
 from ..quant.quant_config import QuantConfig, parse_config
 from ..quant.quantize import quantize_model
@@ -37,11 +40,12 @@ _LINEAR_ONNX = {"Conv", "Gemm", "MatMul"}
 _THROUGH_ONNX = {"Relu", "Clip", "Add", "Max", "Min", "Identity"}  # between a linear node and its layer's output
 
 
-def quantize_prequantized(model, calib: list[np.ndarray] | None, config=None, batch_size: int = 256,
-                          progress=None, stats=None, compress=None, cache: bool = True):
-    """The ``QuantizedModel`` of a pre-quantized ``model`` (``model.prequantized``); see the module doc."""
-    from nnforge.quantized import QuantizedModel, calibrate
-
+def quantize_prequantized(model, calib: list[np.ndarray] | None, config=None, progress=None, stats=None,
+                          compress=None, *, calibrate: Callable[[list[FloatLayer]], dict]
+                          ) -> tuple[QGraph, list[FloatLayer], QuantConfig]:
+    """The quantized graph of a pre-quantized ``model`` (``model.prequantized``), the float layers
+    it was built from and the config it used; see the module doc.  ``calibrate(layers)`` gives the
+    statistics of the layers the model leaves float (called only when there are some)."""
     from .onnx_names import onnx_tensor_names
 
     pre: Prequantized = model.prequantized
@@ -106,7 +110,7 @@ def quantize_prequantized(model, calib: list[np.ndarray] | None, config=None, ba
                      + "; ".join(missing))
     cfg = QuantConfig(default=cfg.default, op_types=cfg.op_types, layers=overrides, auto=False)
     if stats is None and missing:
-        stats = calibrate(model, calib, layers, batch_size, progress, cache=cache)
+        stats = calibrate(layers)
     elif stats is None:
         stats = {}
     stats = dict(stats)
@@ -120,7 +124,7 @@ def quantize_prequantized(model, calib: list[np.ndarray] | None, config=None, ba
     pre.notes[:] = list(dict.fromkeys(notes))
     if progress and calib is not None:
         progress(len(calib[0]), len(calib[0]))
-    return QuantizedModel(model, graph, new_layers, cfg, None)
+    return graph, new_layers, cfg
 
 
 def _all_pow2(pre: Prequantized) -> bool:

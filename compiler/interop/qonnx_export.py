@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import onnx
@@ -53,9 +53,6 @@ from ..errors import InputError, ModelError
 from ..quant.numerics import QType
 from .qonnx_import import SCALES_KEY
 
-if TYPE_CHECKING:
-    from nnforge.quantized import QuantizedModel
-
 DOMAIN = "qonnx.custom_op.general"
 EXACT_BIAS = 2**22  # bias codes below this survive float32 (codes * s) and the division by s exactly
 
@@ -63,7 +60,7 @@ EXACT_BIAS = 2**22  # bias codes below this survive float32 (codes * s) and the 
 ROUNDINGS = ("ROUND", "HALF_UP")  # QONNX modes for nnforge's RND (TRN is FLOOR)
 
 
-def export_qonnx(qmodel: QuantizedModel, path: str | Path | None = None, *, rounding: str = "ROUND"
+def export_qonnx(qmodel: Any, path: str | Path | None = None, *, rounding: str = "ROUND"
                  ) -> onnx.ModelProto:
     """Write ``qmodel`` as a QONNX model (and return it); ``rounding`` is the mode written for
     nnforge's RND: ``ROUND`` (FINN, hls4ml) or ``HALF_UP``.  See the module doc."""

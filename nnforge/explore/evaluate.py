@@ -41,17 +41,18 @@ class Evaluator:
                  costs: list[str], backend: str | None = None, backend_options: dict | None = None,
                  engine: str = "auto", batch_size: int = 256):
         from nnforge.compiler.quant.layers import float_layers
-        from nnforge.quantized import _batched_specs, batch_size_for, calibrate
+        from nnforge.compiler.quant.calibrate import batch_size_for, batched_specs
+        from nnforge.quantized import calibrate
         from nnforge.compiler.lower.executor import check_inputs
 
         if engine not in ENGINES:
             raise InputError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         self.model = model
-        self.calib = check_inputs(_batched_specs(model), list(calib))
-        self.data = check_inputs(_batched_specs(model), list(data))
+        self.calib = check_inputs(batched_specs(model.inputs), list(calib))
+        self.data = check_inputs(batched_specs(model.inputs), list(data))
         self.labels = None if labels is None else np.asarray(labels)
         self.costs = list(costs)
-        self.batch_size = batch_size_for(model, batch_size)
+        self.batch_size = batch_size_for(model.inputs, batch_size)
         layers, host = float_layers(model.relax, model.output_names, model.onnx_names)
         self.layers = [(l.name, l.op) for l in layers if l.op in ("conv2d", "dense") and l.name not in host]
         if not self.layers:
@@ -104,11 +105,11 @@ class Evaluator:
                                  sqnr_samples=0)
             return {"accuracy": report.quant_accuracy, "agreement": report.agreement}
         from nnforge.compiler import reference
-        from nnforge.quantized import _batches
+        from nnforge.compiler.quant.calibrate import batches
 
         graph = qmodel.graph
         preds = []
-        for _, batch in _batches(self.data, self.batch_size):
+        for _, batch in batches(self.data, self.batch_size):
             codes = reference.run(graph, graph.quantize_inputs(batch))[graph.outputs[0]]
             preds.append(codes.reshape(len(batch[0]), -1).argmax(1))
         pred = np.concatenate(preds)
