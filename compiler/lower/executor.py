@@ -4,7 +4,9 @@ One of the few modules that import tvm.  Modules are compiled by ``cpu_schedule.
 vectorizing schedule for this machine's CPU).  The cache key is the caller's fingerprint of the
 model (ONNX bytes, input shapes, pipeline version) plus the TVM and nnforge versions and the
 llvm target (its -mcpu makes a library unportable), so an unchanged model is compiled once and
-later runs load the shared library.
+later runs load the shared library.  ``call`` runs any function of a Relax VM on numpy arrays
+(the facade's integer model, the BYOC mixed executor) and ``build_plain`` is TVM's default llvm
+build (the BYOC host module), so no other module needs TVM's runtime API.
 """
 
 from __future__ import annotations
