@@ -15,8 +15,8 @@ from nnforge.compiler.quant.calibration import (
     pow2_scale,
     qmax_for,
     quantize_dequantize,
-    weight_thresholds,
 )
+from nnforge.compiler.quant.weight_calibration import weight_thresholds
 
 
 def stats_of(*batches: np.ndarray, bins: int = 2048) -> TensorStats:
@@ -336,7 +336,7 @@ def test_state_round_trips_every_statistic(rng):
 @pytest.mark.parametrize("shape, bits", [((300, 700), 8), ((7, 9), 4), ((2, 40000), 3)])
 def test_weight_mse_equals_the_plain_search(shape, bits, rng):
     """The blocked in-place search gives what searching the fractions on the whole matrix gives."""
-    from nnforge.compiler.quant.calibration import WEIGHT_MSE_FRACTIONS
+    from nnforge.compiler.quant.weight_calibration import WEIGHT_MSE_FRACTIONS
 
     w = rng.standard_t(3, size=shape)
     w[0] = 0.0  # an all-zero channel keeps threshold 0

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import TensorStats, choose_threshold, quantize_dequantize, weight_thresholds
+from .calibration import TensorStats, choose_threshold, quantize_dequantize
+from .weight_calibration import weight_thresholds
 from .quant_config import LayerQuant
 
 TARGET_SQNR_DB = 30.0  # about 5 effective bits of signal above the quantization noise

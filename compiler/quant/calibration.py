@@ -8,8 +8,8 @@ scale up to a power of two with :func:`pow2_scale`.
 
 Activations are seen one batch at a time: feed every batch of a tensor to one
 :class:`TensorStats`, then call :func:`choose_threshold` with one of :data:`METHODS`.
-Weights are at hand in full, so :func:`weight_thresholds` works on them directly, per tensor
-or per output channel.
+Weights are at hand in full, so ``weight_calibration.weight_thresholds`` works on them directly,
+per tensor or per output channel.
 
 Pure numpy; nothing here needs TVM.
 """
@@ -17,22 +17,16 @@ Pure numpy; nothing here needs TVM.
 from __future__ import annotations
 
 import math
-import os
 from typing import Callable
 
 import numpy as np
 
 METHODS = ("minmax", "percentile", "mse", "entropy")
-WEIGHT_METHODS = ("minmax", "mse")
 
 # A tensor that was zero on every calibration value gets this pow2 scale: every value seen is
 # exact (code 0), anything else saturates near 0, and 2**-24 is still a normal float32 and a
 # 24-bit shift in hardware rather than an absurd one.
 ZERO_RANGE_POW2_SCALE = 2.0**-24
-
-# Weight mse searches thresholds f * absmax over these fractions; 1.0 (minmax) is included, so
-# mse is never worse than minmax on the weights themselves.
-WEIGHT_MSE_FRACTIONS = np.linspace(1.0, 0.5, 51)
 
 _MSE_COARSE_CANDIDATES = 256
 _ENTROPY_EPS = 1e-4  # in counts: what a zero bin becomes before the KL divergence
@@ -86,7 +80,8 @@ def pow2_scale(threshold: float, qmax: int) -> float:
     return scale
 
 
-def _check_finite(x: np.ndarray, what: str) -> None:
+def check_finite(x: np.ndarray, what: str) -> None:
+    """A ValueError counting the NaNs and infinities in ``x`` (``what``: the data it names)."""
     finite = np.isfinite(x)
     if not finite.all():
         nan = int(np.isnan(x).sum())
@@ -123,7 +118,7 @@ class TensorStats:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x = x.astype(np.float64)
-        _check_finite(x, "calibration data")
+        check_finite(x, "calibration data")
         if x.size == 0:
             return
         # min, max and |x| are exact in the data's own float type; only the histogram needs float64
@@ -359,80 +354,6 @@ def _smooth(counts: np.ndarray) -> np.ndarray:
 _METHODS: dict[str, Callable[[TensorStats, int, bool, float], float]] = {
     "minmax": _minmax, "percentile": _percentile, "mse": _mse, "entropy": _entropy,
 }
-
-
-# --- weights ----------------------------------------------------------------------------------
-
-def weight_thresholds(w: np.ndarray, bits: int, per_channel: bool, method: str = "minmax",
-                      axis: int = 0) -> np.ndarray:
-    """Signed clipping thresholds for a weight tensor: shape ``[C]`` per channel, ``[]`` per tensor.
-
-    ``axis`` is the output-channel axis (read only with ``per_channel``).  ``minmax``: absmax.
-    ``mse``: per channel, the threshold among :data:`WEIGHT_MSE_FRACTIONS` of absmax whose
-    quantize-dequantize squared error on the weights themselves is least.  An all-zero
-    channel gets 0 (the quantizer makes that scale 1, code 0).
-    """
-    if method not in WEIGHT_METHODS:
-        raise ValueError(f"weight calibration method must be one of {', '.join(WEIGHT_METHODS)}, "
-                         f"not {method!r}")
-    qmax = qmax_for(bits, True)
-    w = np.asarray(w, dtype=np.float64)
-    _check_finite(w, "weights")
-    if per_channel:
-        if not -w.ndim <= axis < w.ndim:
-            raise ValueError(f"axis must be in [{-w.ndim}, {w.ndim}) for weights of shape "
-                             f"{w.shape}, not {axis!r}")
-        rows = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
-    else:
-        rows = w.reshape(1, -1)
-    absmax = np.abs(rows).max(axis=1, initial=0.0)
-    thresholds = absmax if method == "minmax" else _weight_mse(rows, absmax, bits, qmax)
-    return thresholds if per_channel else thresholds.reshape(())
-
-
-_MSE_BLOCK_VALUES = 1 << 16  # rows are searched in blocks of about this many weights (512 KB: in L2)
-
-
-def _weight_mse(rows: np.ndarray, absmax: np.ndarray, bits: int, qmax: int) -> np.ndarray:
-    """Per row, the fraction of absmax whose quantize-dequantize error is least.
-
-    The error of each candidate is ``sum((clip(floor(w / s + 0.5)) * s - w) ** 2)`` (what
-    ``quantize_dequantize`` computes), evaluated in place on blocks of rows that stay in cache,
-    the blocks spread over the cores (numpy releases the GIL): every element sees the same
-    operations in the same order, so the result is the same as on the whole matrix at once,
-    several times faster on a large model (ResNet-50: 25 M weights x 51 candidates)."""
-    best = absmax.copy()
-    safe = np.where(absmax > 0, absmax, 1.0)[:, None]  # zero rows: any scale, error 0
-    step = max(1, _MSE_BLOCK_VALUES // max(rows.shape[1], 1))
-    starts = range(0, len(rows), step)
-
-    def search(start: int) -> None:
-        block, top = rows[start:start + step], safe[start:start + step]
-        u = np.empty_like(block)
-        best_error = np.full(len(block), np.inf)
-        for f in WEIGHT_MSE_FRACTIONS:  # descending, so ties keep the larger threshold
-            scale = f * top / qmax
-            np.divide(block, scale, out=u)
-            u += 0.5
-            np.floor(u, out=u)
-            np.clip(u, -qmax - 1, qmax, out=u)
-            u *= scale
-            u -= block
-            u *= u
-            error = u.sum(axis=1)
-            better = error < best_error
-            best_error[better] = error[better]
-            best[start:start + step][better] = f * absmax[start:start + step][better]
-
-    if rows.size >= 4 * _MSE_BLOCK_VALUES and len(starts) > 1 and (os.cpu_count() or 1) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, len(starts))) as pool:
-            list(pool.map(search, starts))
-    else:
-        for start in starts:
-            search(start)
-    return best
 
 
 class ActivationStats(TensorStats):
