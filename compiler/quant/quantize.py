@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import TensorStats, choose_threshold, pow2_scale, weight_thresholds
+from .calibration import TensorStats, choose_threshold, pow2_scale
+from .weight_calibration import weight_thresholds
 from ..errors import ModelError
 from .layers import PASSTHROUGH, FloatLayer
 from .numerics import QType, lrn_table, quantize, quantize_multiplier, window_counts
