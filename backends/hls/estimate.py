@@ -244,6 +244,12 @@ def _stream_estimate(graph: QGraph, node: QNode) -> LayerEstimate:
         depth = (DSP_STAGES if prod.dsp else LUT_MULT_STAGES) + stages
     elif node.op == "requant":
         cost, depth = _requant_unit(node, _signed_width(xq.bits, xq.signed), b)
+    elif node.op == "hard_swish":  # the gate (add, clamp), x * t, then a requantizer
+        xw, tw = _signed_width(xq.bits, xq.signed), int(a.c6).bit_length() + 1
+        prod = multiplier(xw, tw)
+        req, stages = _requant_unit(node, xw + tw - 1, b)
+        cost = Cost(lut=3 * tw, ff=tw) + prod + req
+        depth = 1 + (DSP_STAGES if prod.dsp else LUT_MULT_STAGES) + stages
     elif node.op == "lut":
         cost = memory(len(a.table), b)
     elif node.op == "lrn":  # window sum of squares over a channel line buffer, table, multiply, requant

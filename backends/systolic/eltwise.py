@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnforge.compiler.ops import hard_swish as hard_swish_op
 from nnforge.compiler.qgraph import QNode
 
 from . import isa
 from .layout import Shape
 from .spec import (Context, Emitter, LayerSpec, Unsupported, check_width, instr, out_fields, scalar_multiplier)
 
+LUT_MAX_BITS = 8  # a table-mapped op (hard_swish) takes inputs of at most this many bits: 256 PMEM words
 _NAMES = {isa.ELT_ADD: "ADD", isa.ELT_MUL: "MUL", isa.ELT_REQUANT: "REQUANT", isa.ELT_CLIP: "CLIP", isa.ELT_LUT: "LUT"}
 
 
@@ -86,8 +88,22 @@ def clip(ctx: Context, node: QNode) -> LayerSpec:
 
 
 def lut(ctx: Context, node: QNode) -> LayerSpec:
-    table = np.asarray(node.attrs.table, dtype=np.int64).reshape(-1)
-    offset = int(node.attrs.offset)
+    return _table_lut(ctx, node, np.asarray(node.attrs.table, dtype=np.int64).reshape(-1),
+                      int(node.attrs.offset))
+
+
+def hard_swish(ctx: Context, node: QNode) -> LayerSpec:
+    """compiler/ops/hard_swish.py as a LUT instruction: the table is the op's own reference on every
+    input code, so it is exact by construction (inputs of at most LUT_MAX_BITS bits)."""
+    t_in = check_width(ctx, node, node.inputs[0], "input")
+    if t_in.bits > LUT_MAX_BITS:
+        raise Unsupported(f"the input of hard_swish layer {node.name!r} must be at most {LUT_MAX_BITS} bits wide "
+                          f"for its lookup table ({1 << LUT_MAX_BITS} PMEM words), not {t_in.bits}")
+    codes = np.arange(t_in.lo, t_in.hi + 1, dtype=np.int64)
+    return _table_lut(ctx, node, hard_swish_op.reference(node, [codes], ctx.qtype(node.output)), t_in.lo)
+
+
+def _table_lut(ctx: Context, node: QNode, table: np.ndarray, offset: int) -> LayerSpec:
     t_in, t_out = check_width(ctx, node, node.inputs[0], "input"), check_width(ctx, node, node.output, "output")
     if t_in.lo - offset < 0 or t_in.hi - offset >= table.size:
         raise Unsupported(f"the table of lut layer {node.name!r} must cover every {t_in} code from offset {offset}, "
@@ -101,4 +117,4 @@ def lut(ctx: Context, node: QNode) -> LayerSpec:
     return _eltwise(ctx, node, isa.ELT_LUT, dict(lut_offset=offset), pmem, maps_zero=int(table[-offset]) == 0)
 
 
-__all__ = ["add", "clip", "lut", "mul", "requant"]
+__all__ = ["add", "clip", "hard_swish", "lut", "mul", "requant"]

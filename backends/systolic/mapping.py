@@ -37,7 +37,7 @@ SPECS = {
     "max_pool2d": window.max_pool2d, "avg_pool2d": window.avg_pool2d,
     "global_avg_pool": window.global_avg_pool, "pad": window.pad,
     "add": eltwise.add, "mul": eltwise.mul, "requant": eltwise.requant, "clip": eltwise.clip, "lut": eltwise.lut,
-    "reshape": views.reshape,
+    "hard_swish": eltwise.hard_swish, "reshape": views.reshape,
 }  # concat needs the set of tensors already placed; see _spec
 ACCELERATED_OPS = frozenset(SPECS) | {"concat"}
 MAC_OPS = ("conv2d", "dense")

@@ -170,6 +170,34 @@ def _lrn_chains(func, users: dict) -> tuple[dict, set]:
     return chains, inner
 
 
+def _hard_swish_chains(func, users: dict) -> tuple[dict, set]:
+    """ONNX HardSwish as TVM's importer writes it: ``multiply(x, divide(clip(add(x, 3), 0, 6), 6))``.
+    Returns {multiply var: x} and the vars of the inner steps (each used only by the next)."""
+    value = {b.var: b.value for blk in func.body.blocks for b in blk.bindings}
+
+    def step(expr, op: str):  # the binding of ``expr`` when it is a single-use call to ``op``
+        v = value.get(expr) if is_var(expr) and users.get(expr, 0) == 1 else None
+        return v if v is not None and call_op_name(v) == op else None
+
+    def scalar(expr) -> float | None:
+        return float(const_value(expr).reshape(())) if is_constant(expr) and const_value(expr).size == 1 else None
+
+    chains, inner = {}, set()
+    for var, call in value.items():
+        if call_op_name(call) != "relax.multiply":
+            continue
+        x, div = call.args
+        d = step(div, "relax.divide")
+        c = None if d is None else step(d.args[0], "relax.clip")
+        a = None if c is None else step(c.args[0], "relax.add")
+        if (a is None or not a.args[0].same_as(x) or scalar(a.args[1]) != 3.0 or scalar(d.args[1]) != 6.0
+                or [float(v.value) for v in c.args[1:]] != [0.0, 6.0]):
+            continue
+        chains[var] = x
+        inner.update((div, d.args[0], c.args[0]))
+    return chains, inner
+
+
 def float_layers(mod, output_names: list[str] | None = None,
                  onnx_names: dict[str, str] | None = None) -> tuple[list[FloatLayer], list[str]]:
     """The layers of ``mod['main']`` in order, and the names of ops left on the host.
@@ -193,6 +221,7 @@ def float_layers(mod, output_names: list[str] | None = None,
 
     alias: dict = {}  # var bound to another var -> the var it names
     lrn_chains, lrn_inner = _lrn_chains(func, users)
+    hs_chains, hs_inner = _hard_swish_chains(func, users)
     canon = binding_names(func, onnx_names)  # var -> (unique name, ONNX name)
     positions = binding_positions(func)
     original: dict[str, str] = {}  # unique name -> the ONNX name it stands for
@@ -223,7 +252,10 @@ def float_layers(mod, output_names: list[str] | None = None,
             if is_var(call):  # `gv = lv`: an alias, e.g. of the graph output
                 alias[var] = alias.get(call, call)
                 continue
-            if var in lrn_inner:  # a step of a local response normalization, taken whole below
+            if var in lrn_inner or var in hs_inner:  # a step of an LRN or a HardSwish, taken whole below
+                continue
+            if var in hs_chains:
+                new("hard_swish", var, [alias.get(hs_chains[var], hs_chains[var])])
                 continue
             if var in lrn_chains:
                 x, attrs = lrn_chains[var]

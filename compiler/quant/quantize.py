@@ -26,7 +26,7 @@ from ..errors import ModelError
 from .layers import PASSTHROUGH, FloatLayer
 from .numerics import QType, lrn_table, quantize, quantize_multiplier, window_counts
 from ..frontend.onnx_frontend import TensorSpec
-from ..ops import REQUANTIZING
+from ..ops import REQUANTIZING, hard_swish
 from ..qgraph import HostOp, QGraph, QNode, QTensor
 from .quant_config import LayerQuant, QuantConfig
 
@@ -368,6 +368,14 @@ def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuan
         _check_requant(layer.name, "output", max(abs(ins[0].qtype.lo), ins[0].qtype.hi)
                        * max(abs(ins[1].qtype.lo), ins[1].qtype.hi), m, n)
         return dict(multiplier=m, shift=n, lo=lo, hi=hi, **common)
+    if layer.op == "hard_swish":  # compiler/ops/hard_swish.py: the gate's c3, c6 and one (M, n)
+        try:
+            c3, c6, ratio = hard_swish.constants(ins[0].scale, out.scale)
+        except ValueError as err:
+            raise ModelError(f"layer {layer.name!r}: {err}") from None
+        m, n = _multiplier(layer.name, "output", ratio, "float")
+        _check_requant(layer.name, "output", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * c6, m, n)
+        return dict(c3=c3, c6=c6, multiplier=m, shift=n, lo=lo, hi=hi, **common)
     if layer.op == "lut":
         qin = ins[0].qtype
         if qin.bits > 16:
