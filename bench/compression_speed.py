@@ -143,7 +143,10 @@ def bench_huffman(layout: str = "auto") -> list[dict]:
         params = entries = bits = nonzeros = 0
         t_layout = t_enc = t_dec = 0.0
         for name, op, codes, codebook, wbits in layers:
-            attrs = dict(weight=codes, weight_bits=wbits)
+            attrs = dict(weight=codes, weight_bits=wbits, bias=np.zeros(1, np.int64), acc_dtype="int64", multiplier=1,
+                         shift=0, lo=None, hi=None, rounding="RND", overflow="SAT")  # a whole node; only weights are read
+            if op == "conv2d":
+                attrs.update(strides=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
             if codebook is not None:
                 attrs["codebook"] = codebook
             node = QNode(op, name, [], name, attrs)

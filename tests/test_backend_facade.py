@@ -346,7 +346,9 @@ def test_cli_compile_checks_options_before_any_work(tmp_path):
 # -- the shared helpers -----------------------------------------------------------------------------------
 
 def _node(**attrs) -> QNode:
-    return QNode("dense", "fc", ["x"], "y", attrs)
+    whole = dict(weight=np.zeros((1, 1), np.int64), bias=np.zeros(1, np.int64), acc_dtype="int64", multiplier=1,
+                 shift=0, lo=None, hi=None, rounding="RND", overflow="SAT")  # a whole node; tests set what they read
+    return QNode("dense", "fc", ["x"], "y", {**whole, **attrs})
 
 
 @pytest.mark.parametrize("rounding", ["RND", "TRN"])
@@ -360,7 +362,8 @@ def test_requant_constants_reproduce_numerics_requantize(rounding, overflow, lo,
     shift = np.array([-3, 0, 1, 7, 20, 40])  # a left shift, none, small and large right shifts
     acc = rng.integers(-(1 << 20), 1 << 20, size=(50, channels))
     attrs = {"multiplier": mult, "shift": shift, "rounding": rounding}
-    meff, sh, half = requant_constants(attrs, _node(), channels)
+    node = _node(**attrs)
+    meff, sh, half = requant_constants(node.attrs, node, channels)
     assert (sh >= 0).all() and (sh <= 63).all()
     v = (acc * meff + half) >> sh  # what hardware computes: no negative shift, one add, one right shift
     sat = saturate_spec(out, overflow, lo, hi, _node())
@@ -381,7 +384,8 @@ def test_requant_helpers_check_their_input():
     with pytest.raises(InputError, match="rounding of node 'fc' must be RND or TRN, not 'RNE'"):
         shift_constants(1, 1, "RNE", _node())
     with pytest.raises(InputError, match="multiplier of node 'fc' must have 1 or 4 entries, not 3"):
-        requant_constants({"multiplier": [1, 2, 3], "shift": 1, "rounding": "RND"}, _node(), 4)
+        node = _node(multiplier=[1, 2, 3], shift=1, rounding="RND")
+        requant_constants(node.attrs, node, 4)
     with pytest.raises(InputError, match="overflow of node 'fc' must be SAT or WRAP"):
         saturate_spec(QType(8, True), "CLAMP", None, None, _node())
 

@@ -17,7 +17,8 @@ from conftest import EXAMPLES
 
 def _node(weight, codebook=None, bits=8):
     attrs = dict(weight=weight, bias=np.zeros(weight.shape[1], np.int64), acc_dtype="int32", weight_bits=bits,
-                 weight_scale=np.full(weight.shape[1], 0.5))
+                 weight_scale=np.full(weight.shape[1], 0.5),
+                 multiplier=1, shift=0, lo=None, hi=None, rounding="RND", overflow="SAT")  # a whole node; only its weights are read
     if codebook is not None:
         attrs["codebook"] = codebook
     return QNode("dense", "fc", ["x"], "y", attrs)

@@ -24,7 +24,8 @@ CODEBOOK = np.array([-3, 0, 2, 5], dtype=np.int64)
 
 def _dense_node(name="fc", weight=W_SHARED, codebook=CODEBOOK, weight_bits=4, acc="int32", nbias=2):
     attrs = dict(weight=weight, bias=np.arange(nbias, dtype=np.int64), acc_dtype=acc, weight_bits=weight_bits,
-                 weight_scale=np.full(weight.shape[1], 0.25))
+                 weight_scale=np.full(weight.shape[1], 0.25),
+                 multiplier=1, shift=0, lo=None, hi=None, rounding="RND", overflow="SAT")  # a whole node; only its weights are read
     if codebook is not None:
         attrs["codebook"] = codebook
     return QNode("dense", name, ["x"], name + "_out", attrs)

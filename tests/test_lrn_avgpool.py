@@ -90,7 +90,7 @@ def test_lrn_reference_is_the_definition_in_python_integers():
     table, k, n = lrn_table(bound, 0.9, 1.0, 3e-5, 0.75)
     assert table.size <= 4096 and (bound >> k) == table.size - 1 and table.max() < 1 << 15
     x = np.concatenate([rng.integers(-128, 128, size=(3, 6, 2, 3)), np.full((1, 6, 2, 3), -128)])
-    got = reference.lrn(_lrn_node(table, k, n, before, after, lo=-100), [x], yt)
+    got = reference.OPS["lrn"](_lrn_node(table, k, n, before, after, lo=-100), [x], yt)
     for idx in np.ndindex(*x.shape):
         b, c, i, j = idx
         s = sum(int(x[b, cc, i, j]) ** 2 for cc in range(max(0, c - before), min(6, c + after + 1)))
@@ -108,7 +108,7 @@ def test_lrn_error_against_onnxruntime_is_at_most_one_code(alpha):
     bound = 5 * 255 * 255
     table, k, n = lrn_table(bound, s_x / s_y, 1.0, alpha / 5 * s_x**2, 0.75)
     x = np.random.default_rng(2).integers(0, 256, size=(4, 16, 5, 5))
-    got = reference.lrn(_lrn_node(table, k, n, 2, 2), [x], yt)
+    got = reference.OPS["lrn"](_lrn_node(table, k, n, 2, 2), [x], yt)
     node = helper.make_node("LRN", ["x"], ["y"], size=5, alpha=alpha, beta=0.75, bias=1.0)
     g = helper.make_graph([node], "lrn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))])
