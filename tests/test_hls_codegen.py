@@ -14,6 +14,7 @@ import math
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -161,11 +162,10 @@ def test_storage_forms_codebook_sparse_dense(mlp, tmp_path):
     rng = np.random.default_rng(5)
     fc0, fc1, fc2 = graph.nodes
     book = np.array([-37, 0, 5, 60])  # 4 entries incl. 0: 2-bit indices
-    fc0.attrs["weight"] = rng.choice(book, size=fc0.attrs["weight"].shape)
-    fc0.attrs["codebook"] = book
-    w1 = fc1.attrs["weight"].copy()
+    fc0.attrs = replace(fc0.attrs, weight=rng.choice(book, size=fc0.attrs.weight.shape), codebook=book)
+    w1 = fc1.attrs.weight.copy()
     w1[rng.random(w1.shape) < 0.85] = 0  # pruned: >= 80% zeros
-    fc1.attrs["weight"] = w1
+    fc1.attrs = replace(fc1.attrs, weight=w1)
     design = partition(graph, BACKEND)
     info = {r["name"]: r for r in BACKEND.layer_info(design)}
     assert [info[n.name]["form"] for n in graph.nodes] == ["codebook", "sparse", "dense"]
@@ -205,12 +205,12 @@ def test_sparse_with_codebook_and_conv_forms(tmp_path):
     rng = np.random.default_rng(6)
     stem, _, pw = graph.nodes[0], graph.nodes[1], graph.nodes[2]
     book = np.array([-90, -20, 0, 15, 70])
-    w = rng.choice(book, size=stem.attrs["weight"].shape)
+    w = rng.choice(book, size=stem.attrs.weight.shape)
     w[rng.random(w.shape) < 0.9] = 0
-    stem.attrs["weight"], stem.attrs["codebook"] = w, book
-    w2 = pw.attrs["weight"].copy()
+    stem.attrs = replace(stem.attrs, weight=w, codebook=book)
+    w2 = pw.attrs.weight.copy()
     w2[rng.random(w2.shape) < 0.9] = 0
-    pw.attrs["weight"] = w2
+    pw.attrs = replace(pw.attrs, weight=w2)
     design = partition(graph, BACKEND)
     forms = {r["name"]: r["form"] for r in BACKEND.layer_info(design)}
     assert forms[stem.name] == "sparse" and forms[pw.name] == "sparse"

@@ -182,8 +182,8 @@ def test_float32_readers_and_edited_scales(exported, tmp_path):
 
 def test_wrap_overflow_is_refused(exported):
     qmodel = exported["mlp-w8a8"][0]
-    graph = dataclasses.replace(qmodel.graph, nodes=[dataclasses.replace(n, attrs=dict(n.attrs)) for n in qmodel.graph.nodes])
-    graph.nodes[0].attrs["overflow"] = "WRAP"
+    graph = dataclasses.replace(qmodel.graph, nodes=[dataclasses.replace(n) for n in qmodel.graph.nodes])
+    graph.nodes[0].attrs = dataclasses.replace(graph.nodes[0].attrs, overflow="WRAP")
     with pytest.raises(InputError, match=r"layer '/net/net.0/Gemm': overflow must be SAT to export QONNX"):
         export_qonnx(dataclasses.replace(qmodel, graph=graph))
     with pytest.raises(InputError, match="the export format must be one of qonnx, qdq, not 'tflite'"):
