@@ -1,4 +1,4 @@
-"""The ``nnforge explore`` command (registered in ``nnforge/cli.py``; heavy imports stay inside)."""
+"""The ``nnforge explore`` command (registered in ``nnforge/cli/__init__.py``; heavy imports stay inside)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def explore_cmd(model_path, calib_path, data_path, max_drop, objectives, backend
     from rich.markup import escape
     from rich.table import Table
 
-    from nnforge.cli import _load, _progress, err_console, out_console
+    from nnforge.cli.common import err_console, load_model, out_console, progress_bar
     from nnforge.data import load_inputs
     from nnforge.explore import explore
     from nnforge.explore.objectives import resolve
@@ -73,7 +73,7 @@ def explore_cmd(model_path, calib_path, data_path, max_drop, objectives, backend
         resolve_options(get_backend(backend_name), options)  # an unknown backend or option: before any work
     elif option_values:
         raise click.UsageError("--option must be given with --backend")
-    model = _load(model_path, input_shapes)
+    model = load_model(model_path, input_shapes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # an MLP fed 8x8 images: reshaped, as simulate says
         data, labels = load_inputs(data_path, model.inputs)
@@ -81,7 +81,7 @@ def explore_cmd(model_path, calib_path, data_path, max_drop, objectives, backend
     notes = resolve(objectives, labels is not None, backend_name)[2]  # bad objectives: before any work
     for note in notes:
         err_console.print(f"note: {escape(note)}", highlight=False)
-    with _progress() as bar:
+    with progress_bar() as bar:
         tasks: dict[str, object] = {}
 
         def progress(phase: str, state: dict) -> None:
