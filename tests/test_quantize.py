@@ -83,12 +83,13 @@ def test_save_and_reload_is_lossless(tmp_path):
     assert [(t.name, t.shape, t.qtype, t.scale) for t in q.graph.tensors.values()] == \
            [(t.name, t.shape, t.qtype, t.scale) for t in r.graph.tensors.values()]
     for a, b in zip(q.graph.nodes, r.graph.nodes):
-        assert (a.op, a.name, a.inputs, a.output, sorted(a.attrs)) == (b.op, b.name, b.inputs, b.output, sorted(b.attrs))
-        for k in a.attrs:
-            if isinstance(a.attrs[k], np.ndarray):
-                assert np.array_equal(a.attrs[k], b.attrs[k]) and a.attrs[k].dtype == b.attrs[k].dtype
+        da, db = a.attrs.to_dict(), b.attrs.to_dict()  # the attrs as saved, key by key
+        assert (a.op, a.name, a.inputs, a.output, sorted(da)) == (b.op, b.name, b.inputs, b.output, sorted(db))
+        for k in da:
+            if isinstance(da[k], np.ndarray):
+                assert np.array_equal(da[k], db[k]) and da[k].dtype == db[k].dtype
             else:
-                assert a.attrs[k] == b.attrs[k]
+                assert da[k] == db[k]
     assert np.array_equal(q.predict([x])["logits"], r.predict([x])["logits"])
     # deterministic: saving again (and saving the reloaded model) gives byte-identical files
     import time
