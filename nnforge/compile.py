@@ -30,7 +30,8 @@ file is deterministic: no timestamps, no absolute paths.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ import numpy as np
 from nnforge.backends.golden import (GOLDEN_SAMPLES, Golden, golden_files, golden_vectors, read_codes, sample_shape,
                                      write_codes)
 from nnforge.backends.options import parse_option_strings, parse_options, resolve_options
+from nnforge.compiler.errors import InputError
 from nnforge.compiler.output_tree import MANIFEST, check_output, write_tree
 from nnforge.project import MODEL_DIR, Project, open_project
 from nnforge.project_report import build_report, exact_storage_form
@@ -54,25 +56,50 @@ def _model_inputs(qmodel) -> list[str]:
     return [source] if source and Path(source).is_file() else []
 
 
+# -- the backend and its options, checked once ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackendRequest:
+    """A backend and its options, validated once: the generic parse of its ``Option`` table, then
+    its ``check_options``.  ``nnforge compile`` builds it before any work and hands it to
+    ``compile_model``, which then checks nothing again."""
+
+    name: str
+    backend: Any  # the registered Backend instance (one per compile: it may cache builds)
+    options: Mapping[str, Any]  # resolved: every key, typed, defaults filled in
+
+    @classmethod
+    def build(cls, name: str, options: Mapping[str, Any] | None = None) -> "BackendRequest":
+        """``get_backend(name)`` and ``resolve_options``: an InputError naming the backend or option."""
+        from nnforge.backends import get_backend
+
+        backend = get_backend(name)
+        return cls(name, backend, resolve_options(backend, dict(options) if options is not None else None))
+
+
 # -- compile -----------------------------------------------------------------------------------------
 
-def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_project",
+def compile_model(qmodel, backend: "str | BackendRequest" = "hls", out_dir: str | Path = "nnforge_project",
                   options: dict[str, Any] | None = None, force: bool = False,
                   golden_inputs: list[np.ndarray] | None = None, progress: CompileProgress = None) -> "Project":
     """Compile ``qmodel`` for ``backend`` into the project directory ``out_dir``.
 
-    ``options`` are the backend's options (``nnforge backends``); ``golden_inputs`` (float
-    arrays, one per model input) give the testbench's golden vectors (up to 32 samples).
+    ``options`` are the backend's options (``nnforge backends``); or ``backend`` is a
+    ``BackendRequest`` that holds them, checked already.  ``golden_inputs`` (float arrays, one per
+    model input) give the testbench's golden vectors (up to 32 samples).
     ``progress(phase, done, total)`` is called as the pipeline goes.
     """
-    from nnforge.backends import get_backend
     from nnforge.backends.partition import partition
     from nnforge.quantized import saved_files
     from nnforge.report_html import project_html
 
     out = check_output(out_dir, directory=True, force=force, inputs=_model_inputs(qmodel))  # before any work
-    be = get_backend(backend)
-    opts = resolve_options(be, options)  # Option table (types, keys, choices, ranges), then check_options
+    if not isinstance(backend, BackendRequest):  # Option table (types, keys, choices, ranges), then check_options
+        backend = BackendRequest.build(backend, options)
+    elif options is not None:
+        raise InputError("options must be None when the backend is a BackendRequest (it holds them), "
+                         f"not {options!r}")
+    be, opts = backend.backend, dict(backend.options)
     step = progress or (lambda phase, done, total: None)
 
     step("partition", 0, 1)
@@ -105,7 +132,7 @@ def compile_model(qmodel, backend: str = "hls", out_dir: str | Path = "nnforge_p
     return open_project(out)
 
 
-__all__ = ["compile_model", "open_project", "verify", "Project", "VerifyReport", "LayerMismatch",
+__all__ = ["BackendRequest", "compile_model", "open_project", "verify", "Project", "VerifyReport", "LayerMismatch",
            "parse_options", "parse_option_strings", "resolve_options", "Golden", "GOLDEN_SAMPLES",
            "golden_vectors", "write_codes", "read_codes", "sample_shape", "build_report", "exact_storage_form",
            "files_failure", "MODEL_DIR"]

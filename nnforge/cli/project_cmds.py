@@ -11,9 +11,9 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from nnforge.cli.common import (checked_output, err_console, fmt_acc, input_shape_option, load_model, out_console,
+from nnforge.cli.common import (checked_output, err_console, fmt_acc, input_shape_option, out_console,
                                 prequantized_file, progress_bar, report_option, with_options)
-from nnforge.cli.request import compress_options, compress_spec, quant_options, quant_spec
+from nnforge.cli.request import QuantFlags, compress_options, quant_flags, quant_options
 
 
 @click.command("compile")
@@ -30,47 +30,42 @@ from nnforge.cli.request import compress_options, compress_spec, quant_options, 
 @click.option("--output", "-o", "out_dir", required=True, metavar="OUTDIR", help="The project directory to write.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @input_shape_option
-def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, prune_config, share, refine, structured,
-                option_values, data_path, out_dir, force, input_shapes):
+@quant_flags
+def compile_cmd(model_path, backend_name, calib_path, flags: QuantFlags, option_values, data_path, out_dir, force,
+                input_shapes):
     """Quantize and compile into a hardware project: sources, testbench, tool scripts, report.
 
     MODEL may be the directory `nnforge quantize -o` wrote: then nothing is quantized again."""
-    from nnforge.backends import get_backend
-    from nnforge.compile import compile_model, parse_option_strings, resolve_options
-    from nnforge.compiler.quant.quant_config import parse_config
+    from nnforge.compile import BackendRequest, compile_model, parse_option_strings
     from nnforge.data import load_inputs
     from nnforge.quantized import load_quantized, quantize as run_quantize
 
     quantized_dir = Path(model_path).is_dir()
     if quantized_dir:  # the settings are the saved model's: a quantization option here would be ignored
-        given = [flag for flag, value in (("--bits", bits), ("--config", config_path), ("--prune", prune),
-                                          ("--prune-config", prune_config), ("--share", share), ("--refine", refine),
-                                          ("--structured", structured), ("--input-shape", input_shapes))
-                 if value not in (None, False, ())]
+        given = flags.given() + (["--input-shape"] if input_shapes else [])
         if given:
             raise click.UsageError(f"{', '.join(given)} must not be given with the quantized model directory "
                                    f"{model_path!r}: it is quantized already (its config.json holds the settings)")
     elif calib_path is None and not prequantized_file(model_path):
         raise click.UsageError("--calib must be given to compile a float ONNX model (or pass the directory "
                                "`nnforge quantize -o` wrote, or a pre-quantized QDQ, QOperator or QONNX model)")
-    checked_output(out_dir, True, force, model_path, calib_path, data_path, config_path, prune_config)
-    options = parse_option_strings(option_values)
-    resolve_options(get_backend(backend_name), options)  # bad backend or option: fail before any work
+    checked_output(out_dir, True, force, model_path, calib_path, data_path, *flags.files)
+    # bad backend or option: fail before any work, and once (compile_model takes the request as it is)
+    backend = BackendRequest.build(backend_name, parse_option_strings(option_values))
     if quantized_dir:
         qmodel = load_quantized(model_path)
         model = qmodel.float_model
     else:
-        config = parse_config(quant_spec(bits, config_path))
-        comp = compress_spec(prune, prune_config, share, refine, structured, config_path)
-        model = load_model(model_path, input_shapes)
+        req = flags.request(model_path, calib_path, input_shapes)
+        model = req.load()
     calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
     golden = load_inputs(data_path, model.inputs)[0] if data_path else calib
     with progress_bar() as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed as decisions
         if not quantized_dir:
             task = bar.add_task("calibrating", total=len(calib[0]) if calib else None)
-            qmodel = run_quantize(model, calib, config, progress=lambda d, n: bar.update(task, completed=d),
-                                  compress=comp)
+            qmodel = run_quantize(model, calib, req.config, progress=lambda d, n: bar.update(task, completed=d),
+                                  compress=req.compress)
         tasks: dict[str, object] = {}
 
         def step(phase: str, done: int, total: int) -> None:
@@ -78,7 +73,7 @@ def compile_cmd(model_path, backend_name, calib_path, bits, config_path, prune, 
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
-        project = compile_model(qmodel, backend_name, out_dir, options, force, golden, progress=step)
+        project = compile_model(qmodel, backend, out_dir, None, force, golden, progress=step)
     golden_file = Path(data_path or calib_path).name if (data_path or calib_path) else "no data given"
     _print_compile_summary(model_path, project, out_dir, golden_file)
 

@@ -12,9 +12,9 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from nnforge.cli.common import (err_console, fmt_acc, input_shape_option, load_model, need_calib, out_console,
+from nnforge.cli.common import (err_console, fmt_acc, input_shape_option, need_calib, out_console,
                                 checked_output, progress_bar, report_option, with_options)
-from nnforge.cli.request import compress_options, compress_spec, quant_options, quant_spec
+from nnforge.cli.request import QuantFlags, compress_options, quant_flags, quant_options
 
 
 @click.command("simulate")
@@ -29,21 +29,21 @@ from nnforge.cli.request import compress_options, compress_spec, quant_options, 
 @report_option
 @click.option("--force", is_flag=True, help="Replace an existing --report file.")
 @input_shape_option
-def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_config, share, refine, structured,
-             as_json, check, batch_size, input_shapes, report_path=None, force=False):
+@quant_flags
+def simulate(model_path, data_path, calib_path, flags: QuantFlags, as_json, check, batch_size, input_shapes,
+             report_path=None, force=False):
     """Bit-accurate accuracy of the quantized model against the float model."""
     from nnforge.data import load_inputs
 
-    from nnforge.compiler.quant.quant_config import parse_config
     from nnforge.simulate import simulate as run_simulation
 
     if report_path:
-        checked_output(report_path, False, force, model_path, data_path, calib_path, config_path, prune_config)
-    config = parse_config(quant_spec(bits, config_path))
-    comp = compress_spec(prune, prune_config, share, refine, structured, config_path)
-    model = load_model(model_path, input_shapes)
+        checked_output(report_path, False, force, model_path, data_path, calib_path, *flags.files)
+    req = flags.request(model_path, calib_path, input_shapes)
+    config, comp = req.config, req.compress
+    model = req.load()
     data, labels = load_inputs(data_path, model.inputs)
-    calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
+    calib = req.calibration(model)
     with progress_bar() as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed below as decisions
         task = bar.add_task("simulating", total=len(data[0]))
@@ -105,22 +105,18 @@ def simulate(model_path, data_path, calib_path, bits, config_path, prune, prune_
                    "QDQ: onnxruntime); repeatable. nnforge.load reads either back (docs/interop.md).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @input_shape_option
-def quantize(model_path, calib_path, bits, config_path, prune, prune_config, share, refine, structured, out_dir, exports,
-             force, input_shapes):
+@quant_flags
+def quantize(model_path, calib_path, flags: QuantFlags, out_dir, exports, force, input_shapes):
     """Calibrate and quantize; save the quantized model (reload with nnforge.load_quantized)."""
-    from nnforge.data import load_inputs
-
-    from nnforge.compiler.quant.quant_config import parse_config
     from nnforge.quantized import quantize as run_quantize, save
 
-    inputs = [i for i in (model_path, calib_path, config_path, prune_config) if i]
+    inputs = [i for i in (model_path, calib_path, *flags.files) if i]
     checked_output(out_dir, True, force, *inputs)
-    config = parse_config(quant_spec(bits, config_path))
-    comp = compress_spec(prune, prune_config, share, refine, structured, config_path)
-    model = load_model(model_path, input_shapes)
+    req = flags.request(model_path, calib_path, input_shapes)
+    model = req.load()
     need_calib(model, calib_path)
-    calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
-    qmodel = run_quantize(model, calib, config, compress=comp)
+    calib = req.calibration(model)
+    qmodel = run_quantize(model, calib, req.config, compress=req.compress)
     if exports:  # written with the saved model, in one atomic step
         from nnforge.interop import exported_bytes
 
@@ -130,7 +126,7 @@ def quantize(model_path, calib_path, bits, config_path, prune, prune_config, sha
         save(qmodel, Path(out_dir), force, inputs=inputs)
     for line in qmodel.graph.decisions:
         err_console.print(f"decision: {escape(line)}", highlight=False)
-    described = config.describe() + ("" if comp is None else f"; {comp.describe()}")
+    described = req.describe()
     source = f"{len(calib[0])} calibration samples" if calib else f"the {model.prequantized.format} model's own quantization"
     click.echo(f"quantized {model_path} ({described}) with {source}; "
                f"{len(qmodel.graph.nodes)} integer layers written to {out_dir}"
@@ -157,26 +153,25 @@ def quantize(model_path, calib_path, bits, config_path, prune, prune_config, sha
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @input_shape_option
-def compress(model_path, calib_path, data_path, prune, prune_config, share, refine, structured, huffman,
-             conv_gap_bits, fc_gap_bits, bits, config_path, as_json, out_dir, force, batch_size, input_shapes,
-             report_path=None):
+@quant_flags
+def compress(model_path, calib_path, data_path, flags: QuantFlags, huffman, conv_gap_bits, fc_gap_bits, as_json,
+             out_dir, force, batch_size, input_shapes, report_path=None):
     """Prune, share and quantize; report the weights' storage against float32 (docs/compression.md)."""
     from nnforge.data import load_inputs, top1_accuracy
 
     from nnforge.compiler.compress.compression_report import compression_report, plot_histograms, storage_name
-    from nnforge.compiler.quant.quant_config import parse_config
     from nnforge.quantized import quantize as run_quantize
 
-    inputs = [i for i in (model_path, calib_path, data_path, config_path, prune_config) if i]
+    inputs = [i for i in (model_path, calib_path, data_path, *flags.files) if i]
     if out_dir is not None:
         checked_output(out_dir, True, force, *inputs)
     if report_path:
         checked_output(report_path, False, force, *inputs, out_dir)
-    config = parse_config(quant_spec(bits, config_path))
-    comp = compress_spec(prune, prune_config, share, refine, structured, config_path)
-    model = load_model(model_path, input_shapes)
+    req = flags.request(model_path, calib_path, input_shapes)
+    config, comp = req.config, req.compress
+    model = req.load()
     need_calib(model, calib_path)
-    calib = load_inputs(calib_path, model.inputs)[0] if calib_path else None
+    calib = req.calibration(model)
     data, labels = load_inputs(data_path, model.inputs) if data_path else (None, None)
     with progress_bar() as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # compression fallbacks: listed below as decisions
