@@ -115,7 +115,7 @@ def deterministic_zip(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _narrowed(a: np.ndarray) -> np.ndarray:
+def narrowed(a: np.ndarray) -> np.ndarray:
     """int64 codes in the narrowest of int8/int16/int32 that holds them (weights: int8 mostly)."""
     if a.dtype != np.int64 or a.size == 0:
         return a
@@ -133,7 +133,7 @@ def graph_files(graph: QGraph) -> dict[str, bytes]:
     import io
 
     doc, arrays = to_files(graph)
-    small = {k: _narrowed(np.asarray(v)) for k, v in arrays.items()}
+    small = {k: narrowed(np.asarray(v)) for k, v in arrays.items()}
     doc["narrowed"] = {k: np.asarray(arrays[k]).dtype.str for k in sorted(small) if small[k].dtype != np.asarray(arrays[k]).dtype}
     arrays = small
     buf = io.BytesIO()

@@ -12,7 +12,7 @@ def carried_layers(model) -> list[dict]:
     """Per model input and layer: the carried activation type and scale, and the weights' type and
     scale range, as the model as given says (before nnforge builds its graph)."""
     from nnforge.compiler.quant.layers import float_layers
-    from nnforge.compiler.interop.prequant_graph import _linear_node
+    from nnforge.compiler.interop.prequant_graph import linear_node
     from nnforge.compiler.interop.onnx_names import onnx_tensor_names
 
     pre = model.prequantized
@@ -26,7 +26,7 @@ def carried_layers(model) -> list[dict]:
                "source": None if t is None else t.what, "exact": None if t is None else t.exact,
                "weight_type": None, "weight_scales": None}
         if op in ("conv2d", "dense"):
-            node = _linear_node(model.onnx.graph, names.get(name, ""))
+            node = linear_node(model.onnx.graph, names.get(name, ""))
             w = pre.weights.get(node.input[1]) if node is not None and len(node.input) > 1 else None
             if w is not None:
                 s = np.asarray(w.scale, np.float64)

@@ -31,7 +31,7 @@ import numpy as np
 from nnforge.compiler import cache_entry
 from nnforge.compiler.lower import executor
 from nnforge.compiler.quant.calibration import ActivationStats, TensorStats
-from nnforge.compiler.qgraph_io import _narrowed
+from nnforge.compiler.qgraph_io import narrowed
 
 _VERSION = b"nnforge-quant-cache/1"
 
@@ -168,14 +168,14 @@ def save_graph(key: str, graph, warnings: list[str] = ()) -> None:
     from nnforge.compiler import qgraph_io
 
     doc, arrays = qgraph_io.to_files(graph)
-    narrowed = {k: _narrowed(np.asarray(v)) for k, v in arrays.items()}
-    dtypes = {k: np.asarray(v).dtype.str for k, v in arrays.items() if narrowed[k].dtype != np.asarray(v).dtype}
+    small = {k: narrowed(np.asarray(v)) for k, v in arrays.items()}
+    dtypes = {k: np.asarray(v).dtype.str for k, v in arrays.items() if small[k].dtype != np.asarray(v).dtype}
     meta = {"doc": doc, "decisions": list(graph.decisions), "dtypes": dtypes, "warnings": [str(w) for w in warnings]}
     try:  # the JSON form of the graph holds floats as hex strings, so it round-trips exactly
-        narrowed["meta"] = np.frombuffer(json.dumps(meta, default=_default).encode(), dtype=np.uint8)
+        small["meta"] = np.frombuffer(json.dumps(meta, default=_default).encode(), dtype=np.uint8)
     except (TypeError, ValueError):  # an attribute JSON cannot hold: not cached
         return
-    _write("quantized", key, narrowed)
+    _write("quantized", key, small)
 
 
 def _default(value):

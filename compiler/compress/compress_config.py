@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import shown
-from ..quant.quant_config import ConfigError, _did_you_mean, _unknown_keys
+from ..quant.quant_config import ConfigError, did_you_mean, unknown_keys
 
 __all__ = ["CompressConfig", "LayerCompress", "parse_prune_config", "REFINE_METHODS", "MIN_SHARE_BITS",
            "MAX_SHARE_BITS"]
@@ -109,7 +109,7 @@ class CompressConfig:
         """Raise ConfigError if a per-layer entry names a layer the model lacks (lists the valid ones)."""
         valid = list(dict.fromkeys(layer_names))
         problems = [p for key in ("layer_sparsity", "layer_quality", "layer_share_bits")
-                    for p in _unknown_keys(getattr(self, key), key, valid, "a layer name", show=None)]
+                    for p in unknown_keys(getattr(self, key), key, valid, "a layer name", show=None)]
         if problems:
             raise ConfigError("\n".join(problems))
 
@@ -124,7 +124,7 @@ class CompressConfig:
         for key in data:
             if key not in KEYS:
                 raise ConfigError(f"compression config key must be one of {', '.join(KEYS)}, not {shown(key)}"
-                                  + _did_you_mean(key, KEYS))
+                                  + did_you_mean(key, KEYS))
         return cls(**dict(data))
 
     def describe(self) -> str:

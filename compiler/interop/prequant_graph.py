@@ -135,7 +135,7 @@ def _all_pow2(pre: Prequantized) -> bool:
     return bool(values.size) and bool(np.all((values > 0) & (np.frexp(values)[0] == 0.5)))
 
 
-def _linear_node(g, tensor: str):
+def linear_node(g, tensor: str):
     """The Conv/Gemm/MatMul an nnforge layer's ONNX output tensor comes from (through its fused
     bias add and activation), or None."""
     producer = {o: n for n in g.node for o in n.output}
@@ -158,7 +158,7 @@ def _layer_weight(model, pre: Prequantized, layer: FloatLayer, names: dict[str, 
 
     nnforge's conv weight is [O, I/g, kh, kw] (channels on axis 0), its dense weight [K, N]
     (channels on axis 1); an ONNX Gemm with transB holds [N, K]."""
-    node = _linear_node(model.onnx.graph, names.get(layer.name, ""))
+    node = linear_node(model.onnx.graph, names.get(layer.name, ""))
     if node is None or len(node.input) < 2 or node.input[1] not in pre.weights:
         return None
     w = pre.weights[node.input[1]]
@@ -231,7 +231,7 @@ def _bias_notes(graph, model, pre: Prequantized, layers, names) -> list[str]:
     for node in graph.nodes:
         if node.op not in ("conv2d", "dense") or node.name not in by_name:
             continue
-        onnx_node = _linear_node(model.onnx.graph, names.get(node.name, ""))
+        onnx_node = linear_node(model.onnx.graph, names.get(node.name, ""))
         if onnx_node is None or "weight_codes" not in by_name[node.name].attrs:
             continue
         bias_name = onnx_node.input[2] if onnx_node.op_type != "MatMul" and len(onnx_node.input) > 2 else None

@@ -42,7 +42,7 @@ from typing import Any, Literal
 from ..config_files import ConfigError
 from ..errors import shown
 
-__all__ = ["ConfigError", "LayerQuant", "QuantConfig", "parse_config", "SHORTHAND_FORMS"]
+__all__ = ["ConfigError", "LayerQuant", "QuantConfig", "parse_config", "SHORTHAND_FORMS", "did_you_mean", "unknown_keys"]
 
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -119,9 +119,9 @@ class QuantConfig:
 
     def check_names(self, layer_names: Iterable[str], op_types: Iterable[str]) -> None:
         """Raise ConfigError if an override names a layer or op type the model lacks."""
-        problems = [*_unknown_keys(self.layers, "layers", list(dict.fromkeys(layer_names)),
+        problems = [*unknown_keys(self.layers, "layers", list(dict.fromkeys(layer_names)),
                                    "a layer name", show=6),
-                    *_unknown_keys(self.op_types, "op_types", sorted(set(op_types)),
+                    *unknown_keys(self.op_types, "op_types", sorted(set(op_types)),
                                    "an op type", show=None)]
         if problems:
             raise ConfigError("\n".join(problems))
@@ -289,10 +289,10 @@ def _check_table(value: Any, where: str) -> dict[str, Any]:
 def _check_key(key: Any, valid: tuple[str, ...], what: str) -> None:
     if key not in valid:
         raise ConfigError(f"{what} must be one of {', '.join(valid)}, not {shown(key)}"
-                          + _did_you_mean(key, valid))
+                          + did_you_mean(key, valid))
 
 
-def _unknown_keys(overrides: Mapping[str, Any], section: str, valid: list[str], what: str,
+def unknown_keys(overrides: Mapping[str, Any], section: str, valid: list[str], what: str,
                   show: int | None) -> list[str]:
     """One message per override key not in ``valid``; ``show`` caps the names listed."""
     known = set(valid)
@@ -301,11 +301,12 @@ def _unknown_keys(overrides: Mapping[str, Any], section: str, valid: list[str], 
         listed += f", ... ({len(valid) - show} more)"
     noun = what.split(" ", 1)[1]
     return [f"{section} key must be {what} in the model, not {shown(key)}"
-            + _did_you_mean(key, valid) + f"; the model's {noun}s: {listed}"
+            + did_you_mean(key, valid) + f"; the model's {noun}s: {listed}"
             for key in overrides if key not in known]
 
 
-def _did_you_mean(key: Any, valid: Iterable[str]) -> str:
+def did_you_mean(key: Any, valid: Iterable[str]) -> str:
+    """`` (did you mean 'a' or 'b'?)`` for the names of ``valid`` closest to ``key``; "" when none is close."""
     valid = list(valid)
     close = difflib.get_close_matches(str(key)[:100], valid, n=3)
     # equally close names in the order the caller gave them (model order), not reverse-sorted
