@@ -199,13 +199,14 @@ def _strip_prequantized(proto: onnx.ModelProto):
 
 def _load(source, input_shapes) -> Model:
     from nnforge.compiler.frontend import relax_import
+    from nnforge.compiler.frontend.onnx_fold import fold_constant_nodes
     from nnforge.compiler.passes import cleanup
 
     proto, carried = _strip_prequantized(onnx_frontend.read_model(source))
     onnx_frontend.check_model(proto)
     onnx_frontend.warn_nonfinite(proto)
     specs = onnx_frontend.resolve_inputs(proto, input_shapes)
-    fixed = onnx_frontend.fold_constant_nodes(onnx_frontend.with_input_shapes(proto, specs))
+    fixed = fold_constant_nodes(onnx_frontend.with_input_shapes(proto, specs))
     shapes = {s.name: list(s.shape) for s in specs if all(isinstance(d, int) for d in s.shape)}
     dtypes = {s.name: s.dtype for s in specs}
     with warnings.catch_warnings():
