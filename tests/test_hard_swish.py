@@ -31,11 +31,12 @@ from conftest import ort_run
 WIDTHS = (4, 5, 6, 8, 10, 12, 16)
 
 
-def _node(s_x: float, s_y: float, name: str = "hs", src: str = "x", rounding: str = "RND") -> QNode:
+def _node(s_x: float, s_y: float, name: str = "hs", src: str = "x", rounding: str = "RND",
+          overflow: str = "SAT") -> QNode:
     c3, c6, ratio = hs.constants(s_x, s_y)
     m, n = quantize_multiplier(ratio, "float")
     return QNode("hard_swish", name, [src], name, dict(c3=c3, c6=c6, multiplier=m, shift=n, lo=None, hi=None,
-                                                       rounding=rounding, overflow="SAT"))
+                                                       rounding=rounding, overflow=overflow))
 
 
 def _run(node: QNode, x: np.ndarray, out: QType) -> np.ndarray:
@@ -107,14 +108,15 @@ def test_error_against_the_real_function(bits):
 
 
 def _chain() -> tuple[QGraph, list[np.ndarray]]:
-    """x (s16) -> hard_swish -> s12 -> hard_swish -> s8 -> hard_swish -> s6 -> hard_swish -> s4 (and an
-    unsigned input's branch), each layer seeing every code of its input type among the samples."""
-    widths, scales = [16, 12, 8, 6, 4], [8.0 / 32767, 6.0 / 2047, 5.0 / 127, 4.0 / 31, 3.5 / 7]
+    """x (s16) -> hard_swish -> s12 -> hard_swish -> s8 -> hard_swish -> s6 -> hard_swish -> s4, with
+    RND/SAT, TRN/SAT, RND/WRAP (a scale that wraps) and TRN/WRAP; the input is every 16-bit code."""
+    widths, scales = [16, 12, 8, 6, 4], [8.0 / 32767, 6.0 / 2047, 5.0 / 127, 2.0 / 31, 3.5 / 7]
+    modes = [("RND", "SAT"), ("TRN", "SAT"), ("RND", "WRAP"), ("TRN", "WRAP")]
     tensors = {"x": QTensor("x", ("batch", 1 << 16), QType(16, True), scales[0])}
     nodes, src = [], "x"
     for k in range(1, len(widths)):
         name = f"hs{k}"
-        nodes.append(_node(scales[k - 1], scales[k], name, src))
+        nodes.append(_node(scales[k - 1], scales[k], name, src, *modes[k - 1]))
         tensors[name] = QTensor(name, ("batch", 1 << 16), QType(widths[k], True), scales[k])
         src = name
     graph = QGraph([tensors["x"]], tensors, nodes, [src])
@@ -142,6 +144,29 @@ def test_tvm_integer_build_equals_the_reference(chain, fast):
         assert str(g.numpy().dtype) == graph.tensors[name].qtype.storage
         assert np.array_equal(g.numpy().astype(np.int64), want[name]), name
     assert np.unique(want["hs2"]).size > 100  # s8: the chain is exercised, not saturated (y >= -0.375)
+    assert want["hs2"].max() * graph.tensors["hs2"].scale > 3 * 31 * graph.tensors["hs3"].scale  # hs3 wraps
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="C simulation needs g++ on PATH")
+def test_hls_c_simulation_of_the_chain_equals_the_reference(chain, tmp_path):
+    """The kernel at four widths, both roundings and both overflow modes, on every 16-bit input code."""
+    import json
+
+    from nnforge.backends.hls import HLSBackend
+    from nnforge.backends.partition import partition
+    from nnforge.hw_sim import csim
+
+    graph, codes = chain
+    backend = HLSBackend()
+    files = backend.codegen(partition(graph, backend), {})
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    meta = json.loads(files["csim.json"])
+    sim = csim.CSim(csim.build(tmp_path / "src", "nnforge_top", opt="-O1"), "nnforge_top", meta["in_size"],
+                    meta["out_size"], meta["trace_size"])
+    want, got = reference.run(graph, codes), sim.trace(codes[0])
+    assert all(np.array_equal(got[n.name], want[n.output]) for n in graph.nodes)
 
 
 def test_the_pattern_takes_its_lowering_whole(chain):
