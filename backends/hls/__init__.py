@@ -47,6 +47,7 @@ class HLSBackend(Backend):
 
     def __init__(self) -> None:
         self._auto: dict[str, Any] = {}  # the last reuse_factor=auto choice (its design kept alive: id() stays unique)
+        self._info: dict[str, Any] = {}  # the last design's layer_info rows: one computation per compile
         self._sims: dict[tuple, Any] = {}  # (project path, ap_types folder) -> its compiled C (simulation.ProjectSim)
 
     def check_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
@@ -126,7 +127,9 @@ class HLSBackend(Backend):
         None), weight bytes, MACs, shapes."""
         from .codegen import layer_info
 
-        return layer_info(design)
+        if self._info.get("design") is not design:  # compile_model, estimate, fit_report and auto all read it
+            self._info = {"design": design, "rows": layer_info(design)}
+        return [dict(row) for row in self._info["rows"]]
 
     def estimate(self, design: Design, options: dict[str, Any]) -> list[LayerEstimate]:
         """Per-kernel estimates (``estimate.py``); a ``FitWarning`` when their sum exceeds the part."""
