@@ -66,7 +66,7 @@ class FakeBackend(Backend):
         return {"fake/layers.txt": "".join(f"{k.ident}\n" for k in design.kernels)}
 
     def layer_info(self, design, options):
-        return [{"name": k.node.name, "op": k.op, "storage": "dense", "weight_bytes": int(k.node.attrs["weight"].size),
+        return [{"name": k.node.name, "op": k.op, "storage": "dense", "weight_bytes": int(k.node.attrs.weight.size),
                  "predicted_cycles": predicted(layer_macs(design.graph, k.node))} for k in design.kernels]
 
     def project_files(self, design, options, sources, golden, report):

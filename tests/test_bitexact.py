@@ -187,7 +187,7 @@ def assert_bitexact(graph: QGraph, rng, prop: str | None = None, ref_graph: QGra
                     f"{name} ({graph.tensors[name].qtype}): {len(bad)} of {want.size} codes differ; "
                     f"first at {i}: tvm {g[i]} reference {want[i]}\n"
                     f"inputs: {[(c.shape, str(c.dtype)) for c in inputs]}\n"
-                    f"nodes: {[(n.op, n.name, n.inputs, _brief(n.attrs)) for n in graph.nodes]}")
+                    f"nodes: {[(n.op, n.name, n.inputs, _brief(n.attrs.to_dict())) for n in graph.nodes]}")
             if prop:
                 TENSORS[prop] += 1
                 if k == 0:  # the uniform input set
@@ -700,12 +700,11 @@ def test_int64_accumulator_bitexact():
         for inputs in sets:
             x = inputs[0].astype(np.int64)
             if node.op == "dense":
-                acc = x @ a["weight"] + a["bias"]
+                acc = x @ a.weight + a.bias
             else:
-                probe = replace(node, attrs={**a, "multiplier": np.ones_like(a["multiplier"]),
-                                             "shift": np.zeros_like(a["shift"]), "overflow": "SAT",
-                                             "lo": None, "hi": None})
-                acc = reference.conv2d(probe, [x], QType(64, True))
+                probe = replace(node, attrs=replace(a, multiplier=np.ones_like(a.multiplier),
+                                                    shift=np.zeros_like(a.shift), overflow="SAT", lo=None, hi=None))
+                acc = reference.OPS["conv2d"](probe, [x], QType(64, True))
             if np.abs(acc).max() >= 2**31:
                 return True
         return False
@@ -714,7 +713,7 @@ def test_int64_accumulator_bitexact():
     @given(st.one_of(conv2d_case(prop="int64_acc", force_int64=True), dense_case(prop="int64_acc", force_int64=True)))
     def prop(case):
         graph, rng = case
-        assert graph.nodes[0].attrs["acc_dtype"] == "int64"
+        assert graph.nodes[0].attrs.acc_dtype == "int64"
         sets = input_sets(graph, rng)
         FEATURES["int64_acc"]["acc_exceeds_int32"] += int(big_acc(graph, sets))
         assert_bitexact(graph, rng, prop="int64_acc", sets=sets)
@@ -818,7 +817,7 @@ def test_comparison_detects_int32_overflow():
     weight = np.full((3, 16, 3, 3), s16.hi, dtype=np.int64)  # acc up to 2^15 * 144 * 2^15 > 2^31
     good = _conv_graph(acc="int64", xt=s16, wt=s16, c=16, weight=weight)
     bad = _conv_graph(acc="int32", xt=s16, wt=s16, c=16, weight=weight)
-    assert acc_dtype(s16, weight, good.nodes[0].attrs["bias"], 0) == "int64"
+    assert acc_dtype(s16, weight, good.nodes[0].attrs.bias, 0) == "int64"
     assert_bitexact(good, rng)
     with pytest.raises(AssertionError, match="codes differ"):
         assert_bitexact(bad, rng, ref_graph=good)

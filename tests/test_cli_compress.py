@@ -71,8 +71,8 @@ def test_compress_json_and_output_directory(tmp_path):
     reloaded = nnforge.load_quantized(out)  # the same compressed weights come back
     for layer in doc["layers"]:
         node = next(n for n in reloaded.graph.nodes if n.name == layer["name"])
-        assert int(np.count_nonzero(node.attrs["weight"])) == layer["nonzeros"]
-        assert len(node.attrs["codebook"]) == layer["codebook_size"]
+        assert int(np.count_nonzero(node.attrs.weight)) == layer["nonzeros"]
+        assert len(node.attrs.codebook) == layer["codebook_size"]
 
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     r = invoke("compress", CNN, "--calib", CALIB, "-o", str(out))

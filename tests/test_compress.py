@@ -75,11 +75,11 @@ def test_pruned_weights_are_exact_zero_codes_with_exact_counts():
     for name, node in _weighted(q).items():
         w = onnx_w[names[name]][0].T  # Gemm transB=1: [N, K] -> [K, N]
         expected_zeros = {8192: 6144, 640: 480}[w.size]  # 0.75 * size, by hand
-        codes = node.attrs["weight"]
+        codes = node.attrs.weight
         assert np.count_nonzero(codes == 0) == expected_zeros
         smallest = np.argsort(np.abs(w).ravel(), kind="stable")[:expected_zeros]
         assert np.all(codes.ravel()[smallest] == 0)
-        assert node.attrs["pruned_sparsity"] == pytest.approx(0.75)
+        assert node.attrs.pruned_sparsity == pytest.approx(0.75)
 
 
 def test_structured_pruning_removes_channels_like_zeroing_them():
@@ -167,10 +167,10 @@ def test_codebook_has_at_most_2k_entries_including_exact_zero(k):
     for refine in ("kmeans", "lsq"):
         q = quantize(model, [x], "w8a8", compress={"share_bits": k, "refine": refine})
         (node,) = _weighted(q).values()
-        book = node.attrs["codebook"]
+        book = node.attrs.codebook
         assert book.dtype == np.int64 and np.all(np.diff(book) > 0) and len(book) <= 2**k
         assert 0 in book.tolist()
-        codes = node.attrs["weight"]
+        codes = node.attrs.weight
         assert np.array_equal(codes, book[np.searchsorted(book, codes)])
         assert np.all(codes[w == 0] == 0)
 
@@ -185,7 +185,7 @@ def test_lsq_refinement_fits_layer_outputs_better_than_kmeans():
     for refine in ("kmeans", "lsq"):
         q = quantize(model, [calib], "w8a8", compress={"sparsity": 0.8, "share_bits": 3, "refine": refine})
         layer = next(l for l in q.layers if l.name == "/net/net.0/Gemm")
-        assert len(_weighted(q)["/net/net.0/Gemm"].attrs["codebook"]) <= 8
+        assert len(_weighted(q)["/net/net.0/Gemm"].attrs.codebook) <= 8
         mse[refine] = float(np.mean((calib @ layer.attrs["weight"] + layer.attrs["bias"] - target) ** 2))
     assert mse["lsq"] <= mse["kmeans"]
 
@@ -197,7 +197,7 @@ def test_codebook_larger_than_distinct_codes_falls_back_with_a_decision():
     first = "/features/features.0/Conv"
     assert any(d.startswith(first) and "distinct" in d for d in q.graph.decisions)
     node = _weighted(q)[first]
-    assert np.array_equal(np.unique(node.attrs["weight"]), node.attrs["codebook"])
+    assert np.array_equal(np.unique(node.attrs.weight), node.attrs.codebook)
 
 
 # -- bit-exactness, saving -------------------------------------------------------------------
@@ -230,11 +230,12 @@ def test_save_reload_keeps_codebooks_and_outputs(tmp_path):
     assert r.compress == q.compress == CompressConfig.from_dict(comp)
     assert r.graph.decisions == q.graph.decisions
     for a, b in zip(q.graph.nodes, r.graph.nodes):
-        assert sorted(a.attrs) == sorted(b.attrs)
+        da, db = a.attrs.to_dict(), b.attrs.to_dict()  # the attrs as saved, key by key
+        assert sorted(da) == sorted(db)
         for key in ("codebook", "weight", "kept_channels"):
-            if key in a.attrs:
-                assert np.array_equal(a.attrs[key], b.attrs[key]) and a.attrs[key].dtype == b.attrs[key].dtype
-    assert len(_weighted(r)["logits"].attrs["codebook"]) <= 8
+            if key in da:
+                assert np.array_equal(da[key], db[key]) and da[key].dtype == db[key].dtype
+    assert len(_weighted(r)["logits"].attrs.codebook) <= 8
     assert np.array_equal(q.predict([x])["logits"], r.predict([x])["logits"])
 
 
@@ -309,7 +310,7 @@ def test_cli_quantize_and_sweep_with_compression(tmp_path):
     assert r.exit_code == 0, r.output
     q = load_quantized(tmp_path / "q")
     assert q.compress == CompressConfig(sparsity=0.5, share_bits=3, refine="kmeans")
-    assert all(len(n.attrs["codebook"]) <= 8 for n in _weighted(q).values())
+    assert all(len(n.attrs.codebook) <= 8 for n in _weighted(q).values())
     r = invoke("sweep", CNN, "--data", EXAMPLES / "digits_test.npz", "--calib", EXAMPLES / "digits_calib.npz",
                "--weight-bits", "8", "--prune", "0.3", "--share", "3,4", "-o", tmp_path / "sw")
     assert r.exit_code == 0, r.output

@@ -92,8 +92,8 @@ def test_histograms_plot_the_stored_values_the_codebook_indexes(lsq_model):
     hists = weight_histograms(lsq_model)
     assert [h.name for h in hists] == [n.name for n in lsq_model.graph.nodes if n.op in ("conv2d", "dense")]
     for h, node in zip(hists, [n for n in lsq_model.graph.nodes if n.op in ("conv2d", "dense")]):
-        codes = np.asarray(node.attrs["weight"])
-        scales = np.asarray(node.attrs["weight_scale"]).reshape(-1)
+        codes = np.asarray(node.attrs.weight)
+        scales = np.asarray(node.attrs.weight_scale).reshape(-1)
         unit = scales[0] if h.unit == "weight" else 1.0
         np.testing.assert_array_equal(h.stored, codes[codes != 0] * unit)
         assert np.isin(h.stored, h.codebook).all()  # every bar sits on a codebook line

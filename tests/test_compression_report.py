@@ -180,8 +180,8 @@ def test_example_models_round_trip_after_compression(model_name):
     nodes = [n for n in qmodel.graph.nodes if n.op in ("conv2d", "dense")]
     assert nodes
     for node in nodes:
-        weight = node.attrs["weight"].reshape(-1)
-        codebook = node.attrs["codebook"]
+        weight = node.attrs.weight.reshape(-1)
+        codebook = node.attrs.codebook
         for layout, gap_bits in (("sparse", 8), ("sparse", 2), ("dense", 5)):
             s = encode_streams(layer_streams(node, gap_bits, layout))
             indices = huffman_decode(s.index_huffman)
@@ -197,5 +197,5 @@ def test_example_models_round_trip_after_compression(model_name):
             assert np.count_nonzero(values) == np.count_nonzero(weight)  # fillers are zeros
             assert s.layout.gaps.max(initial=0) <= 2 ** gap_bits - 1
     rep = compression_report(qmodel)
-    assert rep.nonzeros == sum(int(np.count_nonzero(n.attrs["weight"])) for n in nodes)
+    assert rep.nonzeros == sum(int(np.count_nonzero(n.attrs.weight)) for n in nodes)
     assert rep.compression_ratio > 4  # 80% pruned, 4-bit indices: far below 32 bits per weight

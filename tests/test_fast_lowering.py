@@ -120,7 +120,7 @@ def test_float32_macs_at_the_exactness_limit(bound, dtype):
     got = fast_vm(graph)["main"](tvm.runtime.tensor(x)).numpy()
     want = reference.run(graph, [x])["conv"]
     a = graph.nodes[0].attrs  # kernel = the whole input: one output per channel
-    acc = np.abs(np.einsum("nchw,ochw->no", x.astype(np.int64), a["weight"]) + a["bias"]).max()
+    acc = np.abs(np.einsum("nchw,ochw->no", x.astype(np.int64), a.weight) + a.bias).max()
     assert acc == bound  # the accumulator really reaches the bound
     np.testing.assert_array_equal(got.astype(np.int64), want)
 

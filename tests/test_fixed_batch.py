@@ -67,7 +67,7 @@ def test_the_model_has_a_fixed_batch_and_batch_reshapes(files):
     model = nnforge.load(root / "model.onnx")
     assert model.inputs[0].shape[0] == 1
     q = nnforge.quantize(model, [np.load(root / "calib.npz")["x"]], "w8a8")
-    assert any(n.op == "reshape" and n.attrs["shape"][0] == 1 for n in q.graph.nodes)
+    assert any(n.op == "reshape" and n.attrs.shape[0] == 1 for n in q.graph.nodes)
     assert any(h.op == "reshape" and h.attrs["shape"][0] == 1 for h in q.graph.host_ops)
 
 
@@ -151,8 +151,8 @@ def test_a_loaded_quantized_model_imports_relax_only_when_needed(files, tmp_path
     from nnforge.compiler import qgraph_io
 
     assert qgraph_io.graph_files(back.graph) == qgraph_io.graph_files(q.graph)
-    assert all(np.asarray(v).dtype == np.asarray(q.graph.nodes[i].attrs[k]).dtype
-               for i, n in enumerate(back.graph.nodes) for k, v in n.attrs.items() if isinstance(v, np.ndarray))
+    assert all(np.asarray(v).dtype == np.asarray(q.graph.nodes[i].attrs.to_dict()[k]).dtype
+               for i, n in enumerate(back.graph.nodes) for k, v in n.attrs.to_dict().items() if isinstance(v, np.ndarray))
     nnforge.compile_model(back, "hls", tmp_path / "prj", golden_inputs=[x])
     assert back.float_model._relax is None  # still not imported
     assert [l.name for l in back.layers] == [l.name for l in q.layers]  # imported now, same layers

@@ -120,7 +120,7 @@ class GraphBuilds:
         # a 16-bit lut's 65,536 literals double the test's g++ time (measured: 44 -> 101 s of unity
         # builds, 29 -> 88 s of strict passes): those graphs run in the two nnf_int forms only
         big = {top for graph, _, top, _ in self.graphs
-               if any(n.op == "lut" and np.size(n.attrs["table"]) > LUT_AP_MAX for n in graph.nodes)}
+               if any(n.op == "lut" and np.size(n.attrs.table) > LUT_AP_MAX for n in graph.nodes)}
         self.so: dict[str, dict[str, Path]] = {f: {} for f in FORMS}
         self.units: list[tuple[str, Path]] = []
         t0 = time.perf_counter()

@@ -115,7 +115,7 @@ def test_every_layer_bit_exact(path, config, tmp_path):
     assert len(codes) >= 200
     assert sum(bad.values()) == 0, {k: v for k, v in bad.items() if v}
     if config is POW2_TRN_WRAP:  # the config really reached the nodes
-        assert {n.attrs.get("overflow") for n in q.graph.nodes if "overflow" in n.attrs} == {"WRAP"}
+        assert {n.attrs.overflow for n in q.graph.nodes if "overflow" in n.attrs.to_dict()} == {"WRAP"}
 
 
 # -- the hand-built graph: every variant of the requantization chain ------------------------------------
@@ -186,7 +186,7 @@ def test_storage_forms_codebook_sparse_dense(mlp, tmp_path):
     k = math.ceil(math.log2(len(book)))
     per = word_bits // k
     idx = np.array([(int(w) >> (f * k)) & ((1 << k) - 1) for w in words for f in range(per)])
-    flat = fc0.attrs["weight"].T.reshape(-1)  # one row per output neuron
+    flat = fc0.attrs.weight.T.reshape(-1)  # one row per output neuron
     assert np.array_equal(idx[: flat.size], np.searchsorted(book, flat))
     assert not idx[flat.size:].any() and len(words) == -(-flat.size // per)
     # the sparse layer stores its nonzeros only, row by row

@@ -119,4 +119,4 @@ def test_mixed_graph_needs_calib_and_lists_the_float_layers(tmp_path):
     q = nnforge.quantize(model, [rng.normal(size=(64, 4)).astype(np.float32)])
     assert any("calibrated with the config" in n and "'y'" in n for n in model.prequantized.notes)
     fc1 = next(n for n in q.graph.nodes if n.name == "fc1")
-    assert np.array_equal(fc1.attrs["weight"].T, np.round(w1 / s1[:, None]).astype(np.int64))
+    assert np.array_equal(fc1.attrs.weight.T, np.round(w1 / s1[:, None]).astype(np.int64))

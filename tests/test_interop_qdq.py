@@ -65,12 +65,12 @@ def test_carried_weights_scales_and_biases_are_kept_exactly(ort_models, fmt):
     weights = sorted((v for k, v in inits.items() if v.dtype == np.int8 and v.ndim >= 2), key=lambda a: a.size)
     biases = sorted((v for k, v in inits.items() if v.dtype == np.int32 and "zero_point" not in k), key=lambda a: a.size)
     nodes = [n for n in qmodel.graph.nodes if n.op in ("conv2d", "dense")]
-    ours_w = sorted((n.attrs["weight"] if n.op == "conv2d" else n.attrs["weight"].T for n in nodes),
+    ours_w = sorted((n.attrs.weight if n.op == "conv2d" else n.attrs.weight.T for n in nodes),
                     key=lambda a: a.size)
     assert len(ours_w) == len(weights) == 4
     for mine, theirs in zip(ours_w, weights):
         assert mine.shape == theirs.shape and np.array_equal(mine, theirs.astype(np.int64))
-    ours_b = sorted((n.attrs["bias"] for n in nodes), key=lambda a: a.size)
+    ours_b = sorted((n.attrs.bias for n in nodes), key=lambda a: a.size)
     for mine, theirs in zip(ours_b, biases):
         assert np.array_equal(mine, theirs.astype(np.int64))
     pre = qmodel.float_model.prequantized
@@ -88,8 +88,8 @@ def test_quantize_takes_no_calib(ort_models, tmp_path):
     again = nnforge.load_quantized(out)
     direct = nnforge.quantize(nnforge.load(models["mlp", "QDQ"]), None)
     for a, b in zip(again.graph.nodes, direct.graph.nodes):
-        assert a.op == b.op and all(np.array_equal(np.asarray(a.attrs[k]), np.asarray(b.attrs[k]))
-                                    for k in ("weight", "bias", "multiplier", "shift") if k in b.attrs)
+        assert a.op == b.op and all(np.array_equal(np.asarray(a.attrs.to_dict()[k]), np.asarray(b.attrs.to_dict()[k]))
+                                    for k in ("weight", "bias", "multiplier", "shift") if k in b.attrs.to_dict())
     from conftest import EXAMPLES
 
     float_model = CliRunner().invoke(main, ["quantize", str(EXAMPLES / "digits_mlp.onnx"), "-o", str(tmp_path / "r")])
@@ -170,8 +170,8 @@ def test_int16_qdq_from_quantize_static(more_models):
     qmodel, doc, x = _against_onnxruntime(path, "mlp")
     dense = [n for n in qmodel.graph.nodes if n.op == "dense"]
     theirs = sorted((v for v in inits.values() if v.dtype == np.int16 and v.ndim == 2), key=lambda a: a.size)
-    assert [n.attrs["weight_bits"] for n in dense] == [16, 16, 16]
-    for mine, w in zip(sorted((n.attrs["weight"].T for n in dense), key=lambda a: a.size), theirs):
+    assert [n.attrs.weight_bits for n in dense] == [16, 16, 16]
+    for mine, w in zip(sorted((n.attrs.weight.T for n in dense), key=lambda a: a.size), theirs):
         assert np.array_equal(mine, w.astype(np.int64))
     by = {t["tensor"]: t for t in doc["tensors"]}
     assert [by[k]["type"] for k in ("input", "/net/net.0/Gemm", "/net/net.3/Gemm", "logits")] == ["u16", "u16", "u16", "s16"]
@@ -184,8 +184,8 @@ def test_int16_qdq_from_quantize_static(more_models):
     g = qmodel.graph
     node = dense[0]
     codes = g.quantize_inputs([x])[0].astype(np.int64)
-    acc = codes @ node.attrs["weight"] + node.attrs["bias"]
-    ratio = g.tensors["input"].scale * node.attrs["weight_scale"] / g.tensors[node.output].scale
+    acc = codes @ node.attrs.weight + node.attrs.bias
+    ratio = g.tensors["input"].scale * node.attrs.weight_scale / g.tensors[node.output].scale
     exact = np.clip(np.floor(acc * ratio + 0.5), 0, 65535)
     ours = _reference_codes(qmodel, x)[node.output]
     ort = run_original(qmodel.float_model.prequantized, [x], ["input"], [first["source"]])[first["source"]]
@@ -207,12 +207,12 @@ def test_conv_integer_and_matmul_integer(more_models):
     qmodel, doc, _ = _against_onnxruntime(path, "cnn")
     assert doc["format"] == "qoperator" and "ORT_DISABLE_ALL" in doc["runtime"]
     conv, fc = [n for n in qmodel.graph.nodes if n.op in ("conv2d", "dense")]
-    assert np.array_equal(conv.attrs["weight"], inits["w1"]) and np.array_equal(fc.attrs["weight"], inits["w2"])
+    assert np.array_equal(conv.attrs.weight, inits["w1"]) and np.array_equal(fc.attrs.weight, inits["w2"])
     sx = float(inits["sx"])
-    assert np.array_equal(conv.attrs["weight_scale"], (inits["c1"].reshape(-1).astype(np.float64) / sx).astype(np.float32))
+    assert np.array_equal(conv.attrs.weight_scale, (inits["c1"].reshape(-1).astype(np.float64) / sx).astype(np.float32))
     s1 = qmodel.graph.tensors[conv.output].scale
     assert s1 == float(inits["s1"]) and str(qmodel.graph.tensors[conv.output].qtype) == "u8"
-    assert np.array_equal(fc.attrs["weight_scale"], (inits["c2"].astype(np.float64) / s1).astype(np.float32))
+    assert np.array_equal(fc.attrs.weight_scale, (inits["c2"].astype(np.float64) / s1).astype(np.float32))
     by = {t["tensor"]: t for t in doc["tensors"]}
     assert by["input"]["codes_identical"] == 1.0 and doc["top1_agreement"] >= 0.99
     bound = 0.5 * float(np.max(inits["c1"])) / s1 + by["conv1"]["multiplier_steps"]  # bias rounding + multiplier

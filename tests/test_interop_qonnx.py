@@ -69,8 +69,8 @@ def test_carried_qonnx_widths_and_codes(qonnx_models):
     q = nnforge.quantize(model, None)
     dense = [n for n in q.graph.nodes if n.op == "dense"]
     for node in dense:
-        w = node.attrs["weight"]
-        assert w.min() >= -1 and w.max() <= 1 and node.attrs["weight_bits"] == 2
+        w = node.attrs.weight
+        assert w.min() >= -1 and w.max() <= 1 and node.attrs.weight_bits == 2
     assert [str(q.graph.tensors[n.output].qtype) for n in dense] == ["u3", "u3", "s8"]
     assert str(q.graph.inputs[0].qtype) == "u3"
     for w in model.prequantized.weights.values():

@@ -72,10 +72,11 @@ def test_round_trip_gives_the_same_qgraph_and_codes(exported, case):
         assert (g2.tensors[name].qtype, g2.tensors[name].scale) == (t.qtype, t.scale), name
     assert [(n.op, n.name, n.inputs) for n in g1.nodes] == [(n.op, n.name, n.inputs) for n in g2.nodes]
     for n1, n2 in zip(g1.nodes, g2.nodes):
+        d1, d2 = n1.attrs.to_dict(), n2.attrs.to_dict()  # the attrs as saved, key by key
         for key in ("weight", "bias", "multiplier", "shift", "lo", "hi", "rounding", "overflow", "weight_bits",
                     "weight_scale", "acc_dtype", "strides", "padding", "pool_size"):
-            if key in n1.attrs or key in n2.attrs:
-                assert _attrs_equal(n1.attrs.get(key), n2.attrs.get(key)), (n1.name, key)
+            if key in d1 or key in d2:
+                assert _attrs_equal(d1.get(key), d2.get(key)), (n1.name, key)
     x = digits_arrays(case.split("-")[0])[1][:SAMPLES]
     codes1, codes2 = g1.quantize_inputs([x]), g2.quantize_inputs([x])
     assert np.array_equal(codes1[0], codes2[0])
@@ -206,7 +207,7 @@ def test_cli_quantize_exports_qonnx_and_qdq(exported, tmp_path):
     back = nnforge.quantize(nnforge.load(out / "model_qdq.onnx"), None).graph
     for n1, n2 in zip(qmodel.graph.nodes, back.nodes):
         if n1.op == "dense":
-            assert np.array_equal(n1.attrs["weight"], n2.attrs["weight"])
+            assert np.array_equal(n1.attrs.weight, n2.attrs.weight)
     bad = CliRunner().invoke(main, ["quantize", str(EXAMPLES / "digits_mlp.onnx"), "--calib", str(calib), "-o",
                                     str(tmp_path / "r"), "--export", "tflite"])
     assert bad.exit_code == 2 and "'tflite' is not one of 'qonnx', 'qdq'" in bad.output

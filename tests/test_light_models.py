@@ -64,5 +64,5 @@ def test_inception_simulates_bit_exact(name, rng):
     if name == "light_inception_v1":
         assert ops.count("lrn") == 2
     else:
-        assert sum(n.op == "avg_pool2d" and np.ndim(n.attrs["multiplier"]) == 2 for n in qmodel.graph.nodes) == 7
+        assert sum(n.op == "avg_pool2d" and np.ndim(n.attrs.multiplier) == 2 for n in qmodel.graph.nodes) == 7
     assert report.samples == 2 and report.reference_mismatches == 0

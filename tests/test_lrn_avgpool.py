@@ -128,7 +128,7 @@ def test_tvm_integer_build_equals_the_reference(quantized, name):
     ops = [n.op for n in q.graph.nodes]
     assert "lrn" in ops and "avg_pool2d" in ops
     avg = next(n for n in q.graph.nodes if n.op == "avg_pool2d")
-    assert np.ndim(avg.attrs["multiplier"]) == 2  # the per-position form really is exercised
+    assert np.ndim(avg.attrs.multiplier) == 2  # the per-position form really is exercised
     assert rep.reference_mismatches == 0
 
 
@@ -248,7 +248,7 @@ def test_onnx_node_cases_quantized(case, tmp_path):
     op = "lrn" if "lrn" in case else "avg_pool2d"
     node = next(n for n in q.graph.nodes if n.op == op)
     if op == "avg_pool2d":
-        assert np.ndim(node.attrs["multiplier"]) == 2  # border windows really divide by fewer taps
+        assert np.ndim(node.attrs.multiplier) == 2  # border windows really divide by fewer taps
     codes_in = q.graph.quantize_inputs([x])[0]
     codes = reference.run(q.graph, [codes_in])[node.output]
     t_in, t_out = q.graph.inputs[0], q.graph.tensors[node.output]

@@ -96,8 +96,8 @@ def _acc_bound(graph: QGraph, name: str) -> int:
     """max|x| * sum|w| + |b|, the exact bound the quantizer uses to choose the accumulator."""
     node = next(n for n in graph.nodes if n.name == name)
     t = graph.tensors[node.inputs[0]].qtype
-    w = np.abs(node.attrs["weight"]).sum(axis=0)
-    return int((max(-t.lo, t.hi) * w + np.abs(node.attrs["bias"])).max())
+    w = np.abs(node.attrs.weight).sum(axis=0)
+    return int((max(-t.lo, t.hi) * w + np.abs(node.attrs.bias)).max())
 
 
 N_CONV, N_DENSE = 3, 2
@@ -163,7 +163,7 @@ def test_graph_covers_the_chain_variants(lowered):
     ops = calls(mod["trace"])
     for op in ("relax.left_shift", "relax.right_shift", "relax.bitwise_and", "relax.subtract", "relax.matmul"):
         assert op in ops, op
-    assert next(n for n in graph.nodes if n.name == "fc1").attrs["acc_dtype"] == "int64"
+    assert next(n for n in graph.nodes if n.name == "fc1").attrs.acc_dtype == "int64"
     assert _acc_bound(graph, "fc1") >= 2**31
 
 

@@ -126,15 +126,15 @@ def test_export_weights_and_biases_are_nnforge_codes(qmodel, exported):
                                       qmodel.config.for_layer(layer.name, layer.op), axis)
         np.testing.assert_array_equal(w_scale, scales.astype(np.float32))
         if qnode.op == "conv2d":
-            np.testing.assert_array_equal(codes, qnode.attrs["weight"])
+            np.testing.assert_array_equal(codes, qnode.attrs.weight)
             assert _attr(w_dq, "axis") == 0
         else:  # Gemm transB=1: ONNX holds [N, K], nnforge [K, N]; channels on ONNX axis 0
             assert _attr(onnx_node, "transB") == 1
-            np.testing.assert_array_equal(codes, qnode.attrs["weight"].T)
+            np.testing.assert_array_equal(codes, qnode.attrs.weight.T)
             assert _attr(w_dq, "axis") == 0
         bias, b_scale = inits[b_dq.input[0]], inits[b_dq.input[1]]
         assert bias.dtype == np.int32
-        np.testing.assert_array_equal(bias, qnode.attrs["bias"])
+        np.testing.assert_array_equal(bias, qnode.attrs.bias)
         s_x = qmodel.graph.tensors[qnode.inputs[0]].scale
         np.testing.assert_array_equal(b_scale, (s_x * scales).astype(np.float32))
 

@@ -69,8 +69,8 @@ def test_pow2_mode_has_unit_multipliers():
     model, x, y, calib = _digits("digits_cnn")
     q = quantize(model, [calib], "w8a8-pow2")
     for node in q.graph.nodes:
-        if "multiplier" in node.attrs and node.op in ("conv2d", "dense"):
-            assert np.all(np.asarray(node.attrs["multiplier"]) == 1)
+        if "multiplier" in node.attrs.to_dict() and node.op in ("conv2d", "dense"):
+            assert np.all(np.asarray(node.attrs.multiplier) == 1)
     for t in q.graph.tensors.values():
         assert float(np.log2(t.scale)).is_integer()
 

@@ -182,7 +182,7 @@ def test_cycles_and_sync_stamps_hand_worked():
             2 + 2 * 5 * 36 + gemm_drain,  # GEMM: 2 words x ceil(9 pixels / 2 rows) tiles x (3*3*1 x 4 lanes) k-steps
             2 + 1 * 1 * 9 + isa.WINDOW_DRAIN,  # WINDOW: 1 pixel x 1 word x 9 taps
             2 + 9 * 1 * 4 + isa.ELTWISE_DRAIN,  # LUT: 9 pixels x 1 word x 4 lanes, one lane a cycle
-            2, 2 + 18 + isa.IO_DRAIN, 2]  # SYNC, OUTPUT 18 words, END
+            2, 2 + 18 + isa.OUTPUT_DRAIN, 2]  # SYNC, OUTPUT 18 words, END
     assert r.cycles == want
     assert r.cycles == [isa.cycles(i, M.shape) for i in prog]
     assert r.sync_layers == [0, 1] and r.stamps == [sum(want[:2]), sum(want[:6])]
