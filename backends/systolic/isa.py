@@ -171,8 +171,10 @@ WINDOW_DRAIN = 1 + TAP_LATENCY + MEM_LATENCY + 1 + REQUANT_LATENCY
 # ELTWISE: start, read and register, lane register, MUL's second pass through the multiplier (3),
 # requant, write; every sub-op waits this long (the others are done 3 cycles earlier)
 ELTWISE_DRAIN = 1 + MEM_LATENCY + 1 + 3 + REQUANT_LATENCY
-# INPUT: start, the last handshake's write; OUTPUT: start, the last word's read (on the stream)
+# INPUT: start, the last handshake's write
 IO_DRAIN = 2
+# OUTPUT: start, the last word's read, its register after the scratchpad (on the stream)
+OUTPUT_DRAIN = 3
 
 
 def gemm_drain(a: ArrayShape) -> int:
@@ -186,8 +188,10 @@ def cycles(instr: Instr, a: ArrayShape) -> int:
     g = instr.get
     if op in (OP_END, OP_SYNC):
         return FETCH_CYCLES
-    if op in (OP_INPUT, OP_OUTPUT):
+    if op == OP_INPUT:
         return FETCH_CYCLES + g("count") + IO_DRAIN
+    if op == OP_OUTPUT:
+        return FETCH_CYCLES + g("count") + OUTPUT_DRAIN
     if op == OP_GEMM:
         m_tiles = math.ceil(g("out_h") * g("out_w") / a.rows)
         k_steps = g("kh") * g("kw") * g("k_words") * a.cols

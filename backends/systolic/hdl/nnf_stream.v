@@ -4,10 +4,11 @@
 // `count` words were accepted; word i is written to SPAD[out_base + i] one cycle after its
 // handshake.  s_axis_tlast is not checked.
 // OUTPUT count, in_base: SPAD[in_base + i] goes out on m_axis in order, tlast on the last word.
-// The word is the scratchpad's registered read data, or the head of a 2-word skid buffer when
-// the stream stalled (reads are issued from registers only; see OUTPUT below).
-// Latency without stalls: INPUT's last write and OUTPUT's last handshake are in cycle
-// go + 1 + count, where fin is high (isa.IO_DRAIN = 2 cycles after the words).  With stalls
+// The word comes from a register after the scratchpad's read data, or from the head of a 3-word
+// skid buffer when the stream stalled (reads are issued from registers only; see OUTPUT below).
+// Latency without stalls: INPUT's last write is in cycle go + 1 + count (isa.IO_DRAIN = 2 cycles
+// after the words), OUTPUT's last handshake in go + 2 + count (isa.OUTPUT_DRAIN = 3), where fin is
+// high.  With stalls
 // (s_axis_tvalid or m_axis_tready low) fin simply waits: the cycle model assumes none.
 module nnf_stream #(
     parameter integer WORD_W = 32,
@@ -66,50 +67,65 @@ module nnf_stream #(
     assign spad_wdata = wbuf;
 
     // -- OUTPUT -------------------------------------------------------------------------------------
-    // A read is issued from registers only: while words remain and the 2-word skid buffer has room
-    // for its word.  The scratchpad port's read enable is tied high in the top, so nothing runs from
-    // m_axis_tready to the block RAMs' clock enables (that path, through a 16-bit compare and the
-    // enables of every scratchpad block, was the 8x8 array's critical path on the ECP5).  The word of
-    // a read issued in cycle t is in the RAM's read register in t + 1: it goes out from there when
-    // the buffer is empty, else (or while the stream stalls) it queues; the buffer's head goes first.
-    reg               out_run, rd_more, infl;
+    // Reads are issued from registers only, and the read data goes first into a register of its own
+    // (`rq`, no logic before it, so the placer can keep it next to the block RAMs, whose clock-to-out
+    // is most of a 10 ns cycle).  The scratchpad port's read enable is tied high in the top: nothing
+    // runs from m_axis_tready to the block RAMs' clock enables (through a 16-bit compare and the
+    // enables of every scratchpad block, that was the 8x8 array's critical path on the ECP5).
+    // A read issued in cycle t has its word in `rq` in t + 2: it goes out from there when the skid
+    // buffer is empty, else (or while the stream stalls) it queues behind the buffer's head.  A read
+    // is issued while words remain and the buffer has room for every word that may still arrive
+    // (occ + the two in flight <= 3).
+    reg               out_run, out_late, rd_more, infl1, infl2;
     reg [1:0]         occ;
     reg [15:0]        rd_rem, snd_rem;
     reg [31:0]        out_addr;
-    reg [WORD_W-1:0]  buf0, buf1;
-    wire room = (occ == 2'd0) | ((occ == 2'd1) & ~infl);
+    reg [WORD_W-1:0]  rq, buf0, buf1, buf2;
+    wire room = ({1'b0, occ} + {2'b0, infl1} + {2'b0, infl2}) < 3'd3;
     wire re = out_run & rd_more & room;
-    wire valid = (occ != 2'd0) | infl;
+    wire valid = (occ != 2'd0) | infl2;
     wire hs_out = valid & m_axis_tready;
-    wire fin_out = out_run & ((snd_rem == 16'd0) | ((snd_rem == 16'd1) & hs_out));
+    // count 0 ends a cycle after go + 1 as well (out_late), so every OUTPUT takes count + 3
+    wire fin_out = out_run & (((snd_rem == 16'd0) & out_late) | ((snd_rem == 16'd1) & hs_out));
+    always @(posedge clk) rq <= spad_rdata;
     always @(posedge clk) begin
         if (rst) begin
-            out_run <= 1'b0; rd_more <= 1'b0; infl <= 1'b0; occ <= 2'd0; rd_rem <= 16'd0; snd_rem <= 16'd0;
+            out_run <= 1'b0; out_late <= 1'b0; rd_more <= 1'b0; infl1 <= 1'b0; infl2 <= 1'b0; occ <= 2'd0;
+            rd_rem <= 16'd0; snd_rem <= 16'd0;
         end else if (go_out) begin
-            out_run <= 1'b1; rd_more <= (count != 16'd0); infl <= 1'b0; occ <= 2'd0;
-            rd_rem <= count; snd_rem <= count; out_addr <= in_base;
+            out_run <= 1'b1; out_late <= 1'b0; rd_more <= (count != 16'd0); infl1 <= 1'b0; infl2 <= 1'b0;
+            occ <= 2'd0; rd_rem <= count; snd_rem <= count; out_addr <= in_base;
         end else begin
-            infl <= re;
+            out_late <= out_run;
+            infl1 <= re;
+            infl2 <= infl1;
             if (re) begin
                 rd_rem <= rd_rem - 16'd1;
                 rd_more <= (rd_rem != 16'd1);
                 out_addr <= out_addr + 32'd1;
             end
+            // the queue is buf0..buf[occ-1], then rq when infl2; the stream takes its first word
             case (occ)
-                2'd0: if (infl & ~hs_out) begin buf0 <= spad_rdata; occ <= 2'd1; end
+                2'd0: if (infl2 & ~hs_out) begin buf0 <= rq; occ <= 2'd1; end
                 2'd1: if (hs_out) begin
-                          if (infl) buf0 <= spad_rdata; else occ <= 2'd0;
-                      end else if (infl) begin
-                          buf1 <= spad_rdata; occ <= 2'd2;
+                          if (infl2) buf0 <= rq; else occ <= 2'd0;
+                      end else if (infl2) begin
+                          buf1 <= rq; occ <= 2'd2;
                       end
-                default: if (hs_out) begin buf0 <= buf1; occ <= 2'd1; end  // no read in flight here
+                2'd2: if (hs_out) begin
+                          buf0 <= buf1;
+                          if (infl2) buf1 <= rq; else occ <= 2'd1;
+                      end else if (infl2) begin
+                          buf2 <= rq; occ <= 2'd3;
+                      end
+                default: if (hs_out) begin buf0 <= buf1; buf1 <= buf2; occ <= 2'd2; end  // none in flight
             endcase
             if (hs_out) snd_rem <= snd_rem - 16'd1;
             if (fin_out) out_run <= 1'b0;
         end
     end
     assign spad_raddr = out_addr[SPAD_AW-1:0];
-    assign m_axis_tdata = (occ != 2'd0) ? buf0 : spad_rdata;
+    assign m_axis_tdata = (occ != 2'd0) ? buf0 : rq;
     assign m_axis_tvalid = valid;
     assign m_axis_tlast = valid & (snd_rem == 16'd1);
 
