@@ -13,7 +13,7 @@ import tvm
 from tvm import relax
 
 from nnforge.compiler.lower import cpu_schedule
-from nnforge.compiler.quant.float_forward import _conv2d
+from nnforge.compiler.ops.conv2d import float_conv2d as _conv2d
 
 LANES = cpu_schedule.WIDE_VECTOR
 

@@ -147,3 +147,37 @@ def test_flags_are_the_sets_the_passes_used():
     assert {"max_pool2d", "avg_pool2d", "global_avg_pool", "clip", "lut"} <= CHANNELWISE
     assert not REQUANTIZING & PASSTHROUGH
     assert [s.name for s in SPECS] == list(OPS)
+
+
+def test_fused_activation_set_is_the_one_layers_used():
+    from nnforge.compiler.ops import FUSES_ACT
+
+    # layers.py's _FUSES_ACT before the table: a following clamp becomes these ops' lo/hi
+    assert FUSES_ACT == {"conv2d", "dense", "add", "mul", "avg_pool2d", "global_avg_pool"}
+
+
+def test_every_float_layer_op_has_its_float_side():
+    """Every op a float layer can be (all but ``requant``, which only the quantizer makes) has a
+    quantize rule and a float function; the float rules name Relax ops, and the grouping's table
+    is the ops' rules in the table's order, then the host's softmax."""
+    from nnforge.compiler.quant.layers import RULES
+
+    made = {spec.name for spec in SPECS if spec.float_rules or spec.float_chain}
+    assert made == set(OPS) - {"requant"}
+    for spec in SPECS:
+        assert (spec.quantize is None, spec.float_forward is None) == ((spec.name == "requant"),) * 2, spec.name
+        assert all(name.startswith("relax.") and callable(fn) for name, fn in spec.float_rules), spec.name
+    assert RULES[:-1] == [rule for spec in SPECS for rule in spec.float_rules]
+    assert RULES[-1][0] == "relax.nn.softmax"
+
+
+def test_the_table_loads_without_tvm():
+    """The op modules never import tvm (their rules get the lowerer, the pattern builder and the
+    layer builder): the table, the reference and the graph load without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, nnforge.compiler.ops, nnforge.compiler.reference, nnforge.compiler.qgraph; "
+            "print('tvm' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

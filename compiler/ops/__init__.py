@@ -6,6 +6,10 @@ interpreter (``compiler/reference.py``), the lowering (``compiler/lower/lower_re
 backends' partition patterns (``backends/patterns.py``) all read this table; backends keep only
 their kernels, keyed by the same names.
 
+Each module also holds the op's float side: the rules that recognise it in the float Relax module
+(``float_rules``, ``float_chain``: compiler/quant/layers.py runs them), its quantize rule
+(``quantize``: compiler/quant/quantize.py) and its float function (``float_forward``).
+
 Adding an op: a module like ``mul.py`` with its ``SPEC``, one line in ``SPECS`` below, and a
 kernel in each backend that takes it (docs/adding_an_op.md).
 """
@@ -42,6 +46,7 @@ OPS: dict[str, OpSpec] = {s.name: s for s in SPECS}
 REQUANTIZING = frozenset(s.name for s in SPECS if s.requantizes)
 PASSTHROUGH = frozenset(s.name for s in SPECS if s.passthrough)
 CHANNELWISE = frozenset(s.name for s in SPECS if s.channelwise)
+FUSES_ACT = frozenset(s.name for s in SPECS if s.fuses_act)
 
 
 def attrs_of(op: str, values: dict, node: str = "") -> Attrs:
@@ -53,4 +58,4 @@ def attrs_of(op: str, values: dict, node: str = "") -> Attrs:
     return OPS[op].attrs.from_dict(values, f"{op} node {node!r}")
 
 
-__all__ = ["Attrs", "CHANNELWISE", "OPS", "OpSpec", "PASSTHROUGH", "REQUANTIZING", "Requant", "SPECS", "attrs_of"]
+__all__ = ["Attrs", "CHANNELWISE", "FUSES_ACT", "OPS", "OpSpec", "PASSTHROUGH", "REQUANTIZING", "Requant", "SPECS", "attrs_of"]

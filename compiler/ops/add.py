@@ -51,4 +51,18 @@ def pattern(p) -> Any:
     return p.saturate(p.is_op("relax.add")(branch(), branch()))
 
 
-SPEC = OpSpec("add", AddAttrs, reference, lower, pattern, requantizes=True)
+def from_add(b, var, call, args, acts):
+    return b.new("add", var, acts) if len(acts) == 2 else None
+
+
+def quantize(q) -> dict:
+    ins = q.ins
+    (ma, na), (mb, nb) = (q.multiplier("input", p.scale / q.out.scale) for p in ins)
+    for p, m, n in ((ins[0], ma, na), (ins[1], mb, nb)):
+        q.check_requant("input", max(abs(p.qtype.lo), p.qtype.hi), m, n)
+    return dict(multipliers=(int(ma), int(mb)), shifts=(int(na), int(nb)), lo=q.lo, hi=q.hi, **q.common)
+
+
+SPEC = OpSpec("add", AddAttrs, reference, lower, pattern, requantizes=True, fuses_act=True,
+              float_rules=(("relax.add", from_add),),  # add(x, y), both activations -> add
+              quantize=quantize, float_forward=lambda a, xs: xs[0] + xs[1])

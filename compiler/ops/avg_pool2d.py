@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from .arrays import pad_nchw, windows
+from .max_pool2d import pool_attrs
 from .spec import OpSpec, Requant
-from ..quant.numerics import requantize
+from ..errors import ModelError
+from ..quant.numerics import requantize, window_counts
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -53,4 +55,39 @@ def pattern(p) -> Any:
     return p.requant_tail(p.is_op("relax.nn.conv2d")(p.is_op("relax.astype")(p.wildcard()), p.is_const()))
 
 
-SPEC = OpSpec("avg_pool2d", AvgPool2dAttrs, reference, lower, pattern, channelwise=True)
+# -- the float side ----------------------------------------------------------------------------
+
+def from_avg_pool2d(b, var, call, args, acts):
+    attrs = pool_attrs(call)
+    if attrs["dilation"] != (1, 1) or attrs["ceil_mode"]:
+        raise ModelError(f"{b.label(var, call)}: average pooling with dilation or ceil_mode has no integer form")
+    return b.new("avg_pool2d", var, acts, **attrs)
+
+
+def quantize(q) -> dict:
+    """The output keeps the input's scale; the divisor goes into (M, n), one per output position
+    where the padding is not counted and border windows hold fewer taps."""
+    a, ins = q.attrs, q.ins
+    kh, kw = a["pool_size"]
+    count = kh * kw
+    if not a.get("count_include_pad", True):  # border windows average over the taps inside the input
+        counts = window_counts(q.input_shape()[2:], (kh, kw), a["strides"], a["padding"])
+        count = counts if np.unique(counts).size > 1 else int(counts.flat[0])  # [OH, OW], or one divisor
+    m, n = q.multiplier("average", ins[0].scale / (q.out.scale * np.asarray(count, np.float64)), "float")
+    q.check_requant("average", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * kh * kw, np.ravel(m), np.ravel(n))
+    return dict(pool_size=a["pool_size"], strides=a["strides"], padding=a["padding"],
+                multiplier=m, shift=n, lo=q.lo, hi=q.hi, **q.common)
+
+
+def float_forward(a, xs) -> np.ndarray:
+    x = xs[0]
+    kh, kw = a["pool_size"]
+    total = windows(pad_nchw(x, a["padding"], 0.0), kh, kw, a["strides"], (1, 1)).sum(axis=(-2, -1))
+    if a.get("count_include_pad", True):
+        return total / (kh * kw)
+    return total / window_counts(x.shape[2:], (kh, kw), a["strides"], a["padding"])
+
+
+SPEC = OpSpec("avg_pool2d", AvgPool2dAttrs, reference, lower, pattern, channelwise=True, fuses_act=True,
+              float_rules=(("relax.nn.avg_pool2d", from_avg_pool2d),),  # nn.avg_pool2d(x) -> avg_pool2d
+              quantize=quantize, float_forward=float_forward)

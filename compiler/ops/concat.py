@@ -28,4 +28,11 @@ def pattern(p) -> Any:
     return p.is_op("relax.concat")(p.wildcard())
 
 
-SPEC = OpSpec("concat", ConcatAttrs, reference, lower, pattern, passthrough=True)
+def from_concat(b, var, call, args, acts):
+    return b.new("concat", var, [b.alias.get(f, f) for f in call.args[0].fields], axis=int(call.attrs.axis))
+
+
+SPEC = OpSpec("concat", ConcatAttrs, reference, lower, pattern, passthrough=True,
+              float_rules=(("relax.concat", from_concat),),  # concat((x, y, ...)) -> concat{axis}
+              quantize=lambda q: dict(axis=q.attrs["axis"]),
+              float_forward=lambda a, xs: np.concatenate(xs, axis=a["axis"]))

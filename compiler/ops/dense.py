@@ -53,4 +53,18 @@ def pattern(p) -> Any:
     return p.requant_tail(p.is_op("relax.add")(p.is_op("relax.matmul")(x, p.is_const()), p.is_const()))
 
 
-SPEC = OpSpec("dense", DenseAttrs, reference, lower, pattern, requantizes=True)
+def from_matmul(b, var, call, args, acts):
+    """A product by a constant 2-d matrix is a dense layer; its bias comes later (conv2d.from_affine)."""
+    if not (b.is_constant(args[1]) and b.const_value(args[1]).ndim == 2):
+        return None
+    w = b.const_value(args[1])
+    return b.new("dense", var, acts, weight=w, bias=np.zeros(w.shape[1]))
+
+
+def float_forward(a, xs) -> np.ndarray:
+    return xs[0] @ np.asarray(a["weight"], np.float64) + np.asarray(a["bias"])
+
+
+SPEC = OpSpec("dense", DenseAttrs, reference, lower, pattern, requantizes=True, fuses_act=True,
+              float_rules=(("relax.matmul", from_matmul),),  # matmul(x, W) -> dense{W, bias 0}
+              quantize=lambda q: q.weighted(1), float_forward=float_forward)

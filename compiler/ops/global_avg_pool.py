@@ -40,5 +40,24 @@ def pattern(p) -> Any:
     return p.requant_tail(p.is_op("relax.sum")(p.is_op("relax.astype")(p.wildcard())))
 
 
+def from_mean(b, var, call, args, acts):
+    """The mean over H and W."""
+    if [int(x) for x in call.attrs.axis] not in ([2, 3], [-2, -1]):
+        return None
+    shape = b.static_shape(args[0])
+    return b.new("global_avg_pool", var, acts, keepdims=bool(call.attrs.keepdims), window=shape[2] * shape[3])
+
+
+def quantize(q) -> dict:
+    """The divisor (the window, H * W) goes into (M, n)."""
+    a, ins = q.attrs, q.ins
+    m, n = q.multiplier("average", ins[0].scale / (q.out.scale * a["window"]), "float")
+    q.check_requant("average", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * int(a["window"]), m, n)
+    return dict(multiplier=m, shift=n, lo=q.lo, hi=q.hi, keepdims=a["keepdims"], **q.common)
+
+
 SPEC = OpSpec("global_avg_pool", GlobalAvgPoolAttrs, reference, lower, pattern, requantizes=True,
-              channelwise=True)
+              channelwise=True, fuses_act=True,
+              float_rules=(("relax.mean", from_mean),),  # mean(x, axis=[2, 3]) -> global_avg_pool
+              quantize=quantize,
+              float_forward=lambda a, xs: xs[0].mean(axis=(2, 3), keepdims=a.get("keepdims", True)))

@@ -81,9 +81,44 @@ def pattern(p) -> Any:
     return p.requant_tail(p.is_op("relax.multiply")(x, t))
 
 
-def float_forward(x: np.ndarray) -> np.ndarray:
+# -- the float side ----------------------------------------------------------------------------
+
+def float_chain(b) -> tuple[dict, set]:
+    """ONNX HardSwish as TVM's importer writes it: ``multiply(x, divide(clip(add(x, 3), 0, 6), 6))``.
+    Returns {multiply var: (x, {})} and the vars of the inner steps (each used only by the next)."""
+    chains, inner = {}, set()
+    for var, call in b.bindings.items():
+        if b.call_op_name(call) != "relax.multiply":
+            continue
+        x, div = call.args
+        d = b.single_use(div, "relax.divide")
+        c = None if d is None else b.single_use(d.args[0], "relax.clip")
+        a = None if c is None else b.single_use(c.args[0], "relax.add")
+        if (a is None or not a.args[0].same_as(x) or b.scalar(a.args[1]) != 3.0 or b.scalar(d.args[1]) != 6.0
+                or [float(v.value) for v in c.args[1:]] != [0.0, 6.0]):
+            continue
+        chains[var] = (x, {})
+        inner.update((div, d.args[0], c.args[0]))
+    return chains, inner
+
+
+def quantize(q) -> dict:
+    """The gate's c3, c6 and one (M, n), from the final scales (``constants``)."""
+    ins = q.ins
+    try:
+        c3, c6, ratio = constants(ins[0].scale, q.out.scale)
+    except ValueError as err:
+        raise q.error(str(err)) from None
+    m, n = q.multiplier("output", ratio, "float")
+    q.check_requant("output", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * c6, m, n)
+    return dict(c3=c3, c6=c6, multiplier=m, shift=n, lo=q.lo, hi=q.hi, **q.common)
+
+
+def float_forward(a, xs) -> np.ndarray:
     """The real function (float64), for the float layer runner of the compression passes."""
+    x = xs[0]
     return x * np.clip(x + 3.0, 0.0, 6.0) / 6.0
 
 
-SPEC = OpSpec("hard_swish", HardSwishAttrs, reference, lower, pattern, requantizes=True, channelwise=True)
+SPEC = OpSpec("hard_swish", HardSwishAttrs, reference, lower, pattern, requantizes=True, channelwise=True,
+              float_chain=float_chain, quantize=quantize, float_forward=float_forward)

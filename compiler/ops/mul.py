@@ -31,4 +31,18 @@ def pattern(p) -> Any:
     return p.requant_tail(p.is_op("relax.multiply")(a, b))
 
 
-SPEC = OpSpec("mul", MulAttrs, reference, lower, pattern, requantizes=True)
+def from_multiply(b, var, call, args, acts):
+    return b.new("mul", var, acts) if len(acts) == 2 else None
+
+
+def quantize(q) -> dict:
+    ins = q.ins
+    m, n = q.multiplier("output", ins[0].scale * ins[1].scale / q.out.scale)
+    q.check_requant("output", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * max(abs(ins[1].qtype.lo), ins[1].qtype.hi),
+                    m, n)
+    return dict(multiplier=m, shift=n, lo=q.lo, hi=q.hi, **q.common)
+
+
+SPEC = OpSpec("mul", MulAttrs, reference, lower, pattern, requantizes=True, fuses_act=True,
+              float_rules=(("relax.multiply", from_multiply),),  # multiply(x, y), both activations -> mul
+              quantize=quantize, float_forward=lambda a, xs: xs[0] * xs[1])

@@ -28,4 +28,12 @@ def pattern(p) -> Any:
     return p.is_op("relax.reshape")(p.wildcard(), p.wildcard())  # data, shape
 
 
-SPEC = OpSpec("reshape", ReshapeAttrs, reference, lower, pattern, passthrough=True)
+def from_reshape(b, var, call, args, acts):
+    shape = b.static_shape(var)
+    return b.new("reshape", var, acts, shape=tuple(-1 if isinstance(d, str) else d for d in shape))
+
+
+SPEC = OpSpec("reshape", ReshapeAttrs, reference, lower, pattern, passthrough=True,
+              float_rules=(("relax.reshape", from_reshape),),  # reshape(x) -> reshape{static shape, batch -1}
+              quantize=lambda q: dict(shape=q.attrs["shape"]),
+              float_forward=lambda a, xs: xs[0].reshape([len(xs[0]) if d == -1 else d for d in a["shape"]]))

@@ -56,19 +56,6 @@ class Attrs:
             out[f.name] = value
         return out
 
-    # TEMPORARY while call sites move to attribute access; removed before this change lands
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.to_dict()
-
-    def items(self):
-        return self.to_dict().items()
-
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Requant(Attrs):
@@ -99,7 +86,22 @@ class OpSpec:
     * ``requantizes``: the output gets its own scale from calibration (and can take a concat's);
     * ``passthrough``: the output keeps the input's type and scale (no arithmetic on codes);
     * ``channelwise``: output channel c depends on input channel c only (structured pruning
-      can remove channels through it).
+      can remove channels through it);
+    * ``fuses_act``: a following ReLU / clip becomes this op's output clamp (its ``lo``/``hi``).
+
+    And the float side, what the quantizer needs to make the op from a float model:
+
+    * ``float_rules``: ``(relax op name, rule)`` pairs; ``rule(b, var, call, args, acts)`` makes
+      a float layer of one Relax binding (``b.new(...)``, returned) or returns None when the
+      binding is not its (``b`` is ``compiler/quant/layers.LayerBuilder``: the Relax readers of
+      the adapter and the layers so far);
+    * ``float_chain(b) -> ({anchor var: (input var, attrs)}, inner vars)``: a float layer made of
+      several bindings (LRN, HardSwish), found before the bindings are walked;
+    * ``quantize(q) -> dict``: the node's attrs from the final scales (``q`` is
+      ``compiler/quant/quantize.OpQuantizer``: the layer, its inputs' and output's types and
+      scales, its config and the shared checks);
+    * ``float_forward(attrs, xs) -> float64 array``: the float layer run in numpy (the
+      compression passes fit layers around it).
     """
 
     name: str
@@ -110,4 +112,9 @@ class OpSpec:
     requantizes: bool = False
     passthrough: bool = False
     channelwise: bool = False
+    fuses_act: bool = False
+    float_rules: tuple[tuple[str, Callable[..., Any]], ...] = ()
+    float_chain: Callable[..., tuple[dict, set]] | None = None
+    quantize: Callable[..., dict] | None = None
+    float_forward: Callable[..., np.ndarray] | None = None
     doc: str = field(default="", compare=False)

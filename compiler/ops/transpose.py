@@ -27,4 +27,12 @@ def pattern(p) -> Any:
     return p.is_op("relax.permute_dims")(p.wildcard())
 
 
-SPEC = OpSpec("transpose", TransposeAttrs, reference, lower, pattern, passthrough=True)
+def from_permute_dims(b, var, call, args, acts):
+    axes = call.attrs.axes
+    return b.new("transpose", var, acts, axes=None if axes is None else tuple(int(x) for x in axes))
+
+
+SPEC = OpSpec("transpose", TransposeAttrs, reference, lower, pattern, passthrough=True,
+              float_rules=(("relax.permute_dims", from_permute_dims),),  # permute_dims(x) -> transpose{axes}
+              quantize=lambda q: dict(axes=q.attrs["axes"]),
+              float_forward=lambda a, xs: np.transpose(xs[0], a["axes"]))

@@ -8,10 +8,9 @@ calibration can observe exactly the tensors the integer model will produce.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from .. import ops
 from ..errors import ModelError
@@ -20,16 +19,8 @@ from ..frontend.relax_utils import (call_op_name, const_value, is_constant, is_v
 
 _GENERATED = re.compile(r"^(lv|gv)\d*$")
 
-LUT_FUNCS = {
-    "relax.sigmoid": ("sigmoid", lambda x, a: 1.0 / (1.0 + np.exp(-x))),
-    "relax.tanh": ("tanh", lambda x, a: np.tanh(x)),
-    "relax.nn.leakyrelu": ("leaky_relu", lambda x, a: np.where(x >= 0, x, x * a["alpha"])),
-}
 # ops that move codes without changing scale
 PASSTHROUGH = ops.PASSTHROUGH  # the op table's flag: the output keeps the input's type and scale
-# layers that may absorb a following bias add / activation clamp
-_FUSES_BIAS = {"conv2d", "dense"}
-_FUSES_ACT = {"conv2d", "dense", "add", "mul", "avg_pool2d", "global_avg_pool"}
 
 
 @dataclass
@@ -94,108 +85,93 @@ def generated_name(call, position: int) -> str:
     return f"{short}_{position}"
 
 
-def _clamp_bounds(call) -> tuple[float | None, float | None] | None:
-    """(lo, hi) of relu / clip / maximum(x, c) / minimum(x, c); None for other ops."""
-    op = call_op_name(call)
-    if op == "relax.nn.relu":
-        return 0.0, None
-    if op == "relax.clip":
-        return float(call.args[1].value), float(call.args[2].value)
-    if op in ("relax.maximum", "relax.minimum") and is_constant(call.args[1]):
-        c = const_value(call.args[1])
-        if c.size == 1:
-            v = float(c.reshape(()))
-            return (v, None) if op == "relax.maximum" else (None, v)
-    return None
+class LayerBuilder:
+    """What a float rule gets (``OpSpec.float_rules`` and ``float_chain``, compiler/ops/*.py): the
+    Relax readers of the adapter (``frontend/relax_utils``: op modules never import tvm) and the
+    layers made so far, with the three things a rule does to them: ``new`` (a layer from this
+    binding), ``fusable`` (the layer a binding may fuse into) and ``extend`` (fuse it)."""
 
+    call_op_name = staticmethod(call_op_name)
+    const_value = staticmethod(const_value)
+    is_constant = staticmethod(is_constant)
+    is_var = staticmethod(is_var)
+    static_shape = staticmethod(static_shape)
+    fuses_act = ops.FUSES_ACT  # the op table's flag: a following clamp becomes the op's lo/hi
 
-def _merge_act(old, new):
-    lo = max(x for x in (old[0], new[0]) if x is not None) if (old[0] is not None or new[0] is not None) else None
-    hi = min(x for x in (old[1], new[1]) if x is not None) if (old[1] is not None or new[1] is not None) else None
-    return lo, hi
+    def __init__(self, func, onnx_names: dict[str, str]) -> None:
+        self.onnx_names = onnx_names
+        self.users = var_uses(func)
+        self.bindings = {b.var: b.value for blk in func.body.blocks for b in blk.bindings}  # var -> call
+        self.layers: list[FloatLayer] = []
+        self.producer: dict = {}  # var -> layer index whose output it is
+        self.activations = set(func.params)
+        self.alias: dict = {}  # var bound to another var -> the var it names
+        self.canon = binding_names(func, onnx_names)  # var -> (unique name, ONNX name)
+        self.positions = binding_positions(func)
+        self.original: dict[str, str] = {}  # unique name -> the ONNX name it stands for
 
+    def label(self, var, call) -> str:
+        """How errors name the binding: ``layer 'x' (nn.conv2d)``."""
+        return f"layer {var.name!r} ({call_op_name(call).removeprefix('relax.')})"
 
-def _pool_attrs(call) -> dict:
-    a = call.attrs
-    pad = [int(p) for p in a.padding]
-    return dict(pool_size=tuple(int(p) for p in a.pool_size), strides=tuple(int(s) for s in a.strides),
-                padding=tuple(pad), dilation=tuple(int(d) for d in a.dilation), ceil_mode=bool(a.ceil_mode),
-                count_include_pad=bool(getattr(a, "count_include_pad", False)))
-
-
-_LRN_STEPS = ("relax.power", "relax.add", "relax.multiply", "relax.squeeze", "relax.nn.avg_pool3d",
-              "relax.expand_dims", "relax.multiply")  # from the divisor up to the square
-
-
-def _lrn_chains(func, users: dict) -> tuple[dict, set]:
-    """The local response normalizations of ``func`` as TVM's ONNX importer writes them::
-
-        divide(x, power(add(multiply(squeeze(avg_pool3d(expand_dims(multiply(x, x)))), alpha), bias), beta))
-
-    (the 3-d pool, over channels only and counting its padding, is the window mean of the squares).
-    Returns {divide var: (x, attrs)} and the vars of the inner steps (each used only by the next)."""
-    value = {b.var: b.value for blk in func.body.blocks for b in blk.bindings}
-
-    def scalar(expr) -> float | None:
+    def scalar(self, expr) -> float | None:
+        """The value of a one-element constant, else None."""
         if is_constant(expr) and const_value(expr).size == 1:
             return float(const_value(expr).reshape(()))
         return None
 
-    chains, inner = {}, set()
-    for var, call in value.items():
-        if call_op_name(call) != "relax.divide":
-            continue
-        x, arg, steps = call.args[0], call.args[1], []
-        for op in _LRN_STEPS:  # each step's first argument is the previous step, used only there
-            v = value.get(arg) if is_var(arg) and users.get(arg, 0) == 1 else None
-            if v is None or call_op_name(v) != op:
-                break
-            steps.append((arg, v))
-            arg = v.args[0]
-        if len(steps) != len(_LRN_STEPS):
-            continue
-        (_, power), (_, add), (_, mul), (_, squeeze), (_, pool), (_, expand), (_, square) = steps
-        beta, bias, alpha = scalar(power.args[1]), scalar(add.args[1]), scalar(mul.args[1])
-        pa = pool.attrs
-        size, pad = [int(v) for v in pa.pool_size], [int(v) for v in pa.padding]
-        if (not (square.args[0].same_as(x) and square.args[1].same_as(x)) or None in (beta, bias, alpha)
-                or [int(a) for a in expand.attrs.axis] != [1] or [int(a) for a in squeeze.attrs.axis] != [1]
-                or size[1:] != [1, 1] or pad[1:3] + pad[4:] != [0] * 4 or [int(v) for v in pa.strides] != [1] * 3
-                or not bool(pa.count_include_pad) or pad[0] + pad[3] + 1 != size[0]
-                or len(static_shape(x) or ()) != 4):
-            continue
-        # the pool divides by size: y = x / (bias + alpha/size * sum of squares)^beta, as ONNX LRN
-        chains[var] = (x, dict(size=size[0], before=pad[0], after=pad[3], alpha=alpha, beta=beta, bias=bias))
-        inner.update(v for v, _ in steps)
-    return chains, inner
-
-
-def _hard_swish_chains(func, users: dict) -> tuple[dict, set]:
-    """ONNX HardSwish as TVM's importer writes it: ``multiply(x, divide(clip(add(x, 3), 0, 6), 6))``.
-    Returns {multiply var: x} and the vars of the inner steps (each used only by the next)."""
-    value = {b.var: b.value for blk in func.body.blocks for b in blk.bindings}
-
-    def step(expr, op: str):  # the binding of ``expr`` when it is a single-use call to ``op``
-        v = value.get(expr) if is_var(expr) and users.get(expr, 0) == 1 else None
+    def single_use(self, expr, op: str):
+        """The call bound to ``expr`` when ``expr`` is a var used once and that call is ``op``; else None."""
+        v = self.bindings.get(expr) if is_var(expr) and self.users.get(expr, 0) == 1 else None
         return v if v is not None and call_op_name(v) == op else None
 
-    def scalar(expr) -> float | None:
-        return float(const_value(expr).reshape(())) if is_constant(expr) and const_value(expr).size == 1 else None
+    def _named(self, var, fallback: str) -> str:
+        if var in self.canon:
+            unique, onnx_name = self.canon[var]
+            self.original[unique] = onnx_name
+            return unique
+        return self.onnx_names.get(fallback, fallback)
 
-    chains, inner = {}, set()
-    for var, call in value.items():
-        if call_op_name(call) != "relax.multiply":
-            continue
-        x, div = call.args
-        d = step(div, "relax.divide")
-        c = None if d is None else step(d.args[0], "relax.clip")
-        a = None if c is None else step(c.args[0], "relax.add")
-        if (a is None or not a.args[0].same_as(x) or scalar(a.args[1]) != 3.0 or scalar(d.args[1]) != 6.0
-                or [float(v.value) for v in c.args[1:]] != [0.0, 6.0]):
-            continue
-        chains[var] = x
-        inner.update((div, d.args[0], c.args[0]))
-    return chains, inner
+    def new(self, op: str, var, inputs, **attrs) -> FloatLayer:
+        """A new layer ``op`` whose output is ``var``."""
+        position, value = self.positions[var]
+        fallback = generated_name(value, position) if _GENERATED.match(var.name) else var.name
+        self.layers.append(FloatLayer(op, self._named(var, fallback), list(inputs), var, attrs))
+        self.producer[var] = len(self.layers) - 1
+        self.activations.add(var)
+        return self.layers[-1]
+
+    def fusable(self, var, ops) -> FloatLayer | None:
+        """The layer of one of ``ops`` whose output ``var`` is, when nothing else uses ``var``."""
+        if var in self.producer and self.users.get(var, 0) == 1 and var not in self.alias.values():
+            layer = self.layers[self.producer[var]]
+            if layer.op in ops and layer.output.same_as(var):
+                return layer
+        return None
+
+    def extend(self, layer: FloatLayer, var) -> FloatLayer:
+        """``layer`` now ends at ``var`` (a bias or clamp fused into it)."""
+        if _GENERATED.match(layer.output.name) and layer.name not in self.original and not _GENERATED.match(var.name):
+            layer.name = self._named(var, var.name)  # the ONNX name sits on the last binding
+        layer.output = var
+        self.producer[var] = self.layers.index(layer)
+        self.activations.add(var)
+        return layer
+
+
+def _softmax(b: LayerBuilder, var, call, args, acts):
+    return b.new("softmax", var, acts, axis=int(call.attrs.axis))
+
+
+# The float rules, (relax op name, rule), tried in this order on each binding of that op: every op
+# module's own (compiler/ops/*.py, in the table's order), then the host's.  A rule makes a layer
+# and returns it, or returns None for a binding that is not its.
+RULES: list[tuple[str, Callable]] = [rule for spec in ops.SPECS for rule in spec.float_rules] + [
+    ("relax.nn.softmax", _softmax),  # softmax(x) -> softmax (left on the host, in float, when last)
+]
+_RULES_BY_OP: dict[str, list[Callable]] = {}
+for _op, _rule in RULES:
+    _RULES_BY_OP.setdefault(_op, []).append(_rule)
 
 
 def float_layers(mod, output_names: list[str] | None = None,
@@ -206,147 +182,34 @@ def float_layers(mod, output_names: list[str] | None = None,
     output's name from ``output_names``; others are named by their ONNX node (``onnx_names``)."""
     onnx_names = onnx_names or {}
     func = mod["main"]
-    users = var_uses(func)
-    layers: list[FloatLayer] = []
-    producer: dict = {}  # var -> layer index whose output it is
-    activations = set(func.params)
+    b = LayerBuilder(func, onnx_names)
     host: list[str] = []
-
-    def fusable(var, ops) -> FloatLayer | None:
-        if var in producer and users.get(var, 0) == 1 and var not in alias.values():
-            layer = layers[producer[var]]
-            if layer.op in ops and layer.output.same_as(var):
-                return layer
-        return None
-
-    alias: dict = {}  # var bound to another var -> the var it names
-    lrn_chains, lrn_inner = _lrn_chains(func, users)
-    hs_chains, hs_inner = _hard_swish_chains(func, users)
-    canon = binding_names(func, onnx_names)  # var -> (unique name, ONNX name)
-    positions = binding_positions(func)
-    original: dict[str, str] = {}  # unique name -> the ONNX name it stands for
-
-    def named(var, fallback: str) -> str:
-        if var in canon:
-            unique, onnx_name = canon[var]
-            original[unique] = onnx_name
-            return unique
-        return onnx_names.get(fallback, fallback)
-
-    def new(op, var, inputs, **attrs):
-        fallback = generated_name(positions[var][1], positions[var][0]) if _GENERATED.match(var.name) else var.name
-        layers.append(FloatLayer(op, named(var, fallback), list(inputs), var, attrs))
-        producer[var] = len(layers) - 1
-        activations.add(var)
-
-    def extend(layer, var):
-        if _GENERATED.match(layer.output.name) and layer.name not in original and not _GENERATED.match(var.name):
-            layer.name = named(var, var.name)  # the ONNX name sits on the last binding
-        layer.output = var
-        producer[var] = layers.index(layer)
-        activations.add(var)
-
+    anchors, inner = {}, set()  # several bindings taken whole as one layer (LRN, HardSwish)
+    for spec in ops.SPECS:
+        if spec.float_chain is not None:
+            found, steps = spec.float_chain(b)
+            anchors.update({v: (spec.name, x, attrs) for v, (x, attrs) in found.items()})
+            inner |= steps
     for block in func.body.blocks:
-        for b in block.bindings:
-            var, call = b.var, b.value
+        for binding in block.bindings:
+            var, call = binding.var, binding.value
             if is_var(call):  # `gv = lv`: an alias, e.g. of the graph output
-                alias[var] = alias.get(call, call)
+                b.alias[var] = b.alias.get(call, call)
                 continue
-            if var in lrn_inner or var in hs_inner:  # a step of an LRN or a HardSwish, taken whole below
+            if var in inner:  # a step of a chain, taken whole at its last binding
                 continue
-            if var in hs_chains:
-                new("hard_swish", var, [alias.get(hs_chains[var], hs_chains[var])])
-                continue
-            if var in lrn_chains:
-                x, attrs = lrn_chains[var]
-                new("lrn", var, [alias.get(x, x)], **attrs)
+            if var in anchors:
+                op, x, attrs = anchors[var]
+                b.new(op, var, [b.alias.get(x, x)], **attrs)
                 continue
             op = call_op_name(call)
             if op is None:
                 raise ModelError(f"layer {var.name!r}: a {type(call).__name__} binding has no integer form")
-            args = [alias.get(a, a) if is_var(a) else a for a in call.args]
-            acts = [a for a in args if a in activations]
-            label = f"layer {var.name!r} ({op.removeprefix('relax.')})"
-            bounds = _clamp_bounds(call)
-            if bounds is not None and acts:
-                layer = fusable(args[0], _FUSES_ACT)
-                if layer is not None:
-                    layer.attrs["act"] = _merge_act(layer.act, bounds)
-                    extend(layer, var)
-                else:
-                    new("clip", var, acts, act=bounds)
-            elif op == "relax.nn.conv2d" and is_constant(args[1]):
-                a = call.attrs
-                if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW":
-                    raise ModelError(f"{label}: conv2d must be NCHW/OIHW, not {a.data_layout}/{a.kernel_layout}")
-                w = const_value(args[1])
-                new("conv2d", var, acts, weight=w, bias=np.zeros(w.shape[0]),
-                    strides=tuple(int(s) for s in a.strides), padding=tuple(int(p) for p in a.padding),
-                    dilation=tuple(int(d) for d in a.dilation), groups=int(a.groups))
-            elif op == "relax.matmul" and is_constant(args[1]) and const_value(args[1]).ndim == 2:
-                w = const_value(args[1])
-                new("dense", var, acts, weight=w, bias=np.zeros(w.shape[1]))
-            elif op in ("relax.add", "relax.multiply") and len(acts) == 1 and is_constant(args[1]):
-                c = const_value(args[1]).astype(np.float64)
-                layer = fusable(args[0], _FUSES_BIAS) if op == "relax.add" else None
-                if layer is not None and "act" not in layer.attrs:
-                    n = layer.attrs["bias"].shape[0]
-                    layer.attrs["bias"] = layer.attrs["bias"] + np.broadcast_to(c.reshape(-1), (n,)) if c.size in (1, n) else None
-                    if layer.attrs["bias"] is None:
-                        raise ModelError(f"{label}: bias of shape {list(c.shape)} does not fit {n} channels")
-                    extend(layer, var)
-                    continue
-                # a per-channel affine (standalone BatchNorm): a depthwise 1x1 conv or diagonal dense
-                shape = static_shape(var)
-                ch = shape[1] if shape and len(shape) >= 2 else None
-                if not isinstance(ch, int) or c.size not in (1, ch) or len(shape) not in (2, 4):
-                    raise ModelError(f"{label}: elementwise {op.removeprefix('relax.')} with a constant of "
-                                     f"shape {list(c.shape)} has no integer form (per-channel on axis 1 only)")
-                vec = np.broadcast_to(c.reshape(-1), (ch,)).astype(np.float64)
-                scale = vec if op == "relax.multiply" else np.ones(ch)
-                bias = vec if op == "relax.add" else np.zeros(ch)
-                if len(shape) == 4:
-                    new("conv2d", var, acts, weight=scale.reshape(ch, 1, 1, 1), bias=bias, strides=(1, 1),
-                        padding=(0, 0, 0, 0), dilation=(1, 1), groups=ch)
-                else:
-                    new("dense", var, acts, weight=np.diag(scale), bias=bias)
-            elif op in ("relax.add", "relax.multiply") and len(acts) == 2:
-                new("add" if op == "relax.add" else "mul", var, acts)
-            elif op == "relax.nn.max_pool2d":
-                new("max_pool2d", var, acts, **_pool_attrs(call))
-            elif op == "relax.nn.avg_pool2d":
-                attrs = _pool_attrs(call)
-                if attrs["dilation"] != (1, 1) or attrs["ceil_mode"]:
-                    raise ModelError(f"{label}: average pooling with dilation or ceil_mode has no integer form")
-                new("avg_pool2d", var, acts, **attrs)
-            elif op in ("relax.mean", "relax.max") and [int(x) for x in call.attrs.axis] in ([2, 3], [-2, -1]):
-                shape = static_shape(args[0])
-                if op == "relax.mean":
-                    new("global_avg_pool", var, acts, keepdims=bool(call.attrs.keepdims), window=shape[2] * shape[3])
-                else:
-                    new("max_pool2d", var, acts, pool_size=(shape[2], shape[3]), strides=(1, 1),
-                        padding=(0, 0, 0, 0), dilation=(1, 1), ceil_mode=False, keepdims=bool(call.attrs.keepdims))
-            elif op in LUT_FUNCS:
-                fname, fn = LUT_FUNCS[op]
-                attrs = {"alpha": float(call.attrs.alpha)} if op == "relax.nn.leakyrelu" else {}
-                new("lut", var, acts, fn=fn, fn_name=fname, **attrs)
-            elif op == "relax.reshape":
-                shape = static_shape(var)
-                new("reshape", var, acts, shape=tuple(-1 if isinstance(d, str) else d for d in shape))
-            elif op == "relax.permute_dims":
-                axes = call.attrs.axes
-                new("transpose", var, acts, axes=None if axes is None else tuple(int(x) for x in axes))
-            elif op == "relax.concat":
-                new("concat", var, [alias.get(f, f) for f in call.args[0].fields], axis=int(call.attrs.axis))
-            elif op == "relax.nn.pad":
-                width = [int(x) for x in call.attrs.pad_width]
-                if float(call.attrs.pad_value) != 0.0:
-                    raise ModelError(f"{label}: padding with {float(call.attrs.pad_value)} has no integer form (only 0)")
-                new("pad", var, acts, pads=tuple(width[0::2]) + tuple(width[1::2]))
-            elif op == "relax.nn.softmax":
-                new("softmax", var, acts, axis=int(call.attrs.axis))
-            else:
-                raise ModelError(f"{label}: nnforge has no integer form for {op.removeprefix('relax.')}")
+            args = [b.alias.get(a, a) if is_var(a) else a for a in call.args]
+            acts = [a for a in args if a in b.activations]
+            if not any(rule(b, var, call, args, acts) is not None for rule in _RULES_BY_OP.get(op, ())):
+                raise ModelError(f"{b.label(var, call)}: nnforge has no integer form for {op.removeprefix('relax.')}")
+    layers, original, alias = b.layers, b.original, b.alias
     # a trailing softmax stays on the host, in float
     out_vars = [alias.get(v, v) for v in output_exprs(func)]
     for var, name in zip(out_vars, output_names or []):

@@ -10,7 +10,9 @@ Order of decisions:
    pad, clip) copy their input's; average pools keep their input's scale;
 2. concat inputs are unified: a single-use requantizing producer is given the concat's
    scale and type directly (concat then copies codes); any other input gets a ``requant``;
-3. node attributes (weight codes, biases, M and n) follow from the final scales.
+3. node attributes (weight codes, biases, M and n) follow from the final scales: each op's own
+   quantize rule (``OpSpec.quantize`` in compiler/ops/) through an ``OpQuantizer``, which holds
+   the machinery they share (multipliers, int64 range checks, the weighted ops' weights and bias).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from .calibration import TensorStats, choose_threshold, pow2_scale
 from .weight_calibration import weight_thresholds
 from ..errors import ModelError
 from .layers import PASSTHROUGH, FloatLayer
-from .numerics import QType, lrn_table, quantize, quantize_multiplier, window_counts
+from .numerics import QType, quantize, quantize_multiplier
 from ..frontend.onnx_frontend import TensorSpec
-from ..ops import REQUANTIZING, hard_swish
+from ..ops import OPS, REQUANTIZING
 from ..qgraph import HostOp, QGraph, QNode, QTensor
 from .quant_config import LayerQuant, QuantConfig
 
@@ -286,116 +288,95 @@ def _bias_correction(layer: FloatLayer, w: np.ndarray, w_hat: np.ndarray, mean: 
     return np.array([per_in[c] @ mean[(c // opg) * ipg : (c // opg + 1) * ipg] for c in range(o)])
 
 
+@dataclass
+class OpQuantizer:
+    """What an op's quantize rule (``OpSpec.quantize``, compiler/ops/*.py) gets: the float layer,
+    its inputs' and output's (type, scale), its config, the output clamp in codes, and the
+    shared checks (every integer is range-checked before it becomes an attr)."""
+
+    layer: FloatLayer
+    ins: list[_Param]
+    out: _Param
+    lq: LayerQuant
+    input_mean: np.ndarray | None
+    lo: int | None  # the fused activation's clamp as output codes (None: the type's bound)
+    hi: int | None
+
+    @property
+    def attrs(self) -> dict:
+        """The float layer's attrs (a plain dict)."""
+        return self.layer.attrs
+
+    @property
+    def common(self) -> dict:
+        """The config's rounding and overflow, which every requantizing op records."""
+        return dict(rounding=self.lq.rounding, overflow=self.lq.overflow)
+
+    def error(self, message: str) -> ModelError:
+        """A ModelError naming the layer."""
+        return ModelError(f"layer {self.layer.name!r}: {message}")
+
+    def multiplier(self, what: str, ratio, mode: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(M, n) for a scale ratio, in ``mode`` (default: the config's scale mode)."""
+        return _multiplier(self.layer.name, what, ratio, self.lq.scale_mode if mode is None else mode)
+
+    def check_requant(self, what: str, bound, multiplier, shift) -> None:
+        """ModelError unless ``|acc| <= bound`` times M stays inside int64 (``_check_requant``)."""
+        _check_requant(self.layer.name, what, bound, multiplier, shift)
+
+    def input_shape(self, i: int = 0) -> tuple | None:
+        """The static shape of input ``i``."""
+        return _shape(self.layer.inputs[i])
+
+    def weighted(self, axis: int) -> dict:
+        """The attrs every weighted op (conv2d: ``axis`` 0, dense: 1) shares: weight codes, bias
+        codes at the accumulator scale, (M, n), clamp, accumulator type, and the record."""
+        return _weighted_attrs(self, axis)
+
+
 def _node_attrs(layer: FloatLayer, ins: list[_Param], out: _Param, lq: LayerQuant,
                 input_mean: np.ndarray | None = None) -> dict:
-    a = layer.attrs
-    common = dict(rounding=lq.rounding, overflow=lq.overflow)
+    spec = OPS.get(layer.op)
+    if spec is None or spec.quantize is None:
+        raise ModelError(f"layer {layer.name!r}: no integer form for {layer.op}")
     lo, hi = _clamp_codes(layer.act, out)
-    if layer.op in ("conv2d", "dense"):
-        axis = 0 if layer.op == "conv2d" else 1
-        if not np.all(np.isfinite(np.asarray(a["weight"], np.float64))) or not np.all(np.isfinite(a["bias"])):
-            bad = int(np.size(a["weight"]) - np.count_nonzero(np.isfinite(a["weight"])))
-            raise ModelError(f"layer {layer.name!r}: weights and bias must be finite to quantize, not NaN/Inf "
-                             f"({bad} weights)")
-        if "weight_codes" in a:  # shared weights: codes from the layer's codebook (compress.py)
-            w_codes, w_scales = a["weight_codes"], a["weight_scales"]
-        else:
-            w_codes, w_scales = _quantize_weights(np.asarray(a["weight"], np.float64), lq, axis)
-        s_x = ins[0].scale
-        b = np.asarray(a["bias"], np.float64)
-        if lq.bias_correction and input_mean is not None:
-            w = np.asarray(a["weight"], np.float64)
-            w_hat = w_codes * (w_scales.reshape(-1, 1, 1, 1) if axis == 0 else w_scales.reshape(1, -1))
-            b = b + _bias_correction(layer, w, w_hat, input_mean)
-        acc_scale = s_x * w_scales
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            bias_real = np.floor(b / acc_scale + 0.5)
-        too_big = ~np.isfinite(bias_real) | (np.abs(bias_real) >= 2.0**62)
-        if np.any(too_big):
-            c = int(np.argmax(too_big))
-            raise ModelError(
-                f"layer {layer.name!r}: its bias must be representable at the accumulator scale s_x*s_w, not "
-                f"{b[c]:.4g} at scale {acc_scale[c]:.3g} (code {bias_real[c]:.3g}, beyond int64; output channel {c}): "
-                f"the weights (max |w| {float(np.max(np.abs(a['weight']))):.3g}) are too small next to the bias "
-                f"to quantize; rescale the layer (weights up, the next layer's down) or give it more weight bits")
-        bias = bias_real.astype(np.int64)
-        m, n = _multiplier(layer.name, "output", acc_scale / out.scale, lq.scale_mode)
-        xmax = max(abs(ins[0].qtype.lo), abs(ins[0].qtype.hi))
-        w_sum = np.abs(np.moveaxis(np.asarray(w_codes, np.int64), axis, 0)).reshape(np.shape(w_codes)[axis], -1).sum(1)
-        _check_requant(layer.name, "output", [xmax * int(ws) + abs(int(bc)) for ws, bc in zip(w_sum, bias)], m, n)
-        attrs = dict(weight=w_codes, bias=bias, multiplier=m, shift=n, lo=lo, hi=hi,
-                     acc_dtype=_acc_dtype(ins[0].qtype, w_codes, bias, axis), **common)
-        attrs.update(weight_bits=lq.weight_bits, weight_scale=w_scales)  # storage/report only, not numerics
-        if layer.op == "conv2d":
-            attrs.update(strides=a["strides"], padding=a["padding"], dilation=a["dilation"], groups=a["groups"])
-        return attrs
-    if layer.op in ("max_pool2d",):
-        return {k: a[k] for k in ("pool_size", "strides", "padding", "dilation", "ceil_mode")}
-    if layer.op == "avg_pool2d":
-        kh, kw = a["pool_size"]
-        count = kh * kw
-        if not a.get("count_include_pad", True):  # border windows average over the taps inside the input
-            counts = window_counts(_shape(layer.inputs[0])[2:], (kh, kw), a["strides"], a["padding"])
-            count = counts if np.unique(counts).size > 1 else int(counts.flat[0])  # [OH, OW], or one divisor
-        m, n = _multiplier(layer.name, "average", ins[0].scale / (out.scale * np.asarray(count, np.float64)), "float")
-        _check_requant(layer.name, "average", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * kh * kw, np.ravel(m),
-                       np.ravel(n))
-        return dict(pool_size=a["pool_size"], strides=a["strides"], padding=a["padding"],
-                    multiplier=m, shift=n, lo=lo, hi=hi, **common)
-    if layer.op == "lrn":
-        qin = ins[0].qtype
-        xmax = max(abs(qin.lo), qin.hi)
-        bound = a["size"] * xmax * xmax
-        try:
-            table, k, n = lrn_table(bound, ins[0].scale / out.scale, a["bias"],
-                                    a["alpha"] / a["size"] * ins[0].scale ** 2, a["beta"])
-        except ValueError as err:
-            raise ModelError(f"layer {layer.name!r}: LRN has an integer form only with {err}") from None
-        _check_requant(layer.name, "LRN", xmax, int(table.max()), n)
-        return dict(before=a["before"], after=a["after"], table=table, index_shift=k, shift=n, lo=lo, hi=hi,
-                    **common)
-    if layer.op == "global_avg_pool":
-        m, n = _multiplier(layer.name, "average", ins[0].scale / (out.scale * a["window"]), "float")
-        _check_requant(layer.name, "average", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * int(a["window"]), m, n)
-        return dict(multiplier=m, shift=n, lo=lo, hi=hi, keepdims=a["keepdims"], **common)
-    if layer.op == "add":
-        (ma, na), (mb, nb) = (_multiplier(layer.name, "input", p.scale / out.scale, lq.scale_mode) for p in ins)
-        for p, m, n in ((ins[0], ma, na), (ins[1], mb, nb)):
-            _check_requant(layer.name, "input", max(abs(p.qtype.lo), p.qtype.hi), m, n)
-        return dict(multipliers=(int(ma), int(mb)), shifts=(int(na), int(nb)), lo=lo, hi=hi, **common)
-    if layer.op == "mul":
-        m, n = _multiplier(layer.name, "output", ins[0].scale * ins[1].scale / out.scale, lq.scale_mode)
-        _check_requant(layer.name, "output", max(abs(ins[0].qtype.lo), ins[0].qtype.hi)
-                       * max(abs(ins[1].qtype.lo), ins[1].qtype.hi), m, n)
-        return dict(multiplier=m, shift=n, lo=lo, hi=hi, **common)
-    if layer.op == "hard_swish":  # compiler/ops/hard_swish.py: the gate's c3, c6 and one (M, n)
-        try:
-            c3, c6, ratio = hard_swish.constants(ins[0].scale, out.scale)
-        except ValueError as err:
-            raise ModelError(f"layer {layer.name!r}: {err}") from None
-        m, n = _multiplier(layer.name, "output", ratio, "float")
-        _check_requant(layer.name, "output", max(abs(ins[0].qtype.lo), ins[0].qtype.hi) * c6, m, n)
-        return dict(c3=c3, c6=c6, multiplier=m, shift=n, lo=lo, hi=hi, **common)
-    if layer.op == "lut":
-        qin = ins[0].qtype
-        if qin.bits > 16:
-            raise ModelError(f"layer {layer.name!r}: a lookup table needs an input of at most 16 bits, not {qin.bits}")
-        codes = np.arange(qin.lo, qin.hi + 1, dtype=np.int64)
-        with np.errstate(all="ignore"):
-            values = np.asarray(a["fn"](codes * ins[0].scale, a), np.float64)
-        if not np.all(np.isfinite(values)):
-            raise ModelError(f"layer {layer.name!r}: its lookup table must have finite values, not NaN/Inf "
-                             f"({int(values.size - np.count_nonzero(np.isfinite(values)))} entries)")
-        table = quantize(values, out.scale, out.qtype, lq.rounding)
-        return dict(table=table, offset=qin.lo)
-    if layer.op == "clip":
-        return dict(lo=lo if lo is not None else out.qtype.lo, hi=hi if hi is not None else out.qtype.hi)
-    if layer.op == "reshape":
-        return dict(shape=a["shape"])
-    if layer.op == "transpose":
-        return dict(axes=a["axes"])
-    if layer.op == "pad":
-        return dict(pads=a["pads"])
-    if layer.op == "concat":
-        return dict(axis=a["axis"])
-    raise ModelError(f"layer {layer.name!r}: no integer form for {layer.op}")
+    return spec.quantize(OpQuantizer(layer, ins, out, lq, input_mean, lo, hi))
+
+
+def _weighted_attrs(q: OpQuantizer, axis: int) -> dict:
+    layer, a, ins, out, lq, lo, hi, input_mean = q.layer, q.attrs, q.ins, q.out, q.lq, q.lo, q.hi, q.input_mean
+    common = q.common
+    if not np.all(np.isfinite(np.asarray(a["weight"], np.float64))) or not np.all(np.isfinite(a["bias"])):
+        bad = int(np.size(a["weight"]) - np.count_nonzero(np.isfinite(a["weight"])))
+        raise ModelError(f"layer {layer.name!r}: weights and bias must be finite to quantize, not NaN/Inf "
+                         f"({bad} weights)")
+    if "weight_codes" in a:  # shared weights: codes from the layer's codebook (compress.py)
+        w_codes, w_scales = a["weight_codes"], a["weight_scales"]
+    else:
+        w_codes, w_scales = _quantize_weights(np.asarray(a["weight"], np.float64), lq, axis)
+    s_x = ins[0].scale
+    b = np.asarray(a["bias"], np.float64)
+    if lq.bias_correction and input_mean is not None:
+        w = np.asarray(a["weight"], np.float64)
+        w_hat = w_codes * (w_scales.reshape(-1, 1, 1, 1) if axis == 0 else w_scales.reshape(1, -1))
+        b = b + _bias_correction(layer, w, w_hat, input_mean)
+    acc_scale = s_x * w_scales
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        bias_real = np.floor(b / acc_scale + 0.5)
+    too_big = ~np.isfinite(bias_real) | (np.abs(bias_real) >= 2.0**62)
+    if np.any(too_big):
+        c = int(np.argmax(too_big))
+        raise ModelError(
+            f"layer {layer.name!r}: its bias must be representable at the accumulator scale s_x*s_w, not "
+            f"{b[c]:.4g} at scale {acc_scale[c]:.3g} (code {bias_real[c]:.3g}, beyond int64; output channel {c}): "
+            f"the weights (max |w| {float(np.max(np.abs(a['weight']))):.3g}) are too small next to the bias "
+            f"to quantize; rescale the layer (weights up, the next layer's down) or give it more weight bits")
+    bias = bias_real.astype(np.int64)
+    m, n = _multiplier(layer.name, "output", acc_scale / out.scale, lq.scale_mode)
+    xmax = max(abs(ins[0].qtype.lo), abs(ins[0].qtype.hi))
+    w_sum = np.abs(np.moveaxis(np.asarray(w_codes, np.int64), axis, 0)).reshape(np.shape(w_codes)[axis], -1).sum(1)
+    _check_requant(layer.name, "output", [xmax * int(ws) + abs(int(bc)) for ws, bc in zip(w_sum, bias)], m, n)
+    attrs = dict(weight=w_codes, bias=bias, multiplier=m, shift=n, lo=lo, hi=hi,
+                 acc_dtype=_acc_dtype(ins[0].qtype, w_codes, bias, axis), **common)
+    attrs.update(weight_bits=lq.weight_bits, weight_scale=w_scales)  # storage/report only, not numerics
+    return attrs
