@@ -97,6 +97,19 @@ module nnf_alu #(
     reg run, win;
     wire go = go_win | go_elt;
 
+    // the sub-op and the operands' signedness, taken at go (no data reaches the lanes before
+    // go + 3): the instruction register's fields fan out across the die, and the lanes' compare
+    // and add chains need them within the cycle (f_sub -> the WINDOW MAX compare -> lv was the 8x8
+    // array's critical path on the ECP5-85F at 96.3 MHz)
+    reg s_wmax, s_winu, s_emul, s_eadd, s_eclip, s_elut, as_q, bs_q;
+    always @(posedge clk) begin
+        if (go) begin
+            s_wmax <= (sub == W_MAX); s_winu <= (sub == W_MAX) | (sub == W_COPY);
+            s_emul <= (sub == E_MUL); s_eadd <= (sub == E_ADD); s_eclip <= (sub == E_CLIP);
+            s_elut <= (sub == E_LUT); as_q <= a_signed; bs_q <= b_signed;
+        end
+    end
+
     // -- sequencers -----------------------------------------------------------------------------
     wire win_body, elt_body, e_b;
     wire [31:0] e_raddr;
@@ -139,7 +152,7 @@ module nnf_alu #(
     wire ed_v, ed_b;                          // ELTWISE
     wire [7:0] ed_lane;
     nnf_delay #(.WIDTH(10), .DEPTH(3)) u_ed (.clk(clk), .d({elt_body, e_b, e_lane}), .q({ed_v, ed_b, ed_lane}));
-    wire lut = ~win & (sub == E_LUT);
+    wire lut = ~win & s_elut;
 
     // each lane's code, extended by the reading operand's signedness
     wire [COLS*ACC_W-1:0] xa, xb;
@@ -147,8 +160,8 @@ module nnf_alu #(
     generate
         for (j = 0; j < COLS; j = j + 1) begin : g_ext
             wire [IN_W-1:0] code = spad_rdata[j*IN_W +: IN_W];
-            assign xa[j*ACC_W +: ACC_W] = {{(ACC_W - IN_W){a_signed & code[IN_W-1]}}, code};
-            assign xb[j*ACC_W +: ACC_W] = {{(ACC_W - IN_W){b_signed & code[IN_W-1]}}, code};
+            assign xa[j*ACC_W +: ACC_W] = {{(ACC_W - IN_W){as_q & code[IN_W-1]}}, code};
+            assign xb[j*ACC_W +: ACC_W] = {{(ACC_W - IN_W){bs_q & code[IN_W-1]}}, code};
         end
     endgenerate
 
@@ -156,15 +169,15 @@ module nnf_alu #(
     reg [COLS*17-1:0]    lm;
     reg [5:0]            ln;
     reg                  lvalid, lpair, lmul1;
-    wire win_unit = (sub == W_MAX) | (sub == W_COPY);   // MAX, COPY: rq(v, 1, 0)
-    wire elt_unit = (sub == E_CLIP);
+    wire win_unit = s_winu;   // MAX, COPY: rq(v, 1, 0)
+    wire elt_unit = s_eclip;
     integer l;
     always @(posedge clk) begin
         lvalid <= 1'b0;
         lmul1 <= 1'b0;
         if (wd_v) begin
             for (l = 0; l < COLS; l = l + 1) begin
-                if (sub == W_MAX) begin
+                if (s_wmax) begin
                     if (wd_first)
                         lv[l*ACC_W +: ACC_W] <= wd_inb ? xa[l*ACC_W +: ACC_W] : {1'b1, {(ACC_W - 1){1'b0}}};
                     else if (wd_inb && ($signed(xa[l*ACC_W +: ACC_W]) > $signed(lv[l*ACC_W +: ACC_W])))
@@ -180,7 +193,7 @@ module nnf_alu #(
             lvalid <= wd_last;
         end else if (ed_v && !lut) begin
             for (l = 0; l < COLS; l = l + 1) begin
-                if (sub == E_MUL) begin
+                if (s_emul) begin
                     if (!ed_b) begin
                         ha[l*ACC_W +: ACC_W] <= xa[l*ACC_W +: ACC_W];
                     end else begin
@@ -192,10 +205,10 @@ module nnf_alu #(
                     lm[l*17 +: 17] <= elt_unit ? 17'd1 : {1'b0, ed_b ? m_b : m_a};
                 end
             end
-            ln <= (elt_unit | (sub == E_MUL)) ? 6'd0 : (ed_b ? n_b[5:0] : n_a[5:0]);
-            lpair <= (sub == E_ADD) & ed_b;
-            lvalid <= (sub == E_MUL) ? 1'b0 : ((sub == E_ADD) ? ed_b : 1'b1);
-            lmul1 <= (sub == E_MUL) & ed_b;
+            ln <= (elt_unit | s_emul) ? 6'd0 : (ed_b ? n_b[5:0] : n_a[5:0]);
+            lpair <= s_eadd & ed_b;
+            lvalid <= s_emul ? 1'b0 : (s_eadd ? ed_b : 1'b1);
+            lmul1 <= s_emul & ed_b;
         end
     end
 
@@ -214,7 +227,7 @@ module nnf_alu #(
 
     // -- LUT: lane ed_lane of the word on spad_rdata indexes PMEM ----------------------------------
     wire [IN_W-1:0] cur = spad_rdata[ed_lane*IN_W +: IN_W];
-    wire [31:0]     cur_x = {{(32 - IN_W){a_signed & cur[IN_W-1]}}, cur};
+    wire [31:0]     cur_x = {{(32 - IN_W){as_q & cur[IN_W-1]}}, cur};
     reg [31:0]      lut_addr;
     reg             lut_re, lut_last, lut_dv0, lut_dlast0, lut_dv, lut_dlast, lut_wv;
     reg [COLS*IN_W-1:0] o_sr;
