@@ -108,7 +108,7 @@ def test_export_puts_a_qdq_pair_on_every_quantized_tensor(qmodel, exported):
 
 
 def test_export_weights_and_biases_are_nnforge_codes(qmodel, exported):
-    from nnforge.compiler.quant.quantize import _quantize_weights
+    from nnforge.compiler.quant.quantize import quantize_weights
 
     inits = _inits(exported)
     linear = [n for n in exported.graph.node if n.op_type in ("Conv", "Gemm")]
@@ -122,7 +122,7 @@ def test_export_weights_and_biases_are_nnforge_codes(qmodel, exported):
         assert codes.dtype == np.int8 and not inits[w_dq.input[2]].any()
         layer = layers[qnode.name]
         axis = 0 if qnode.op == "conv2d" else 1
-        _, scales = _quantize_weights(np.asarray(layer.attrs["weight"], np.float64),
+        _, scales = quantize_weights(np.asarray(layer.attrs["weight"], np.float64),
                                       qmodel.config.for_layer(layer.name, layer.op), axis)
         np.testing.assert_array_equal(w_scale, scales.astype(np.float32))
         if qnode.op == "conv2d":

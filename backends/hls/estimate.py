@@ -99,7 +99,7 @@ def _requant_unit(node: QNode, acc_bits: int, out_bits: int, multipliers: Any = 
 
 
 @dataclass(frozen=True)
-class _Mac:
+class MacShape:
     """The numbers of one dense/conv layer that the formulas need."""
 
     k: int  # products per output value (K, or I/g * kh * kw)
@@ -120,7 +120,7 @@ def _weight_bits(node: QNode) -> int:
     return max(2, int(max(w.max(initial=0), -w.min(initial=0) - 1)).bit_length() + 1)
 
 
-def _mac(graph: QGraph, node: QNode) -> _Mac:
+def mac_shape(graph: QGraph, node: QNode) -> MacShape:
     x = graph.tensors[node.inputs[0]]
     y = graph.tensors[node.output]
     w = np.asarray(node.attrs.weight, dtype=np.int64)
@@ -131,7 +131,7 @@ def _mac(graph: QGraph, node: QNode) -> _Mac:
         cols = np.count_nonzero(w.reshape(w.shape[0], -1), axis=1)  # [O]
         k, outputs = int(np.prod(w.shape[1:])), w.shape[0]
         vectors = int(np.prod(y.shape[2:]))
-    return _Mac(k, outputs, vectors, int(cols.sum()), int(cols.max(initial=0)), w.size,
+    return MacShape(k, outputs, vectors, int(cols.sum()), int(cols.max(initial=0)), w.size,
                 _signed_width(x.qtype.bits, x.qtype.signed), _weight_bits(node), y.qtype.bits)
 
 
@@ -146,7 +146,7 @@ def storage_form(node: QNode) -> str:
 
 
 def _mac_estimate(graph: QGraph, node: QNode, r: int, form: str) -> LayerEstimate:
-    m = _mac(graph, node)
+    m = mac_shape(graph, node)
     sparse = form == "sparse"
     macs_per_vector = (m.nnz if sparse else m.k * m.outputs)
     mults = max(1, ceil(macs_per_vector / r))

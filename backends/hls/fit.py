@@ -97,7 +97,7 @@ def _largest_reuse(node, graph, target: int, r_max: int) -> int | None:
     _, h, w = (int(d) for d in x.shape[1:])
     t, l, b, r = node.attrs.padding
     floor_ii = (h + t + b) * (w + l + r)  # reading the padded input
-    pixels = int(est._mac(graph, node).vectors)
+    pixels = int(est.mac_shape(graph, node).vectors)
     if target < max(floor_ii, pixels):
         return None
     return max(1, min(target // pixels, r_max))
@@ -113,7 +113,7 @@ def auto_reuse(design: Design, options: dict[str, Any], storage: dict[str, str],
     if not macs:
         return {}, est.estimate(design, {**options, "reuse_factor": 1}, storage=storage)
     # the most a reuse factor can save: one multiplier per layer
-    r_max = {n.name: max(1, est._mac(graph, n).k * est._mac(graph, n).outputs) for n in macs}
+    r_max = {n.name: max(1, est.mac_shape(graph, n).k * est.mac_shape(graph, n).outputs) for n in macs}
     fixed = [e for e in est.estimate(design, {**options, "reuse_factor": 1}, storage=storage)
              if e.op not in est.MAC_OPS]
     fixed_ii = max((e.ii for e in fixed), default=1)
@@ -134,7 +134,7 @@ def auto_reuse(design: Design, options: dict[str, Any], storage: dict[str, str],
     lo = max(1, fixed_ii)
     while design_at(lo) is None:  # the conv layers' own floors
         lo *= 2
-    hi = max(lo, max(r_max[n.name] * (1 if n.op == "dense" else est._mac(graph, n).vectors) for n in macs))
+    hi = max(lo, max(r_max[n.name] * (1 if n.op == "dense" else est.mac_shape(graph, n).vectors) for n in macs))
     hi = max(hi, lo)
     slowest = design_at(hi)
     if not fits(slowest[1]):

@@ -122,7 +122,7 @@ def _finish_layer(layer: FloatLayer, orig: FloatLayer, lc: LayerCompress, qconfi
     """Refit (lsq), share (k-means, then lsq) and bias-correct one pruned or shared layer.
 
     ``xs``: the layer's input in the float model, and in the compressed model so far."""
-    from ..quant.quantize import _quantize_weights
+    from ..quant.quantize import quantize_weights
 
     attrs = dict(layer.attrs)
     notes: list[str] = []
@@ -143,7 +143,7 @@ def _finish_layer(layer: FloatLayer, orig: FloatLayer, lc: LayerCompress, qconfi
             w = lsq_kept_weights(layer.op, fit[0], fit[1], w, groups)
     if lc.share_bits is not None:
         lq = qconfig.for_layer(layer.name, layer.op)
-        codes0, scales = _quantize_weights(w, lq, axis)
+        codes0, scales = quantize_weights(w, lq, axis)
         shape = [1] * w.ndim
         shape[axis] = -1
         scales_b = scales.reshape(shape)

@@ -90,7 +90,7 @@ def export_qdq(qmodel: Any, path: str | Path | None = None, *, opset: int | None
     """
     from onnx import version_converter
 
-    from ..quant.quantize import _quantize_weights
+    from ..quant.quantize import quantize_weights
 
     proto = onnx.ModelProto()
     proto.CopyFrom(qmodel.float_model.onnx)
@@ -127,7 +127,7 @@ def export_qdq(qmodel: Any, path: str | Path | None = None, *, opset: int | None
         if lq.weight_bits > 8 and not wide:  # width clamped: re-quantize from the float weights
             clamped.append(f"{layer.name} (weights)")
             lq = dataclasses.replace(lq, weight_bits=8)
-            codes, w_scales = _quantize_weights(np.asarray(layer.attrs["weight"], np.float64), lq, axis)
+            codes, w_scales = quantize_weights(np.asarray(layer.attrs["weight"], np.float64), lq, axis)
         bias_scale = s_x * w_scales
         bias = np.asarray(node.attrs.bias, np.int64)  # nnforge's (with any bias correction)
         if lq is not nn_lq or s_x != nn_s_x:  # the same real bias at the exported scales
@@ -165,12 +165,12 @@ def _nnforge_weights(layer, node, config, axis: int):
     The config's settings come first; an ``auto`` config chose each layer's width during
     quantization, so the other widths are tried until the codes match.
     """
-    from ..quant.quantize import _quantize_weights
+    from ..quant.quantize import quantize_weights
 
     lq = config.for_layer(layer.name, layer.op)
     w = np.asarray(layer.attrs["weight"], np.float64)
     for cand in [lq] + [dataclasses.replace(lq, weight_bits=b) for b in range(2, 17) if b != lq.weight_bits]:
-        codes, scales = _quantize_weights(w, cand, axis)
+        codes, scales = quantize_weights(w, cand, axis)
         if np.array_equal(codes, node.attrs.weight):
             return cand, codes, scales
     raise ModelError(f"layer {layer.name!r}: no weight width reproduces the quantized graph's weight "

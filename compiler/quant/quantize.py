@@ -107,7 +107,7 @@ def _check_requant(layer: str, what: str, bound, multiplier, shift) -> None:
 
 
 
-def _quantize_weights(w: np.ndarray, lq: LayerQuant, axis: int) -> tuple[np.ndarray, np.ndarray]:
+def quantize_weights(w: np.ndarray, lq: LayerQuant, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (along ``axis``) or per-tensor weight codes and scales."""
     qtype = QType(lq.weight_bits, lq.weight_signed)
     moved = np.moveaxis(w, axis, 0)
@@ -353,7 +353,7 @@ def _weighted_attrs(q: OpQuantizer, axis: int) -> dict:
     if "weight_codes" in a:  # shared weights: codes from the layer's codebook (compress.py)
         w_codes, w_scales = a["weight_codes"], a["weight_scales"]
     else:
-        w_codes, w_scales = _quantize_weights(np.asarray(a["weight"], np.float64), lq, axis)
+        w_codes, w_scales = quantize_weights(np.asarray(a["weight"], np.float64), lq, axis)
     s_x = ins[0].scale
     b = np.asarray(a["bias"], np.float64)
     if lq.bias_correction and input_mean is not None:
