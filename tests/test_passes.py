@@ -216,3 +216,19 @@ def test_gemm_variants_match_onnxruntime(alpha, beta, trans_b, bias_shape, rng):
     x = rng.normal(size=(5, 4)).astype("float32")
     # float path: TVM and onnxruntime may sum in different orders
     np.testing.assert_allclose(m.run(x)["y"], ort_run(model, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+def test_pipeline_map_names_the_functions_that_run():
+    """Every stage of ``passes.PIPELINE`` names a function that exists, in the documented order."""
+    import importlib
+
+    from nnforge.compiler.passes import PIPELINE
+
+    assert [stage for stage, _ in PIPELINE] == ["import", "cleanup", "group", "calibrate", "prune/share",
+                                                "quantize", "lower", "partition", "codegen"]
+    for stage, ref in PIPELINE:
+        module, _, attr = ref.partition(":")
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        assert callable(obj), stage

@@ -1,6 +1,25 @@
-"""Graph passes.  The cleanup pipeline is the one list below, run top to bottom."""
+"""Graph passes, and the map of the whole pipeline.
+
+``PIPELINE`` is the order in which a model goes through nnforge, one stage a line, each naming
+the function that runs it (module path, resolved by ``tests/test_passes.py``).  The stages run
+in three calls of the facade: ``nnforge.load`` (import, cleanup), ``nnforge.quantize``
+(calibrate, prune/share, quantize) and ``nnforge.compile_model`` (lower, partition, codegen).
+``CLEANUP`` below is the cleanup stage itself, run top to bottom.
+"""
 
 from __future__ import annotations
+
+PIPELINE: list[tuple[str, str]] = [
+    ("import", "nnforge.compiler.frontend.relax_import:import_onnx"),  # checked ONNX -> float Relax (TVM's importer)
+    ("cleanup", "nnforge.compiler.passes:cleanup"),  # CLEANUP below: Dropout/Identity, BN folding, constants
+    ("group", "nnforge.compiler.quant.layers:float_layers"),  # Relax bindings -> FloatLayer (anchor + fused bias/act)
+    ("calibrate", "nnforge.compiler.quant.calibrate:collect_stats"),  # traced float run -> per-tensor statistics
+    ("prune/share", "nnforge.compiler.compress.compress:compress_layers"),  # magnitude pruning, k-means codebooks
+    ("quantize", "nnforge.compiler.quant.quantize:quantize_model"),  # FloatLayer + stats + config -> QGraph (op table)
+    ("lower", "nnforge.compiler.lower.lower_relax:lower"),  # QGraph -> integer Relax module, the model of record
+    ("partition", "nnforge.backends.partition:partition"),  # the op table's patterns -> kernels + host items
+    ("codegen", "nnforge.backends.base:Backend.codegen"),  # each kernel -> sources through jinja2 templates
+]
 
 from ..frontend.relax_utils import IRModule
 from .fold_batchnorm import fold_batchnorm
