@@ -165,11 +165,7 @@ def update_project(run) -> dict[str, Any]:
     md_path = path / "report.md"
     md = md_path.read_text() if md_path.is_file() else ""
     md_path.write_text(replace_section(md, markdown(report["synthesis"])))
-    if (path / "report.html").is_file():  # the page shows the measured utilization and Fmax too
-        from nnforge.report_html import refresh_project_html
-
-        (path / "report.html").write_text(refresh_project_html(path), encoding="utf-8")
-    return entry
+    return entry  # report.html, where the project has one, is the facade's to refresh (nnforge synth does)
 
 
 def replace_section(md: str, section: str) -> str:

@@ -213,6 +213,11 @@ def synth_cmd(project_dir, target, pnr, bitstream, freq, package, as_json):
     from nnforge.synth_view import print_run, run_json
 
     run = run_synth(project_dir, target, pnr, bitstream, freq, package)
+    page = Path(project_dir) / "report.html"
+    if page.is_file():  # the project page shows the measured utilization and Fmax too
+        from nnforge.report_html import refresh_project_html
+
+        page.write_text(refresh_project_html(Path(project_dir)), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(run_json(run)))
     else:
