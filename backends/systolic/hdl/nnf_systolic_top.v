@@ -139,6 +139,7 @@ module nnf_systolic_top #(
     wire is_gemm = (f_op == `NNF_OP_GEMM);
     wire is_win = (f_op == `NNF_OP_WINDOW);
     wire is_out = (f_op == `NNF_OP_OUTPUT);
+    wire is_in = (f_op == `NNF_OP_INPUT);
 
     // -- memories -------------------------------------------------------------------------------
     // port A: every write, and the reads of the OUTPUT stream and the debug port (to the pins);
@@ -291,9 +292,12 @@ module nnf_systolic_top #(
     assign spad_raddr = (is_gemm | is_win) ? ag_addr : alu_raddr;
     assign spad_re = 1'b1;
     assign spad_we = gemm_we | alu_we | st_we;
-    assign spad_waddr = gemm_we ? gemm_waddr : (alu_we ? alu_waddr : st_waddr);
-    assign spad_wdata = gemm_we ? rq_y_deskew : (alu_we ? alu_wdata : st_wdata);
-    assign spad_addr_a = spad_we ? spad_waddr : ((executing & is_out) ? st_raddr : dbg_addr[SPAD_AW-1:0]);
+    // port A's address and data are selected by the instruction (registers), not by which unit's
+    // write enable is high: only the running instruction's unit writes, and only while it executes
+    // (a unit's write enable to the select of every scratchpad block's address was the critical path)
+    assign spad_waddr = is_gemm ? gemm_waddr : (is_in ? st_waddr : alu_waddr);
+    assign spad_wdata = is_gemm ? rq_y_deskew : (is_in ? st_wdata : alu_wdata);
+    assign spad_addr_a = ~executing ? dbg_addr[SPAD_AW-1:0] : (is_out ? st_raddr : spad_waddr);
     assign spad_re_a = 1'b1;  // reads every cycle: OUTPUT latches only the words it issued (nnf_stream)
     assign dbg_data = spad_rdata_a;
 
