@@ -519,7 +519,8 @@ def test_ctrl_c_in_a_real_process(tmp_path):
     import signal
     import time
 
-    script = ("import sys, time, nnforge, nnforge.cli\n"
+    script = ("import signal, sys, time, nnforge, nnforge.cli\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # a background job starts with SIGINT ignored
               "def load(*a, **k):\n"
               "    print('loading', flush=True)\n"
               "    time.sleep(60)\n"

@@ -27,14 +27,14 @@ def dense_spec(kernel: Kernel, design: Design) -> dict:
     """Every number the template needs for one dense layer, computed here in Python."""
     node, a = kernel.node, kernel.node.attrs
     out = design.graph.tensors[node.output].qtype
-    if a["overflow"] != "SAT":
-        raise InputError(f"overflow of layer {node.name!r} must be SAT for the cref backend, not {a['overflow']!r}")
-    k, n = a["weight"].shape
+    if a.overflow != "SAT":
+        raise InputError(f"overflow of layer {node.name!r} must be SAT for the cref backend, not {a.overflow!r}")
+    k, n = a.weight.shape
     mul, shift, half = (np.broadcast_to(c, (n,)) for c in requant_constants(a, node, n))  # no negative shifts
-    lo, hi = effective_clamp(out, a["lo"], a["hi"])  # the type's range and a fused ReLU, as one clamp
+    lo, hi = effective_clamp(out, a.lo, a.hi)  # the type's range and a fused ReLU, as one clamp
     return {
         "ident": kernel.ident, "k": int(k), "n": int(n),
-        "weight": _csv(a["weight"]), "bias": _csv(a["bias"]),
+        "weight": _csv(a.weight), "bias": _csv(a.bias),
         "mul": _csv(mul), "half": _csv(half), "shift": _csv(shift), "lo": lo, "hi": hi,
     }
 
@@ -76,7 +76,7 @@ class CRefBackend(Backend):
         # an in-order core: macs_per_cycle multiply-accumulates a cycle, then one requantization per output
         out = []
         for kernel in design.kernels:
-            k, n = kernel.node.attrs["weight"].shape
+            k, n = kernel.node.attrs.weight.shape
             cycles = int(-(-k * n // options["macs_per_cycle"]) + n)
             out.append(LayerEstimate(kernel.node.name, kernel.op, cycles, cycles, notes=f"macs={k * n}"))
         return out
