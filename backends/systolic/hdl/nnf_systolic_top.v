@@ -137,7 +137,6 @@ module nnf_systolic_top #(
         .executing(executing), .stalled(stalled));
 
     wire is_gemm = (f_op == `NNF_OP_GEMM);
-    wire is_win = (f_op == `NNF_OP_WINDOW);
     wire is_out = (f_op == `NNF_OP_OUTPUT);
     wire is_in = (f_op == `NNF_OP_INPUT);
 
@@ -188,14 +187,25 @@ module nnf_systolic_top #(
     wire [15:0]      g_kdh, g_kdw, g_cw, w_kdh, w_kdw, w_cw;
     wire [ROW_W-1:0] g_row;
     wire [1:0]       w_tag;
-    wire [TAG_W-1:0] t_tag = is_gemm ? {{(TAG_W - ROW_W){1'b0}}, g_row} : {{(TAG_W - 2){1'b0}}, w_tag};
+    // the tap unit's and port B's source, taken at go (the sequencers request from go + 1): decoded
+    // from the instruction within the cycle, f_op -> is_gemm -> the ihp mux -> the tap unit's adder
+    // -> its multiplier was the critical path (88.3 MHz)
+    reg tap_gemm, rd_tap;
+    always @(posedge clk) begin
+        if (rst) begin
+            tap_gemm <= 1'b0; rd_tap <= 1'b0;
+        end else if (go_gemm | go_win | go_elt) begin
+            tap_gemm <= go_gemm; rd_tap <= go_gemm | go_win;
+        end
+    end
+    wire [TAG_W-1:0] t_tag = tap_gemm ? {{(TAG_W - ROW_W){1'b0}}, g_row} : {{(TAG_W - 2){1'b0}}, w_tag};
     wire [SPAD_AW-1:0] ag_addr;
     wire               ag_inb, ag_v;
     wire [TAG_W-1:0]   ag_tag;
     nnf_tap_agen #(.AW(SPAD_AW), .TAG_W(TAG_W)) u_agen (
-        .clk(clk), .v(is_gemm ? g_tv : w_tv), .pv(is_gemm ? g_tpv : 1'b1),
-        .ihp(is_gemm ? g_ihp : w_ihp), .iwp(is_gemm ? g_iwp : w_iwp),
-        .kdh(is_gemm ? g_kdh : w_kdh), .kdw(is_gemm ? g_kdw : w_kdw), .cw(is_gemm ? g_cw : w_cw),
+        .clk(clk), .v(tap_gemm ? g_tv : w_tv), .pv(tap_gemm ? g_tpv : 1'b1),
+        .ihp(tap_gemm ? g_ihp : w_ihp), .iwp(tap_gemm ? g_iwp : w_iwp),
+        .kdh(tap_gemm ? g_kdh : w_kdh), .kdw(tap_gemm ? g_kdw : w_kdw), .cw(tap_gemm ? g_cw : w_cw),
         .tag(t_tag), .in_h(f_in_h), .in_w(f_in_w), .in_ps(f_in_ps), .in_base(f_in_base),
         .addr(ag_addr), .inb_o(ag_inb), .v_o(ag_v), .tag_o(ag_tag));
 
@@ -289,7 +299,7 @@ module nnf_systolic_top #(
     // -- the scratchpad's ports: port A writes whichever unit writes, else reads for OUTPUT or the
     //    debug port (no instruction writes while OUTPUT runs; the debug port is read while idle or
     //    stalled); port B reads for GEMM/WINDOW (the tap unit) or ELTWISE ------------------------
-    assign spad_raddr = (is_gemm | is_win) ? ag_addr : alu_raddr;
+    assign spad_raddr = rd_tap ? ag_addr : alu_raddr;
     assign spad_re = 1'b1;
     assign spad_we = gemm_we | alu_we | st_we;
     // port A's address and data are selected by the instruction (registers), not by which unit's
