@@ -101,12 +101,13 @@ module nnf_alu #(
     // go + 3): the instruction register's fields fan out across the die, and the lanes' compare
     // and add chains need them within the cycle (f_sub -> the WINDOW MAX compare -> lv was the 8x8
     // array's critical path on the ECP5-85F at 96.3 MHz)
-    reg s_wmax, s_winu, s_emul, s_eadd, s_eclip, s_elut, as_q, bs_q;
+    reg s_wmax, s_winu, s_emul, s_eadd, s_eclip, s_lut, as_q, bs_q;
     always @(posedge clk) begin
         if (go) begin
             s_wmax <= (sub == W_MAX); s_winu <= (sub == W_MAX) | (sub == W_COPY);
             s_emul <= (sub == E_MUL); s_eadd <= (sub == E_ADD); s_eclip <= (sub == E_CLIP);
-            s_elut <= (sub == E_LUT); as_q <= a_signed; bs_q <= b_signed;
+            as_q <= a_signed; bs_q <= b_signed;
+            s_lut <= go_elt & (sub == E_LUT);  // a LUT ELTWISE: one register, as it selects the write data
         end
     end
 
@@ -152,7 +153,7 @@ module nnf_alu #(
     wire ed_v, ed_b;                          // ELTWISE
     wire [7:0] ed_lane;
     nnf_delay #(.WIDTH(10), .DEPTH(3)) u_ed (.clk(clk), .d({elt_body, e_b, e_lane}), .q({ed_v, ed_b, ed_lane}));
-    wire lut = ~win & s_elut;
+    wire lut = s_lut;
 
     // each lane's code, extended by the reading operand's signedness
     wire [COLS*ACC_W-1:0] xa, xb;
