@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 
 from .arrays import int_matmul, pad_nchw, windows
-from .spec import OpSpec, Requant
+from .spec import OpSpec, Weighted
 from ..errors import ModelError
 from ..quant.numerics import requantize
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class Conv2dAttrs(Requant):
+class Conv2dAttrs(Weighted):
     """multiplier and shift are [O] (or one scalar)."""
 
     weight: np.ndarray
@@ -26,16 +26,6 @@ class Conv2dAttrs(Requant):
     """(top, left, bottom, right)."""
     dilation: tuple[int, int]
     groups: int
-    acc_dtype: str
-    """The accumulator type of the lowering ("int32" where it provably fits, else "int64")."""
-    weight_bits: int | None = None
-    """Record only (storage accounting, plots): never read by an executor."""
-    weight_scale: np.ndarray | None = None
-    """Record only: the float weight scale per output channel [O]."""
-    codebook: np.ndarray | None = None
-    """Record only (weight sharing): the distinct weight codes."""
-    pruned_sparsity: float | None = None
-    """Record only (pruning): the fraction of weights set to zero."""
 
 
 def reference(node, xs, out_type) -> np.ndarray:

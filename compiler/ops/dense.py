@@ -8,27 +8,17 @@ from typing import Any
 import numpy as np
 
 from .arrays import int_matmul, requant
-from .spec import OpSpec, Requant
+from .spec import OpSpec, Weighted
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class DenseAttrs(Requant):
+class DenseAttrs(Weighted):
     """multiplier and shift are [N] (or one scalar)."""
 
     weight: np.ndarray
     """Weight codes [K, N] (y = x @ weight)."""
     bias: np.ndarray
     """Bias codes [N] at the accumulator scale s_x * s_w."""
-    acc_dtype: str
-    """The accumulator type of the lowering ("int32" where it provably fits, else "int64")."""
-    weight_bits: int | None = None
-    """Record only (storage accounting, plots): never read by an executor."""
-    weight_scale: np.ndarray | None = None
-    """Record only: the float weight scale per output column [N]."""
-    codebook: np.ndarray | None = None
-    """Record only (weight sharing): the distinct weight codes."""
-    pruned_sparsity: float | None = None
-    """Record only (pruning): the fraction of weights set to zero."""
 
 
 def reference(node, xs, out_type) -> np.ndarray:

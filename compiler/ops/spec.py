@@ -75,6 +75,22 @@ class Requant(Attrs):
     """"SAT" (clamp) or "WRAP" (two's complement wrap)."""
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Weighted(Requant):
+    """A requantizing op with weights (conv2d, dense): the accumulator type and the storage records."""
+
+    acc_dtype: str
+    """The accumulator type of the lowering ("int32" where it provably fits, else "int64")."""
+    weight_bits: int | None = None
+    """Record only (storage accounting, plots): never read by an executor."""
+    weight_scale: Any = None
+    """Record only: the float weight scale per output channel or column."""
+    codebook: Any = None
+    """Record only (weight sharing): the distinct weight codes."""
+    pruned_sparsity: float | None = None
+    """Record only (pruning): the fraction of weights set to zero."""
+
+
 @dataclass(frozen=True)
 class OpSpec:
     """One quantized op of the table (``compiler/ops/__init__.py``).
