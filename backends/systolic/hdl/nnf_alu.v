@@ -72,7 +72,7 @@ module nnf_alu #(
     input  wire [COLS*IN_W-1:0]  spad_rdata,     // registered twice: the word read 3 cycles before
     output wire                  pmem_re,
     output wire [PMEM_AW-1:0]    pmem_raddr,
-    input  wire [COLS*(ACC_W+22)-1:0] pmem_rdata,   // registered: the word read 2 cycles before
+    input  wire [COLS*(ACC_W+22)-1:0] pmem_rdata,   // registered: the word read 3 cycles before (the top's address register, then 2)
     // the requant units
     output wire                  rq_in_valid,
     output wire [COLS*ACC_W-1:0] rq_acc,
@@ -230,15 +230,18 @@ module nnf_alu #(
     wire [IN_W-1:0] cur = spad_rdata[ed_lane*IN_W +: IN_W];
     wire [31:0]     cur_x = {{(32 - IN_W){as_q & cur[IN_W-1]}}, cur};
     reg [31:0]      lut_addr;
-    reg             lut_re, lut_last, lut_dv0, lut_dlast0, lut_dv, lut_dlast, lut_wv;
+    reg             lut_re, lut_last, lut_dv1, lut_dlast1, lut_dv0, lut_dlast0, lut_dv, lut_dlast, lut_wv;
     reg [COLS*IN_W-1:0] o_sr;
     localparam [7:0] COLS_M1 = COLS[7:0] - 8'd1;
     always @(posedge clk) begin
         lut_addr <= p_base + cur_x - lut_offset;
         lut_re <= ed_v & lut & run;
         lut_last <= (ed_lane == COLS_M1);
-        lut_dv0 <= lut_re;          // the PMEM word comes registered: 2 cycles after the read
-        lut_dlast0 <= lut_last;
+        // the word comes 3 cycles after the read: the top's address register, then 2 registers
+        lut_dv1 <= lut_re;
+        lut_dlast1 <= lut_last;
+        lut_dv0 <= lut_dv1;
+        lut_dlast0 <= lut_dlast1;
         lut_dv <= lut_dv0;
         lut_dlast <= lut_dlast0;
         lut_wv <= lut_dv & lut_dlast;

@@ -6,9 +6,9 @@
 //
 // Every memory's read data lands in a register before any logic (block RAM clock-to-out is
 // most of an ECP5 cycle).  Pipeline, relative to the issue cycle b of a k-step (nnf_gemm_seq):
-//   b+5   scratchpad read address (nnf_tap_agen)
-//   b+6   scratchpad data; WMEM/IMEM address; PMEM address of the tile's {bias, M, n} word
-//         (k-step 0)
+//   b+5   scratchpad read address (nnf_tap_agen); PMEM address of the tile's {bias, M, n}
+//         word (k-step 0), to the top's PMEM address register
+//   b+6   scratchpad data; WMEM/IMEM address; the PMEM address at the memory
 //   b+7   the scratchpad word in its register next to the block RAM (in the top); WMEM/IMEM
 //         data; PMEM data
 //   b+8   the scratchpad word in the register that fans out (spad_rdata, from the top); the
@@ -85,7 +85,7 @@ module nnf_gemm #(
     input  wire [COLS*IDX_W-1:0] imem_rdata,
     output wire                  pmem_re,
     output wire [PMEM_AW-1:0]    pmem_raddr,
-    input  wire [COLS*(ACC_W+22)-1:0] pmem_rdata,   // registered: the word read 2 cycles before
+    input  wire [COLS*(ACC_W+22)-1:0] pmem_rdata,   // registered: the word read 3 cycles before (the top's address register, then 2)
     // to the requant units (column j: lane j)
     output wire [COLS*ACC_W-1:0] col_acc,
     output wire [COLS*17-1:0]    col_mult,
@@ -143,24 +143,27 @@ module nnf_gemm #(
     wire [31:0] p_addr_d;
     wire        k0_d6, k0_d8, token;
     nnf_delay #(.WIDTH(32), .DEPTH(6)) u_wad (.clk(clk), .d(w_addr), .q(w_addr_d));
-    // the PMEM word comes registered (2 cycles), so its read is issued at X - 3
-    nnf_delay #(.WIDTH(32), .DEPTH(X - 3)) u_pad (.clk(clk), .d(p_addr), .q(p_addr_d));
-    // k0_d6, k0_d8: k-step 0 at the PMEM read (X - 3) and at the array (X)
-    nnf_delay #(.WIDTH(1), .DEPTH(X - 3)) u_k6 (.clk(clk), .d(k0), .q(k0_d6));
+    // the top registers the PMEM read address once (1 cycle) and the word comes registered (2
+    // cycles), so the read leaves here at X - 4
+    nnf_delay #(.WIDTH(32), .DEPTH(X - 4)) u_pad (.clk(clk), .d(p_addr), .q(p_addr_d));
+    // k0_d5, k0_d6, k0_d8: k-step 0 at the PMEM read (X - 4, X - 3 at the memory) and at the array (X)
+    wire k0_d5;
+    nnf_delay #(.WIDTH(1), .DEPTH(X - 4)) u_k5 (.clk(clk), .d(k0), .q(k0_d5));
+    nnf_delay #(.WIDTH(1), .DEPTH(1)) u_k6 (.clk(clk), .d(k0_d5), .q(k0_d6));
     nnf_delay #(.WIDTH(1), .DEPTH(3)) u_k8 (.clk(clk), .d(k0_d6), .q(k0_d8));
     nnf_delay #(.WIDTH(1), .DEPTH(TOKEN_DELAY - X)) u_tok (.clk(clk), .d(k0_d8), .q(token));
     assign wmem_raddr = w_addr_d[WMEM_AW-1:0];
     assign imem_raddr = w_addr_d[IMEM_AW-1:0];
-    assign pmem_re = cb_re | k0_d6;
+    assign pmem_re = cb_re | k0_d5;
     assign pmem_raddr = cb_re ? cb_addr[PMEM_AW-1:0] : p_addr_d[PMEM_AW-1:0];
 
     // -- codebook (shared weights): entry e is lane 0's low IN_W bits of its PMEM word -------
     reg [NCB*IN_W-1:0] cbook;
-    reg                cb_we0, cb_we;     // entry cb_e's word: read at cb_re, registered 2 cycles later
-    reg [7:0]          cb_wi0, cb_wi;
+    reg                cb_we0, cb_we1, cb_we;  // entry cb_e's word: read at cb_re, here 3 cycles later
+    reg [7:0]          cb_wi0, cb_wi1, cb_wi;
     always @(posedge clk) begin
-        cb_we0 <= cb_re; cb_we <= cb_we0;
-        cb_wi0 <= cb_e; cb_wi <= cb_wi0;
+        cb_we0 <= cb_re; cb_we1 <= cb_we0; cb_we <= cb_we1;
+        cb_wi0 <= cb_e; cb_wi1 <= cb_wi0; cb_wi <= cb_wi1;
         if (cb_we && ({24'd0, cb_wi} < NCB)) cbook[cb_wi[IDX_W-1:0]*IN_W +: IN_W] <= pmem_rdata[IN_W-1:0];
     end
     wire [7:0]       idx_mask8 = (8'd1 << idx_bits) - 8'd1;
