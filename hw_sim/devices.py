@@ -77,6 +77,17 @@ def check_package(device: Device, package: str | None) -> str:
     return package
 
 
+def check_seed(seed: int | str) -> int:
+    """nextpnr's placer seed: an integer from 0 to 2**31 - 1 (nextpnr reads it as an int)."""
+    try:
+        value = int(str(seed), 10)
+    except (TypeError, ValueError):
+        raise InputError(f"--seed must be an integer from 0 to {2**31 - 1}, not {seed!r}") from None
+    if not 0 <= value < 2**31:
+        raise InputError(f"--seed must be an integer from 0 to {2**31 - 1}, not {seed!r}")
+    return value
+
+
 def check_freq(freq: float) -> float:
     """The target clock in MHz: a positive finite number."""
     try:

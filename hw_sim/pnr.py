@@ -25,7 +25,7 @@ from nnforge.hw_sim import yowasp
 from nnforge.hw_sim.devices import Device
 from nnforge.hw_sim.synth import FLOW_VERSION, SynthResult, cache_key, cache_root, cached_run
 
-SEED = 1  # nextpnr's placer is seeded: a fixed seed makes a run repeatable
+SEED = 1  # nextpnr's placer is seeded: a fixed seed makes a run repeatable (``--seed`` picks another)
 
 
 @dataclass
@@ -107,8 +107,10 @@ def _copy_in(src: Path, dst: Path) -> None:
 
 
 def place_and_route(synth: SynthResult, device: Device, package: str, freq_mhz: float,
-                    use_cache: bool = True) -> tuple[PnrResult, str]:
-    """Place and route ``synth``'s netlist on ``device``.  Returns the result and the LPF text."""
+                    use_cache: bool = True, seed: int = SEED) -> tuple[PnrResult, str]:
+    """Place and route ``synth``'s netlist on ``device`` with placer seed ``seed``.
+
+    Returns the result and the LPF text."""
     if not device.can_pnr:
         raise InputError(f"--pnr needs an ECP5 target (ecp5-25k, ecp5-45k, ecp5-85k), not {device.target!r}: "
                          "no open place and route for it installs from PyPI")
@@ -122,7 +124,7 @@ def place_and_route(synth: SynthResult, device: Device, package: str, freq_mhz: 
     lpf = lpf_template(ports, device.part, package, freq_mhz)
     args = [device.nextpnr_flag, "--package", package, "--json", "netlist.json", "--lpf", "top.lpf",
             "--lpf-allow-unconstrained", "--textcfg", "top.config", "--report", "report.json",
-            "--freq", f"{freq_mhz:g}", "--seed", str(SEED), "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
+            "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
     key = cache_key(FLOW_VERSION, "pnr", synth.key, " ".join(args), lpf, yowasp.version("nextpnr-ecp5"))
 
     def build(work: Path) -> None:
@@ -131,7 +133,7 @@ def place_and_route(synth: SynthResult, device: Device, package: str, freq_mhz: 
         t0 = time.perf_counter()
         yowasp.run("nextpnr-ecp5", args, work, "nextpnr.out")
         report = json.loads((work / "report.json").read_text())
-        result = _parse(report, device, package, freq_mhz)
+        result = _parse(report, device, package, freq_mhz, seed)
         result.seconds = round(time.perf_counter() - t0, 2)
         result.key = key
         (work / "netlist.json").unlink()  # the synthesis entry keeps it
@@ -206,7 +208,7 @@ def _path_summary(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parse(report: dict[str, Any], device: Device, package: str, freq_mhz: float) -> PnrResult:
+def _parse(report: dict[str, Any], device: Device, package: str, freq_mhz: float, seed: int = SEED) -> PnrResult:
     fmax = {clock_name(k): {"achieved": round(v["achieved"], 2), "constraint": round(float(v["constraint"]), 2),
                             "met": v["achieved"] >= float(v["constraint"])}
             for k, v in sorted(report.get("fmax", {}).items())}
@@ -221,6 +223,6 @@ def _parse(report: dict[str, Any], device: Device, package: str, freq_mhz: float
             io.append(summary)
         elif reg is None or summary["delay_ns"] > reg["delay_ns"]:
             reg = summary
-    return PnrResult(target=device.target, part=device.part, package=package, freq_mhz=freq_mhz, seed=SEED,
+    return PnrResult(target=device.target, part=device.part, package=package, freq_mhz=freq_mhz, seed=seed,
                      tool=yowasp.version("nextpnr-ecp5"), fmax=fmax, utilization=util, critical_path=reg,
                      io_paths=io)

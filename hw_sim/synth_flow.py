@@ -2,7 +2,7 @@
 
 The steps, in order:
 
-1. check the options (target, package, frequency) and open the project (``systolic.json``,
+1. check the options (target, package, frequency, seed) and open the project (``systolic.json``,
    ``rtl/``, ``mem/``);
 2. fit before synthesizing: the analytic model's DSPs and block RAMs against the device;
 3. yosys (``synth.synthesize``), then the measured figures against the device;
@@ -24,8 +24,8 @@ from typing import Any
 
 from nnforge.compiler.errors import InputError
 from nnforge.hw_sim import resource_model
-from nnforge.hw_sim.devices import DEVICES, UNITS, Device, check_freq, check_package, get_device
-from nnforge.hw_sim.pnr import PnrResult, bitstream as make_bitstream, lpf_template, place_and_route
+from nnforge.hw_sim.devices import DEVICES, UNITS, Device, check_freq, check_package, check_seed, get_device
+from nnforge.hw_sim.pnr import SEED, PnrResult, bitstream as make_bitstream, lpf_template, place_and_route
 from nnforge.hw_sim.synth import RTL_SUFFIXES, Design, SynthResult, synthesize
 
 DEFAULT_TARGET = "ecp5-85k"
@@ -132,7 +132,8 @@ class SynthRun:
 
 
 def run_synth(project_dir: str | Path, target: str | None = None, pnr: bool = False, bitstream: bool = False,
-              freq: float | str | None = None, package: str | None = None, use_cache: bool = True) -> SynthRun:
+              freq: float | str | None = None, package: str | None = None, use_cache: bool = True,
+              seed: int | str | None = None) -> SynthRun:
     """Synthesize a systolic project for ``target`` (and place, route and pack it); see the module doc."""
     from nnforge.hw_sim import synth_report
 
@@ -141,6 +142,7 @@ def run_synth(project_dir: str | Path, target: str | None = None, pnr: bool = Fa
         get_device(target)  # an unknown target is an error before anything is read
     if freq is not None:
         check_freq(freq)
+    seed = SEED if seed is None else check_seed(seed)
     project = open_systolic_project(project_dir)
     device = get_device(target or default_target(project.manifest))
     freq_mhz = check_freq(freq if freq is not None else project.manifest.get("clock_mhz", 100.0))
@@ -166,7 +168,7 @@ def run_synth(project_dir: str | Path, target: str | None = None, pnr: bool = Fa
         lpf = lpf_template([tuple(p) for p in synth.ports], device.part, package, freq_mhz)
     if pnr:
         t0 = time.perf_counter()
-        run.pnr, lpf = place_and_route(synth, device, package, freq_mhz, use_cache=use_cache)
+        run.pnr, lpf = place_and_route(synth, device, package, freq_mhz, use_cache=use_cache, seed=seed)
         times.update(pnr_s=round(time.perf_counter() - t0, 2), pnr_cached=run.pnr.cached, pnr_cold_s=run.pnr.seconds)
     out = project.path / "synth"
     staged = _stage_outputs(project.path, synth, run.pnr, lpf)

@@ -178,6 +178,9 @@ def test_performance_by_hand():
     (["--freq", "0"], "--freq must be a positive finite number"),
     (["--freq", "-5"], "--freq must be a positive finite number"),
     (["--freq", "fast"], "--freq must be a positive finite number"),
+    (["--seed", "-1"], "--seed must be an integer from 0 to 2147483647, not '-1'"),
+    (["--seed", "1.5"], "--seed must be an integer from 0 to 2147483647, not '1.5'"),
+    (["--seed", "2147483648"], "--seed must be an integer from 0"),
     (["--target", "xc7", "--pnr"], "--pnr/--bitstream need an ECP5 target"),
     (["--target", "generic", "--bitstream"], "--pnr/--bitstream need an ECP5 target"),
     (["--target", "ecp5-85k", "--package", "TQFP144"], "--package for LFE5U-85F must be one of CABGA756"),
@@ -278,10 +281,11 @@ def test_synth_2x2_xc7_and_generic(p2, tmp_path):
 @pytest.mark.slow
 def test_pnr_and_bitstream_2x2(p2, tmp_path):
     prj = _copy(p2, tmp_path)
-    code, out = _synth(str(prj), "--target", "ecp5-25k", "--bitstream", "--freq", "50", "--json")
+    code, out = _synth(str(prj), "--target", "ecp5-25k", "--bitstream", "--freq", "50", "--seed", "3", "--json")
     assert code == 0, out
     doc = json.loads(out)
     pnr = doc["pnr"]
+    assert pnr["seed"] == 3
     fmax = pnr["fmax"]["clk"]["achieved"]
     assert fmax > 10 and pnr["fmax"]["clk"]["constraint"] == 50.0
     assert pnr["utilization"]["MULT18X18D"]["used"] == 10 and pnr["utilization"]["DP16KD"]["used"] == 42
@@ -294,7 +298,7 @@ def test_pnr_and_bitstream_2x2(p2, tmp_path):
     bit = (prj / "synth" / "top.bit").read_bytes()
     assert b"\xff\xff\xbd\xb3" in bit[:4096]  # the ECP5 bitstream preamble
     assert doc["bitstream"] == "synth/top.bit"
-    assert "Place and route (LFE5U-25F-CABGA381" in (prj / "report.md").read_text()
+    assert "Place and route (LFE5U-25F-CABGA381, seed 3)" in (prj / "report.md").read_text()
 
 
 @needs_yosys

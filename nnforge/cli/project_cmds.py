@@ -206,13 +206,15 @@ def verify_cmd(project_dir, data_path, as_json, batch_size, allow_modified, ap_t
 @click.option("--freq", default=None, metavar="MHZ", help="Clock target for place and route (default: the project's "
                                                            "clock_mhz).")
 @click.option("--package", default=None, help="ECP5 package (default: the device's largest, for the most IOs).")
+@click.option("--seed", default=None, metavar="N", help="nextpnr's placer seed (default 1). Fmax moves by a few "
+                                                        "percent from one seed to another; each seed is cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def synth_cmd(project_dir, target, pnr, bitstream, freq, package, as_json):
+def synth_cmd(project_dir, target, pnr, bitstream, freq, package, seed, as_json):
     """Synthesize a systolic project with yosys; add the figures to report.json/.md (docs/systolic.md)."""
     from nnforge.hw_sim.synth_flow import run_synth
     from nnforge.synth_view import print_run, run_json
 
-    run = run_synth(project_dir, target, pnr, bitstream, freq, package)
+    run = run_synth(project_dir, target, pnr, bitstream, freq, package, seed=seed)
     page = Path(project_dir) / "report.html"
     if page.is_file():  # the project page shows the measured utilization and Fmax too
         from nnforge.report_html import refresh_project_html
